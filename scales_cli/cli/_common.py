@@ -1,0 +1,44 @@
+"""Shared option aliases and the output helper (human rich output on stdout, or JSON alone)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+ArchOpt = Annotated[
+    str | None,
+    typer.Option("--arch", help="Architecture name, or FILE.py:ClassName for your own nn.Module (default: auto-detect)."),
+]
+ArchOpts = Annotated[
+    list[str] | None,
+    typer.Option("--arch-opt", help="Override a hyper-parameter: key=value (repeatable), e.g. res_scale=0.1."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=_default) + "\n")
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple | set):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # noqa: ANN201
+    from ..archs import load, parse_arch_opts
+
+    return load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts))

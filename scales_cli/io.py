@@ -1,0 +1,187 @@
+"""Read checkpoints safely and reduce them to a flat ``{name: tensor}`` state dict.
+
+Official SR repositories wrap their weights in many ways (BasicSR ``params_ema``/``params``,
+``state_dict``, ``model``, ``net``/``netG``; ``module.`` prefixes from DataParallel). This module
+undoes the wrapping so architecture detection only ever sees parameter names and shapes.
+Pickles are opened with ``torch.load(weights_only=True)``: a file that needs arbitrary code to
+unpickle is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, OutputExistsError
+
+StateDict = dict[str, torch.Tensor]
+
+# Wrapper keys in order of preference: EMA weights are what the official test scripts evaluate.
+WRAPPER_KEYS: tuple[str, ...] = ("params_ema", "params", "state_dict", "model", "net", "netG", "generator")
+# Prefixes added by DataParallel/DDP, torch.compile and some training frameworks.
+STRIP_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.", "model.", "net.", "netG.", "generator.")
+
+_PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin", ".pkl"}
+_SAFETENSORS_SUFFIXES = {".safetensors"}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A flat state dict plus what the file said about itself."""
+
+    path: Path
+    state_dict: StateDict
+    sha256: str
+    metadata: Mapping[str, str] = field(default_factory=dict)  # safetensors header metadata
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Load ``path`` (.pth/.pt/.safetensors) into a flat float state dict on the CPU.
+
+    Raises :class:`CheckpointError` with a one-line message for anything that is not a readable
+    state dict of tensors.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such file (expected a .pth/.pt/.safetensors checkpoint)")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a directory (expected a .pth/.pt/.safetensors checkpoint file)")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p}: file is empty (expected a .pth/.pt/.safetensors checkpoint)")
+    metadata: dict[str, str] = {}
+    if _looks_like_safetensors(p):
+        raw, metadata = _read_safetensors(p)
+    else:
+        raw = _read_pickle(p)
+    state = unwrap_state_dict(raw, p)
+    return Checkpoint(path=p, state_dict=state, sha256=sha256_of(p), metadata=metadata)
+
+
+def _looks_like_safetensors(p: Path) -> bool:
+    if p.suffix.lower() in _SAFETENSORS_SUFFIXES:
+        return True
+    if p.suffix.lower() in _PICKLE_SUFFIXES:
+        return False
+    # Unknown suffix: a safetensors file starts with an 8-byte little-endian header length then '{'.
+    with open(p, "rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{p}: not a readable safetensors file ({_first_line(exc)})") from None
+    return tensors, meta
+
+
+def _read_pickle(p: Path) -> object:
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+            raise CheckpointError(
+                f"{p}: refused: unpickling it would run code ({_unsafe_global(text)}); "
+                "expected a plain state dict of tensors (re-save it with torch.save(model.state_dict()))"
+            ) from None
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
+        msg = _first_line(exc)
+        hint = "truncated or corrupt" if _is_truncation(exc) else "not a PyTorch checkpoint"
+        raise CheckpointError(f"{p}: {hint} ({msg}); expected a .pth/.pt/.safetensors state dict") from None
+
+
+def _is_truncation(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, EOFError) or any(
+        s in text for s in ("central directory", "unexpected eof", "ran out of input", "truncated", "failed finding")
+    )
+
+
+def _unsafe_global(text: str) -> str:
+    for line in text.splitlines():
+        if "Unsupported global" in line or "GLOBAL" in line:
+            return line.strip().rstrip(".")[:160]
+    return "needs arbitrary code"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else exc.__class__.__name__)[:200]
+
+
+def unwrap_state_dict(raw: object, p: Path) -> StateDict:
+    """Descend through known wrapper keys, then strip wrapper prefixes shared by every key."""
+    node = raw
+    for _ in range(4):  # wrappers nest at most a few levels (e.g. {'model': {'state_dict': ...}})
+        if not isinstance(node, Mapping):
+            break
+        if node and all(isinstance(v, torch.Tensor) for v in node.values()):
+            break
+        for key in WRAPPER_KEYS:
+            if isinstance(node.get(key), Mapping) and node[key]:
+                node = node[key]
+                break
+        else:
+            break
+    if not isinstance(node, Mapping) or not node:
+        raise CheckpointError(f"{p}: holds no state dict (expected a mapping of parameter names to tensors)")
+    tensors = {str(k): v for k, v in node.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        kinds = ", ".join(sorted({type(v).__name__ for v in node.values()}))[:80]
+        raise CheckpointError(f"{p}: holds no tensors (found {kinds}); expected a state dict of tensors")
+    return strip_prefixes(tensors)
+
+
+def strip_prefixes(state: StateDict) -> StateDict:
+    """Remove wrapper prefixes that every key shares (``module.``, ``_orig_mod.`` ...)."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIP_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def atomic_write(path: str | os.PathLike[str], write, *, force: bool = False, suffix: str = "") -> Path:
+    """Write via ``write(tmp_path)`` to a temp file in the target folder, then rename over ``path``.
+
+    Refuses to replace an existing file unless ``force``: a user's file is never overwritten silently.
+    """
+    target = Path(path)
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
