@@ -46,6 +46,8 @@ class ArchSpec:
     accept: Callable[[StateDict], bool] | None = None
     ignore_keys: tuple[str, ...] = ()
     description: str = ""
+    # Official configurations (hparams incl. scale) the contract test round-trips through detection.
+    examples: tuple[Mapping[str, Any], ...] = ()
 
     def matches(self, sd: StateDict) -> bool:
         if any(k not in sd for k in self.required_keys):

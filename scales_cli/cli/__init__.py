@@ -20,21 +20,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 # One module per command group; each registers its commands on `app` (explicit list, no scanning).
 from . import inspect_cmd  # noqa: E402,F401
 
 
+@app.callback()
+def _root() -> None:
+    """Binarize pretrained super-resolution networks with SCALES; measure and export them."""
+
+
 def main() -> None:
+    """Console entry point: Typer handles usage errors (exit 2); ScalesError becomes one line."""
     try:
-        app(standalone_mode=False)
+        app()
     except ScalesError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(1)
-    except __import__("click").exceptions.ClickException as exc:
-        exc.show()
         sys.exit(exc.exit_code)
