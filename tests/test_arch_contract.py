@@ -34,7 +34,9 @@ def test_roundtrip_detection(case, tmp_path: Path):
     model = spec.build(**{**spec.defaults, **config})
     path = tmp_path / "weights.pth"
     torch.save(model.state_dict(), path)
-    desc = load(path)
+    # Values that cannot be read off the tensors (spec.defaults, e.g. PAN x2 vs x3) come from the
+    # user as --arch-opt; pass them the same way.
+    desc = load(path, arch_opts={k: v for k, v in config.items() if k in spec.defaults})
     assert desc.arch == spec.name
     for key, value in config.items():
         if key in spec.defaults:

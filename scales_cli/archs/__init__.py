@@ -102,6 +102,7 @@ def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, An
     except (KeyError, ValueError, IndexError) as exc:
         raise DetectionError(f"{ckpt.path}: looks like {spec.name} but its shapes do not fit ({exc})") from None
     hparams.update(arch_opts or {})
+    spec = spec.specialise(hparams)
     try:
         model = spec.build(**hparams)
     except TypeError as exc:

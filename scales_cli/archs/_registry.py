@@ -13,6 +13,20 @@ from .descriptor import ArchSpec
 # Module names under scales_cli.archs. Order matters only between look-alikes: a spec earlier in
 # the list wins when two match, so put the one with more required keys / stricter accept first.
 ARCH_MODULES: tuple[str, ...] = (
+    "imdtn",  # before imdn: shares fea_conv/c.0/LR_conv/upsampler.0 (IMDTB1 vs IMDB1 blocks)
+    "imdn",
+    "rfdn",
+    "rlfn",  # forbids RFDN-only keys (c1_d, esa.conv_max, c.0)
+    "bsrn",
+    "pan",
+    "carn_m",
+    "srgan",
+    "srresnet",  # before edsr: BasicSR EDSR shares conv_first/body.N/conv_last
+    "rcan",
+    "rdn",
+    "edsr",
+    "hat",  # before swinir: same skeleton plus overlap_attn/conv_block
+    "swinir",
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,16 @@ class ArchSpec:
     description: str = ""
     # Official configurations (hparams incl. scale) the contract test round-trips through detection.
     examples: tuple[Mapping[str, Any], ...] = ()
+    # For layouts whose head/tail names depend on hyper-parameters (numbered blocks, e.g. SRGAN's
+    # block{n+3} upsampler): hparams -> (head, tail), applied by ``specialise`` after inference.
+    regions_for: Callable[[Mapping[str, Any]], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+
+    def specialise(self, hparams: Mapping[str, Any]) -> ArchSpec:
+        """This spec with ``head``/``tail`` for one configuration (itself unless ``regions_for``)."""
+        if self.regions_for is None:
+            return self
+        head, tail = self.regions_for(hparams)
+        return replace(self, head=head, tail=tail)
 
     def matches(self, sd: StateDict) -> bool:
         if any(k not in sd for k in self.required_keys):

@@ -1,0 +1,138 @@
+"""IMDN: information multi-distillation network (Hui et al., ACM MM 2019; Zheng222/IMDN).
+
+Layout (parameter names as in ``model/architecture.py``)::
+
+    fea_conv (3x3) -> IMDB1..IMDBn -> c (1x1 over the concatenated block outputs, LeakyReLU 0.05)
+    -> LR_conv (3x3) + fea_conv output -> upsampler (3x3 conv to out_nc*s^2, PixelShuffle(s))
+
+Each IMDB splits its features after every 3x3 conv: d = int(nf/4) channels are "distilled"
+(kept), the remaining nf-d go on; the four distilled parts pass contrast-aware channel attention
+(mean + std per channel -> 1x1 -> ReLU -> 1x1 -> sigmoid, reduction 16) and a 1x1 conv, plus the
+block input. The official class hard-codes six blocks; here there are ``num_modules`` of them,
+numbered from 1 as in the checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._distill import numbered_blocks
+from ._shapes import StateDict, shuffle_factor
+from .descriptor import ArchSpec
+
+DISTILLATION_RATE = 0.25
+CCA_REDUCTION = 16
+LRELU_SLOPE = 0.05
+
+
+def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+class CCALayer(nn.Module):
+    """Contrast-aware channel attention: x * sigmoid(W2 relu(W1 (std(x) + mean(x))))."""
+
+    def __init__(self, channels: int, reduction: int = CCA_REDUCTION) -> None:
+        super().__init__()
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, channels // reduction, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels // reduction, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()  # population std, as official
+        return x * self.conv_du(std + mean)
+
+
+class IMDModule(nn.Module):
+    """One information multi-distillation block (residual)."""
+
+    def __init__(self, nf: int) -> None:
+        super().__init__()
+        self.distilled = int(nf * DISTILLATION_RATE)
+        self.remaining = nf - self.distilled
+        self.c1 = _conv(nf, nf, 3)
+        self.c2 = _conv(self.remaining, nf, 3)
+        self.c3 = _conv(self.remaining, nf, 3)
+        self.c4 = _conv(self.remaining, self.distilled, 3)
+        self.act = nn.LeakyReLU(LRELU_SLOPE)
+        self.c5 = _conv(nf, nf, 1)
+        self.cca = CCALayer(self.distilled * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        split = (self.distilled, self.remaining)
+        d1, r1 = torch.split(self.act(self.c1(x)), split, dim=1)
+        d2, r2 = torch.split(self.act(self.c2(r1)), split, dim=1)
+        d3, r3 = torch.split(self.act(self.c3(r2)), split, dim=1)
+        out = torch.cat([d1, d2, d3, self.c4(r3)], dim=1)
+        return self.c5(self.cca(out)) + x
+
+
+class IMDN(nn.Module):
+    def __init__(self, scale: int = 4, in_nc: int = 3, nf: int = 64, num_modules: int = 6, out_nc: int = 3) -> None:
+        super().__init__()
+        self.num_modules = num_modules
+        self.fea_conv = _conv(in_nc, nf, 3)
+        for i in range(1, num_modules + 1):
+            self.add_module(f"IMDB{i}", IMDModule(nf))
+        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(LRELU_SLOPE))
+        self.LR_conv = _conv(nf, nf, 3)
+        self.upsampler = nn.Sequential(_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.fea_conv(x)
+        outs = []
+        h = fea
+        for i in range(1, self.num_modules + 1):
+            h = getattr(self, f"IMDB{i}")(h)
+            outs.append(h)
+        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
+        return self.upsampler(lr)
+
+
+def infer(sd: StateDict) -> dict[str, Any]:
+    nf, in_nc = sd["fea_conv.weight"].shape[:2]
+    num_modules = numbered_blocks(sd, "IMDB", ".c1.weight")
+    fused_in = sd["c.0.weight"].shape[1]
+    if fused_in != nf * num_modules:
+        raise ValueError(f"c.0 takes {fused_in} channels, expected {num_modules} blocks x {nf}")
+    out_nc = in_nc  # out_nc * s^2 channels feed the shuffle; RGB in, RGB out
+    scale = shuffle_factor(sd["upsampler.0.weight"].shape[0], out_nc)
+    return {"scale": scale, "in_nc": int(in_nc), "nf": int(nf), "num_modules": num_modules, "out_nc": int(out_nc)}
+
+
+def build(**hparams: Any) -> nn.Module:
+    return IMDN(**hparams)
+
+
+SPEC = ArchSpec(
+    name="imdn",
+    required_keys=(
+        "fea_conv.weight",
+        "IMDB1.c1.weight",
+        "IMDB1.c4.weight",
+        "IMDB1.c5.weight",
+        "IMDB1.cca.conv_du.0.weight",
+        "c.0.weight",
+        "LR_conv.weight",
+        "upsampler.0.weight",
+    ),
+    infer=infer,
+    build=build,
+    head=("fea_conv",),
+    tail=("upsampler",),
+    input_range=1.0,
+    description="IMDN (Zheng222/IMDN): information multi-distillation blocks with contrast-aware attention",
+    examples=(
+        {"scale": 2, "in_nc": 3, "nf": 64, "num_modules": 6, "out_nc": 3},
+        {"scale": 3, "in_nc": 3, "nf": 64, "num_modules": 6, "out_nc": 3},
+        {"scale": 4, "in_nc": 3, "nf": 64, "num_modules": 6, "out_nc": 3},
+        {"scale": 3, "in_nc": 3, "nf": 32, "num_modules": 4, "out_nc": 3},
+    ),
+)

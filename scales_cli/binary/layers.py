@@ -1,0 +1,342 @@
+"""Binary conv and linear layers: drop-in subclasses of the float layers they are built from.
+
+A binary layer *is* its float layer (``weight`` and ``bias`` keep their names, so state-dict keys
+carry over) with an activation binarizer ``act``, a weight binarizer ``wbin`` and, when the options
+enable them, the children ``spatial``, ``channel`` and ``bn``::
+
+    BinaryConv2d:  y = [ (BN(conv(act(x), wbin(W))) * s(x) * c) + bias ] + x
+                                                        ^ spatial  ^ channel   ^ skip
+    BinaryLinear:  y = BN(act(x) @ wbin(W)^T) * s(x) + bias
+
+``quantize = False`` (or :func:`quantizers_off`) makes either layer compute exactly the float
+operation it was built from, branches bypassed; calibration runs the model that way.
+
+Example::
+
+    >>> conv = nn.Conv2d(16, 16, 3, padding=1)
+    >>> layer = BinaryConv2d.from_float(conv, BinaryOptions())
+    >>> layer(torch.randn(1, 16, 8, 8)).shape
+    torch.Size([1, 16, 8, 8])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scales_cli.binary.activation import make_activation
+from scales_cli.binary.options import BinaryOptions
+from scales_cli.binary.packing import pack_sign_bits
+from scales_cli.binary.protocol import FP_BITS
+from scales_cli.binary.rescale import ChannelRescale, SpatialRescale2d, TokenSpatialRescale
+from scales_cli.binary.ste import channel_view, sum_except
+from scales_cli.binary.weight import make_weight_binarizer
+from scales_cli.errors import RecipeError
+
+_BRANCHES = ("spatial", "channel", "bn")
+
+
+class BinaryLayer:
+    """What BinaryConv2d and BinaryLinear share: bit widths, export hooks, calibration.
+
+    Subclasses set ``act``, ``wbin``, ``spatial``, ``channel``, ``bn``, ``quantize`` and the class
+    attribute ``act_channel_dim`` (1 for NCHW, -1 for tokens).
+    """
+
+    act_channel_dim: int
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    act: nn.Module
+    wbin: nn.Module
+    bn: nn.BatchNorm2d | nn.BatchNorm1d | None
+    quantize: bool
+
+    def bit_widths(self) -> tuple[int, int]:
+        """(weight bits, activation bits) of the main operation: (1, 1), or FP when quantize is off."""
+        return (self.wbin.bits, self.act.bits) if self.quantize else FP_BITS
+
+    def packed_weight_bits(self) -> Tensor:
+        """Sign bits of ``weight``, uint8 (C_out, ceil(K / 8)); layout in :mod:`scales_cli.binary.packing`."""
+        return pack_sign_bits(self.weight)
+
+    def side_parameters(self) -> dict[str, Tensor]:
+        """Everything besides the packed bits that the binary forward needs, detached copies.
+
+        ``weight_scale`` (C_out,); ``act.alpha`` (1,) the effective positive scale and ``act.beta``
+        (C_in,) when the binarizer has them; ``bias``; the branches' tensors under their state-dict
+        names (``spatial.weight``, ``spatial.bias``, ``channel.weight``, ``bn.weight``, ``bn.bias``,
+        ``bn.running_mean``, ``bn.running_var``) and ``bn.eps`` (1,).
+        """
+        params = {"weight_scale": self.wbin.scale(self.weight).clone()}
+        params.update({f"act.{k}": v for k, v in self.act.side_parameters().items()})
+        if self.bias is not None:
+            params["bias"] = self.bias.detach().clone()
+        for name in _BRANCHES:
+            child = getattr(self, name)
+            if child is None:
+                continue
+            for key, value in child.state_dict().items():
+                if value.is_floating_point():
+                    params[f"{name}.{key}"] = value.detach().clone()
+        if self.bn is not None:
+            params["bn.eps"] = torch.tensor([self.bn.eps], dtype=self.weight.dtype)
+        return params
+
+    def set_act_statistics(self, beta: Tensor, alpha: Tensor) -> bool:
+        """Give the activation binarizer its threshold (C_in,) and scale; False if it has none."""
+        setter = getattr(self.act, "set_statistics", None)
+        if setter is None:
+            return False
+        setter(beta, alpha)
+        return True
+
+    @torch.no_grad()
+    def calibrate_from(self, x: Tensor) -> bool:
+        """Set beta and alpha from one FP input batch x (see :mod:`scales_cli.binary.calibration`).
+
+        beta_c = mean of x over every dim but the channel dim; alpha = mean |x - beta|.
+        """
+        dim = self.act_channel_dim % x.ndim
+        beta = sum_except(x, dim) / (x.numel() // x.shape[dim])
+        alpha = (x - channel_view(beta, x.ndim, dim)).abs().mean()
+        return self.set_act_statistics(beta, alpha)
+
+    def _summary(self) -> str:
+        parts = [f"act={type(self.act).__name__}", f"wbin={type(self.wbin).__name__}"]
+        parts += [name for name in _BRANCHES if getattr(self, name) is not None]
+        if getattr(self, "skip", False):
+            parts.append("skip")
+        return ", ".join(parts)
+
+
+def _size_offset(conv: nn.Conv2d) -> tuple[int, int]:
+    """Per spatial dim, 2P - D(K - 1): output size = floor((H - 1 + offset) / S) + 1; 0 for "same" convs."""
+    if conv.padding == "same":
+        return (0, 0)
+    padding = (0, 0) if conv.padding == "valid" else conv.padding
+    return tuple(2 * p - d * (k - 1) for p, d, k in zip(padding, conv.dilation, conv.kernel_size))  # type: ignore[return-value]
+
+
+def _odd(value: int, what: str) -> int:
+    if value < 1 or value % 2 == 0:
+        raise RecipeError(f"{what} must be an odd positive integer, got {value}")
+    return value
+
+
+def _spatial_padding(conv: nn.Conv2d, kernel: int) -> tuple[int, int]:
+    """Padding p of the k x k spatial branch so that its output size equals the binary conv's.
+
+    Matching floor((H + 2p - k) / S) + 1 with floor((H - 1 + offset) / S) + 1 gives
+    p = (k - 1 + offset) / 2, which must be a non-negative integer (p = k // 2 for "same" convs).
+    """
+    pads = []
+    for offset in _size_offset(conv):
+        if offset % 2 or kernel - 1 + offset < 0:
+            raise RecipeError(
+                f"spatial re-scaling cannot match the output size of a conv with kernel {conv.kernel_size}, "
+                f"padding {conv.padding}, dilation {conv.dilation}; set spatial: false for this layer"
+            )
+        pads.append((kernel - 1 + offset) // 2)
+    return (pads[0], pads[1])
+
+
+class BinaryConv2d(BinaryLayer, nn.Conv2d):
+    """Binary 2-D convolution with SCALES scalings; any kernel, stride, padding, dilation, groups.
+
+    forward (quantize on), with xb = act(x), Wb = wbin(W):
+        z = conv(xb, Wb)                     (no bias; zero padding adds 0s around the +-alpha map)
+        z = BN(z)                            if options.batchnorm
+        z = z * s(x)                         spatial: s = sigmoid(conv_{C_in->1,k}(x)), (B, 1, H', W')
+        z = z * c                            channel: c = sigmoid(conv1d_5(GAP(x)))  if C_in == C_out
+                                                      c = sigmoid(conv1d_5(GAP(z)))  otherwise (pre-spatial z)
+        y = z + bias + x                     skip only when C_in == C_out, stride 1 and H' = H, W' = W
+    """
+
+    act_channel_dim = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        options: BinaryOptions = BinaryOptions(),
+    ) -> None:
+        if padding_mode != "zeros":
+            raise RecipeError(f"binary conv supports padding_mode 'zeros' only, got {padding_mode!r}")
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+        )
+        self.options = options
+        self.quantize = True
+        self.act = make_activation(in_channels, self.act_channel_dim, options)
+        self.wbin = make_weight_binarizer(options.weight)
+        self.spatial: SpatialRescale2d | None = None
+        if options.spatial:
+            kernel = _odd(options.spatial_kernel, "spatial_kernel")
+            self.spatial = SpatialRescale2d(in_channels, kernel, self.stride, _spatial_padding(self, kernel))
+        self.channel: ChannelRescale | None = None
+        if options.channel:
+            self.channel = ChannelRescale(_odd(options.channel_kernel, "channel_kernel"))
+        self.channel_from_input = in_channels == out_channels
+        self.bn: nn.BatchNorm2d | None = nn.BatchNorm2d(out_channels) if options.batchnorm else None
+        self.skip = (
+            options.skip and in_channels == out_channels and self.stride == (1, 1) and _size_offset(self) == (0, 0)
+        )
+        for child in (self.act, self.spatial, self.channel, self.bn):
+            if child is not None:
+                child.to(device=device, dtype=dtype)
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, options: BinaryOptions) -> BinaryConv2d:
+        """A binary copy of ``conv``: same geometry, same ``weight``/``bias`` values, device and dtype."""
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,  # type: ignore[arg-type]
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,  # type: ignore[arg-type]
+            conv.dilation,  # type: ignore[arg-type]
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
+            conv.weight.device,
+            conv.weight.dtype,
+            options=options,
+        )
+        _copy_float_parameters(conv, layer)
+        return layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.quantize:
+            return super().forward(x)
+        z = self._conv_forward(self.act(x), self.wbin(self.weight), None)
+        if self.bn is not None:
+            z = self.bn(z)
+        channel = None
+        if self.channel is not None:
+            channel = self.channel(x if self.channel_from_input else z)
+        if self.spatial is not None:
+            z = z * self.spatial(x)
+        if channel is not None:
+            z = z * channel
+        if self.bias is not None:
+            z = z + self.bias.reshape(1, -1, 1, 1)
+        return z + x if self.skip else z
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._summary()}"
+
+
+class BinaryLinear(BinaryLayer, nn.Linear):
+    """Binary linear layer for (B, N, C) or (N, C) inputs with SCALES token re-scaling.
+
+    forward (quantize on): y = BN(act(x) @ wbin(W)^T) * s(x) + bias, s = sigmoid(Linear_{C->1}(x)) per
+    token. ``options.channel`` and ``options.skip`` do not apply: LayerNorm before every linear of a
+    Transformer block already removes channel-to-channel variation (paper III-B), and the block has its
+    own residuals. BN (if enabled) normalises the out_features of all tokens together.
+    """
+
+    act_channel_dim = -1
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        options: BinaryOptions = BinaryOptions(),
+    ) -> None:
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.options = options
+        self.quantize = True
+        self.act = make_activation(in_features, self.act_channel_dim, options)
+        self.wbin = make_weight_binarizer(options.weight)
+        self.spatial: TokenSpatialRescale | None = TokenSpatialRescale(in_features) if options.spatial else None
+        self.channel = None
+        self.bn: nn.BatchNorm1d | None = nn.BatchNorm1d(out_features) if options.batchnorm else None
+        self.skip = False
+        for child in (self.act, self.spatial, self.bn):
+            if child is not None:
+                child.to(device=device, dtype=dtype)
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, options: BinaryOptions) -> BinaryLinear:
+        """A binary copy of ``linear`` with the same ``weight``/``bias`` values, device and dtype."""
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            linear.weight.device,
+            linear.weight.dtype,
+            options=options,
+        )
+        _copy_float_parameters(linear, layer)
+        return layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.quantize:
+            return super().forward(x)
+        z = F.linear(self.act(x), self.wbin(self.weight))
+        if self.bn is not None:
+            z = self.bn(z.reshape(-1, self.out_features)).reshape(z.shape)
+        if self.spatial is not None:
+            z = z * self.spatial(x)
+        return z + self.bias if self.bias is not None else z
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._summary()}"
+
+
+def _copy_float_parameters(source: nn.Module, layer: nn.Module) -> None:
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            src, dst = getattr(source, name), getattr(layer, name)
+            if src is not None:
+                dst.copy_(src)
+                dst.requires_grad_(src.requires_grad)
+    layer.train(source.training)
+
+
+BINARY_LAYERS: dict[type[nn.Module], Callable[[nn.Module, BinaryOptions], nn.Module]] = {
+    nn.Conv2d: BinaryConv2d.from_float,  # type: ignore[dict-item]
+    nn.Linear: BinaryLinear.from_float,  # type: ignore[dict-item]
+}
+"""Exact float type -> binary constructor. Subclasses (including binary layers) are not matched."""
+
+
+def make_binary(module: nn.Module, options: BinaryOptions) -> nn.Module:
+    """The binary replacement of ``module``, dispatched on its exact type through BINARY_LAYERS."""
+    factory = BINARY_LAYERS.get(type(module))
+    if factory is None:
+        known = ", ".join(f"{cls.__module__}.{cls.__qualname__}" for cls in BINARY_LAYERS)
+        raise RecipeError(f"cannot binarize {type(module).__qualname__}: binary layers exist for exactly {known}")
+    return factory(module, options)
+
+
+@contextmanager
+def quantizers_off(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block every binary layer of ``model`` computes its float operation exactly."""
+    layers = [m for m in model.modules() if isinstance(m, BinaryLayer)]
+    previous = [m.quantize for m in layers]
+    for m in layers:
+        m.quantize = False
+    try:
+        yield model
+    finally:
+        for m, flag in zip(layers, previous):
+            m.quantize = flag

@@ -1,0 +1,99 @@
+"""``scales upscale CKPT IMAGE... -o OUTDIR``: run a checkpoint over images, tiled for large ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import OutputExistsError, ScalesError
+from . import app
+from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model
+
+
+@app.command("upscale")
+def upscale(
+    checkpoint: Annotated[Path, typer.Argument(help="A .pth/.pt/.safetensors checkpoint (FP or binarized student).")],
+    images: Annotated[list[Path], typer.Argument(help="Input images (PNG/JPEG/...; RGB, gray, alpha, palette, 16-bit).")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for <stem>_x<scale>.png outputs.")],
+    tile: Annotated[
+        int | None,
+        typer.Option("--tile", help="Tile edge in input pixels (0: never tile; default: 256 for images over 512x512)."),
+    ] = None,
+    tile_overlap: Annotated[
+        int | None, typer.Option("--tile-overlap", help="Overlap of neighbouring tiles in input pixels (default 16).")
+    ] = None,
+    device: DeviceOpt = "cpu",
+    force: ForceFlag = False,
+    arch: ArchOpt = None,
+    arch_opt: ArchOpts = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Upscale IMAGES with CHECKPOINT into OUT as 8-bit PNGs (alpha upscaled bicubically alongside)."""
+    from ..imaging import output_name, probe_image, read_image, upscale_image, write_png
+    from ..tiling import plan_tiles, window_alignment
+
+    for path in images:
+        probe_image(path)  # reject missing / non-image inputs before loading a model
+    torch_device = _device(device)
+    desc = load_model(checkpoint, arch, arch_opt)
+    targets = [out_dir / output_name(path, desc.scale) for path in images]
+    _refuse_existing(targets, force)
+    _refuse_duplicates(images, targets)
+    model = desc.model.to(torch_device)
+    align = window_alignment(model)
+    written = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=json_out,
+    ) as progress:
+        images_task = progress.add_task("images", total=len(images))
+        for path, target in zip(images, targets, strict=True):
+            image = read_image(path)
+            width, height = image.size
+            plan = plan_tiles(height, width, tile, tile_overlap, align)
+            tiles_task = progress.add_task(f"  {path.name} tiles", total=None, visible=plan.tile < max(width, height))
+
+            def on_tile(done: int, total: int, _task=tiles_task) -> None:
+                progress.update(_task, completed=done, total=total)
+
+            result = upscale_image(model, desc.scale, desc.input_range, image, plan, on_tile=on_tile)
+            write_png(result, target, force=force)
+            progress.remove_task(tiles_task)
+            progress.advance(images_task)
+            written.append({"input": str(path), "output": str(target), "mode": image.mode,
+                            "size": [result.width, result.height], "tile": plan.tile, "overlap": plan.overlap})
+            if not json_out:
+                err_console.print(f"wrote {target} ({result.width}x{result.height} {result.mode})")
+    if json_out:
+        emit_json({"arch": desc.arch, "scale": desc.scale, "outputs": written})
+
+
+def _device(name: str):  # noqa: ANN202 - torch.device
+    import torch
+
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ScalesError(f"--device {name}: expected cpu or cuda[:N]")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ScalesError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ScalesError(f"--device {name}: {exc}") from None
+
+
+def _refuse_existing(targets: list[Path], force: bool) -> None:
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputExistsError(f"{existing[0]}: already exists{more} (pass --force to overwrite)")
+
+
+def _refuse_duplicates(images: list[Path], targets: list[Path]) -> None:
+    seen: dict[Path, Path] = {}
+    for path, target in zip(images, targets, strict=True):
+        if target in seen:
+            raise ScalesError(f"{path}: would write {target} like {seen[target]} (rename one of them)")
+        seen[target] = path

@@ -1,0 +1,264 @@
+"""Per-layer parameter and MAC counts from one forward pass, split into FP and binary.
+
+One forward pass at a given LR size (default 320x180, i.e. 1280x720 output at x4 — the size the
+efficient-SR literature reports) with a forward hook on every module. Each call adds:
+
+* the module's main MACs from :data:`MAC_FORMULAS`, looked up along the class MRO (so a
+  ``BinaryConv2d(nn.Conv2d)`` is counted as a conv)::
+
+      Conv{1,2,3}d           MACs = numel(output) * (C_in / groups) * prod(kernel)
+      ConvTranspose{1,2,3}d  MACs = numel(input)  * (C_out / groups) * prod(kernel)
+      Linear                 MACs = numel(output) * in_features
+
+  They are binary MACs when the module's ``bit_widths()`` is ``(1, 1)``
+  (:mod:`scales_cli.binary.protocol`), FP otherwise;
+* the module's ``extra_macs(inputs, output)`` when it defines one (attention ``q k^T`` and
+  ``attn v`` matmuls), always FP.
+
+Parameters are attributed to the module that owns them directly: a layer whose weight bit-width is 1
+stores its own ``weight`` as binary parameters; every other direct parameter (bias, scales,
+thresholds) is FP. Child modules (re-scaling branches) answer for themselves.
+
+Totals follow the BNN convention (Bi-Real Net, ReActNet, SCALES)::
+
+    Params = P_fp + P_binary / 32           OPs = MAC_fp + MAC_binary / 64
+
+and FLOPs, when asked for, are ``2 x`` those OPs. The pass runs on the ``meta`` device when the
+model allows it (shapes only, no arithmetic), otherwise on the CPU under ``inference_mode``.
+
+>>> from torch import nn
+>>> count_cost(nn.Conv2d(3, 8, 3, padding=1), input_size=(4, 2)).macs_fp   # 8 px * 8 * 27
+1728
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..binary.protocol import bit_widths
+
+BNN_PARAM_DIVISOR = 32  # a 1-bit weight stores 1/32 of a float32 one
+BNN_OPS_DIVISOR = 64  # a 64-bit XNOR-popcount word does 64 binary MACs
+CONVENTION = "BNN: Params = FP + binary/32, OPs = FP MACs + binary MACs/64"
+DEFAULT_INPUT_SIZE: tuple[int, int] = (320, 180)  # (width, height) of the LR input
+
+MacFormula = Callable[[nn.Module, tuple, torch.Tensor], int]
+
+
+def _conv_macs(m: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    return output.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+
+
+def _conv_transpose_macs(m: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    return inputs[0].numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size)
+
+
+def _linear_macs(m: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    return output.numel() * m.in_features
+
+
+MAC_FORMULAS: dict[type[nn.Module], MacFormula] = {
+    nn.Conv1d: _conv_macs,
+    nn.Conv2d: _conv_macs,
+    nn.Conv3d: _conv_macs,
+    nn.ConvTranspose1d: _conv_transpose_macs,
+    nn.ConvTranspose2d: _conv_transpose_macs,
+    nn.ConvTranspose3d: _conv_transpose_macs,
+    nn.Linear: _linear_macs,
+}
+
+
+def mac_formula(module: nn.Module) -> MacFormula | None:
+    """The formula registered for the nearest class in ``module``'s MRO, if any."""
+    return next((MAC_FORMULAS[c] for c in type(module).__mro__ if c in MAC_FORMULAS), None)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One module's own parameters and the MACs of all its calls in the forward pass."""
+
+    name: str  # dotted named_modules path ("" = the model itself)
+    kind: str  # class name
+    weight_bits: int
+    act_bits: int
+    calls: int
+    params_fp: int
+    params_binary: int
+    macs_fp: int
+    macs_binary: int
+
+    @property
+    def params(self) -> float:
+        return self.params_fp + self.params_binary / BNN_PARAM_DIVISOR
+
+    @property
+    def ops(self) -> float:
+        return self.macs_fp + self.macs_binary / BNN_OPS_DIVISOR
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Cost of one model at one input size; totals in the BNN convention (:data:`CONVENTION`)."""
+
+    input_size: tuple[int, int]  # (width, height) of the LR input
+    output_size: tuple[int, int]  # (width, height) of the output
+    layers: tuple[LayerCost, ...]
+    convention: str = CONVENTION
+
+    @property
+    def params_fp(self) -> int:
+        return sum(layer.params_fp for layer in self.layers)
+
+    @property
+    def params_binary(self) -> int:
+        return sum(layer.params_binary for layer in self.layers)
+
+    @property
+    def params_total(self) -> int:
+        """Every parameter once, whatever its bit-width."""
+        return self.params_fp + self.params_binary
+
+    @property
+    def params(self) -> float:
+        """BNN-convention parameters: ``P_fp + P_binary / 32``."""
+        return self.params_fp + self.params_binary / BNN_PARAM_DIVISOR
+
+    @property
+    def macs_fp(self) -> int:
+        return sum(layer.macs_fp for layer in self.layers)
+
+    @property
+    def macs_binary(self) -> int:
+        return sum(layer.macs_binary for layer in self.layers)
+
+    @property
+    def macs_total(self) -> int:
+        return self.macs_fp + self.macs_binary
+
+    @property
+    def ops(self) -> float:
+        """BNN-convention OPs: ``MAC_fp + MAC_binary / 64``."""
+        return self.macs_fp + self.macs_binary / BNN_OPS_DIVISOR
+
+    @property
+    def flops(self) -> float:
+        """``2 x OPs`` (one MAC = a multiply and an add)."""
+        return 2.0 * self.ops
+
+    def to_json(self) -> dict:
+        return {
+            "convention": self.convention,
+            "input_size": list(self.input_size),
+            "output_size": list(self.output_size),
+            "params_fp": self.params_fp,
+            "params_binary": self.params_binary,
+            "params": self.params,
+            "macs_fp": self.macs_fp,
+            "macs_binary": self.macs_binary,
+            "ops": self.ops,
+            "layers": [
+                {
+                    "name": layer.name,
+                    "type": layer.kind,
+                    "bits": [layer.weight_bits, layer.act_bits],
+                    "calls": layer.calls,
+                    "params_fp": layer.params_fp,
+                    "params_binary": layer.params_binary,
+                    "macs_fp": layer.macs_fp,
+                    "macs_binary": layer.macs_binary,
+                }
+                for layer in self.layers
+            ],
+        }
+
+
+def _own_params(module: nn.Module, seen: set[int]) -> tuple[int, int]:
+    """(FP, binary) element counts of the parameters ``module`` owns directly (shared ones once)."""
+    weight_bits, _ = bit_widths(module)
+    fp = binary = 0
+    for name, p in module.named_parameters(recurse=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if name == "weight" and weight_bits == 1:
+            binary += p.numel()
+        else:
+            fp += p.numel()
+    return fp, binary
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        out = model(x)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"model returned {type(out).__name__}, expected a tensor")
+    return out
+
+
+def _trace_macs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, list[int]], torch.Tensor]:
+    """Run ``model(x)`` with hooks; per module path: [calls, fp MACs, binary MACs]."""
+    counts: dict[str, list[int]] = {}
+    handles = []
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            entry = counts.setdefault(name, [0, 0, 0])
+            entry[0] += 1
+            formula = mac_formula(module)
+            if formula is not None:
+                macs = int(formula(module, inputs, output))
+                entry[2 if bit_widths(module) == (1, 1) else 1] += macs
+            extra = getattr(module, "extra_macs", None)
+            if callable(extra):
+                entry[1] += int(extra(inputs, output))
+
+        return hook
+
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_hook(hook_for(name)))
+    try:
+        out = _forward(model, x)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts, out
+
+
+def count_cost(
+    model: nn.Module,
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+    *,
+    input_range: float = 1.0,
+    in_channels: int = 3,
+) -> CostReport:
+    """Count ``model``'s parameters and MACs for one ``(width, height)`` LR input (see module doc)."""
+    width, height = input_size
+    counts: dict[str, list[int]] | None = None
+    try:  # shapes only: fast and memory-free for the big 1280x720 activations
+        meta_model = copy.deepcopy(model).to("meta")
+        counts, out = _trace_macs(meta_model, torch.empty(1, in_channels, height, width, device="meta"))
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        counts = None  # data-dependent code (``.item()``, CPU-made tensors): fall back to a real pass
+    if counts is None:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(1, in_channels, height, width, generator=gen) * input_range
+        counts, out = _trace_macs(model, x)
+    seen: set[int] = set()
+    layers = []
+    for name, module in model.named_modules():
+        fp, binary = _own_params(module, seen)
+        calls, macs_fp, macs_binary = counts.get(name, (0, 0, 0))
+        if fp or binary or macs_fp or macs_binary:
+            w_bits, a_bits = bit_widths(module)
+            layers.append(
+                LayerCost(name, type(module).__name__, int(w_bits), int(a_bits), calls, fp, binary, macs_fp, macs_binary)
+            )
+    return CostReport(
+        input_size=(width, height), output_size=(int(out.shape[-1]), int(out.shape[-2])), layers=tuple(layers)
+    )

@@ -1,0 +1,163 @@
+"""Benchmark datasets: HR/LR pairs from a folder, from HR images alone, or from explicit lists.
+
+Three ways to name the data, one result (:class:`Dataset`):
+
+* benchmark layout ``DIR/HR/NAME.png`` + ``DIR/LR_bicubic/X{s}/NAMEx{s}.png`` (the ../shared copy of
+  Set5/Set14, EDSR's ``benchmark/``);
+* HR images alone (``DIR/HR/`` without ``LR_bicubic/X{s}``, or images directly in ``DIR``): the LR is
+  made on the fly as ``imresize(modcrop(HR, s), 1/s)`` with the MATLAB-exact resize, which
+  reproduces the published LR files bit for bit;
+* explicit ``--hr``/``--lr`` file lists, paired by position.
+
+Pairs are checked when the dataset is built (sizes from file headers, no decoding): a missing LR,
+an LR whose size is not ``modcrop(HR, s) / s``, an unreadable file or an empty folder is a one-line
+:class:`~scales_cli.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .color import IMAGE_SUFFIXES, image_size, load_image, modcrop
+from .resize import imresize
+
+HR_DIR = "HR"
+LR_DIR = "LR_bicubic"
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One test image: its HR file and its LR file (``None``: made from the HR on the fly)."""
+
+    name: str
+    hr: Path
+    lr: Path | None
+
+
+@dataclass(frozen=True)
+class LoadedPair:
+    """Decoded images: ``hr`` is already modcropped; ``lr`` has exactly ``hr.shape / scale``."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named, ordered set of test pairs at one scale."""
+
+    name: str
+    scale: int
+    pairs: tuple[ImagePair, ...]
+    origin: str  # "benchmark", "hr-only" or "pairs": where the LR images come from
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[LoadedPair]:
+        return (self.load(pair) for pair in self.pairs)
+
+    def load(self, pair: ImagePair) -> LoadedPair:
+        hr = modcrop(load_image(pair.hr), self.scale)
+        if pair.lr is None:
+            return LoadedPair(pair.name, hr, imresize(hr, 1.0 / self.scale))
+        lr = load_image(pair.lr)
+        if lr.ndim != hr.ndim:
+            kinds = {2: "gray", 3: "RGB"}
+            raise DataError(f"{pair.lr}: LR is {kinds[lr.ndim]} but its HR {pair.hr.name} is {kinds[hr.ndim]}")
+        _check_lr_size(pair.hr, hr.shape[:2], pair.lr, lr.shape[:2], self.scale)
+        return LoadedPair(pair.name, hr, lr)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _check_lr_size(hr_path: Path, hr_hw: tuple[int, int], lr_path: Path, lr_hw: tuple[int, int], scale: int) -> None:
+    """``hr_hw`` is the HR size *before or after* modcrop: both give the same expected LR size."""
+    want = (hr_hw[0] // scale, hr_hw[1] // scale)
+    if tuple(lr_hw) != want:
+        raise DataError(
+            f"{lr_path}: LR is {lr_hw[1]}x{lr_hw[0]} but modcrop({hr_path.name}, {scale}) / {scale} "
+            f"is {want[1]}x{want[0]} (expected LR = HR / scale)"
+        )
+
+
+def _check_hr_size(hr_path: Path, scale: int) -> tuple[int, int]:
+    h, w = image_size(hr_path)
+    if h < scale or w < scale:
+        raise DataError(f"{hr_path}: {w}x{h} is smaller than the scale x{scale}")
+    return h, w
+
+
+def _lr_for(lr_dir: Path, hr: Path, scale: int) -> Path | None:
+    for suffix in dict.fromkeys((hr.suffix, ".png")):
+        candidate = lr_dir / f"{hr.stem}x{scale}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def dataset_from_folder(root: str | Path, scale: int) -> Dataset:
+    """A dataset from ``root`` in the benchmark layout, or from HR images alone (see module doc)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset folder (expected DIR/HR[/..] or a folder of images)")
+    if scale < 1:
+        raise DataError(f"scale {scale}: expected a positive integer")
+    hr_dir = root / HR_DIR
+    base = hr_dir if hr_dir.is_dir() else root
+    hr_files = _images_in(base)
+    if not hr_files:
+        raise DataError(f"{base}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
+    lr_dir = root / LR_DIR / f"X{scale}"
+    if not (hr_dir.is_dir() and lr_dir.is_dir()):
+        for hr in hr_files:
+            _check_hr_size(hr, scale)
+        return Dataset(root.name, scale, tuple(ImagePair(p.stem, p, None) for p in hr_files), "hr-only")
+    pairs = []
+    missing = []
+    for hr in hr_files:
+        lr = _lr_for(lr_dir, hr, scale)
+        if lr is None:
+            missing.append(f"{hr.stem}x{scale}.png")
+            continue
+        _check_lr_size(hr, _check_hr_size(hr, scale), lr, image_size(lr), scale)
+        pairs.append(ImagePair(hr.stem, hr, lr))
+    if missing:
+        raise DataError(
+            f"{lr_dir}: {len(missing)} of {len(hr_files)} LR images missing (e.g. {', '.join(missing[:3])})"
+        )
+    return Dataset(root.name, scale, tuple(pairs), "benchmark")
+
+
+def dataset_from_pairs(
+    hr: Sequence[str | Path], lr: Sequence[str | Path] | None, scale: int, name: str = "pairs"
+) -> Dataset:
+    """A dataset from explicit HR files and LR files paired by position (no LR: made on the fly)."""
+    hr_paths = [Path(p) for p in hr]
+    if not hr_paths:
+        raise DataError("--hr: no HR images given")
+    lr_paths: list[Path | None] = [Path(p) for p in lr] if lr else [None] * len(hr_paths)
+    if len(lr_paths) != len(hr_paths):
+        raise DataError(f"--hr/--lr: {len(hr_paths)} HR but {len(lr_paths)} LR images (expected one LR per HR)")
+    pairs = []
+    for hr_path, lr_path in zip(hr_paths, lr_paths, strict=True):
+        if not hr_path.is_file():
+            raise DataError(f"{hr_path}: no such HR image")
+        hw = _check_hr_size(hr_path, scale)
+        if lr_path is not None:
+            if not lr_path.is_file():
+                raise DataError(f"{lr_path}: no such LR image")
+            _check_lr_size(hr_path, hw, lr_path, image_size(lr_path), scale)
+        pairs.append(ImagePair(hr_path.stem, hr_path, lr_path))
+    names = [p.name for p in pairs]
+    if len(set(names)) != len(names):
+        raise DataError(f"--hr: image names repeat ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+    return Dataset(name, scale, tuple(pairs), "pairs" if lr else "hr-only")

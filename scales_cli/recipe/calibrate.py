@@ -1,0 +1,111 @@
+"""Data-aware initialisation glue: a few LR crops from a folder -> :func:`scales_cli.binary.calibrate`.
+
+``scales binarize --calibrate DIR`` reads up to ``n_images`` PNG/JPEG files of DIR (sorted by name;
+gray files are replicated to RGB), takes one ``crop x crop`` random crop of each with a seeded
+generator (the same files and seed give the same crops), scales them to ``[0, input_range]`` and
+hands them to the SCALES binarizers, which set beta (per-channel mean) and alpha (mean |x - beta|)
+from the FP activations they see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DataError
+
+CALIB_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+DEFAULT_IMAGES = 16
+DEFAULT_CROP = 64
+DEFAULT_SEED = 0
+DEFAULT_BATCH = 4
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """What went into the initialisation (stored in the student's metadata)."""
+
+    folder: str
+    images: int
+    crop: int
+    seed: int
+    layers: int  # binarizers calibrated
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def calibration_images(folder: str | Path, n_images: int) -> list[Path]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"--calibrate {root}: not a folder of PNG/JPEG images")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in CALIB_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"--calibrate {root}: holds no .png/.jpg/.jpeg images")
+    if n_images < 1:
+        raise DataError(f"--calib-images {n_images}: expected at least 1")
+    return files[:n_images]
+
+
+def calibration_batches(
+    folder: str | Path,
+    n_images: int = DEFAULT_IMAGES,
+    *,
+    crop: int = DEFAULT_CROP,
+    seed: int = DEFAULT_SEED,
+    input_range: float = 1.0,
+    batch_size: int = DEFAULT_BATCH,
+) -> list[torch.Tensor]:
+    """Seeded random ``crop x crop`` RGB crops as NCHW float batches in ``[0, input_range]``.
+
+    Images smaller than ``crop`` contribute their largest centred square instead (batched alone).
+    """
+    from ..metrics.color import gray_to_rgb, load_image
+
+    rng = np.random.default_rng(seed)
+    crops: list[np.ndarray] = []
+    for path in calibration_images(folder, n_images):
+        img = load_image(path)
+        if img.ndim == 2:
+            img = gray_to_rgb(img)
+        h, w = img.shape[:2]
+        size = min(crop, h, w)
+        top = int(rng.integers(0, h - size + 1))
+        left = int(rng.integers(0, w - size + 1))
+        crops.append(img[top : top + size, left : left + size])
+    by_size: dict[int, list[np.ndarray]] = {}
+    for c in crops:
+        by_size.setdefault(c.shape[0], []).append(c)
+    batches = []
+    for same in by_size.values():
+        for i in range(0, len(same), batch_size):
+            arr = np.stack(same[i : i + batch_size]).astype(np.float32) / 255.0 * input_range
+            batches.append(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous())
+    return batches
+
+
+def calibrate_student(
+    student: nn.Module,
+    folder: str | Path,
+    n_images: int = DEFAULT_IMAGES,
+    *,
+    crop: int = DEFAULT_CROP,
+    seed: int = DEFAULT_SEED,
+    input_range: float = 1.0,
+) -> CalibrationInfo:
+    """Set the student's alpha/beta from ``folder``'s crops; returns what was used."""
+    from ..binary import calibrate
+
+    batches = calibration_batches(folder, n_images, crop=crop, seed=seed, input_range=input_range)
+    calibrated = calibrate(student, batches)
+    return CalibrationInfo(
+        folder=str(folder),
+        images=sum(int(b.shape[0]) for b in batches),
+        crop=crop,
+        seed=seed,
+        layers=len(calibrated) if calibrated is not None else 0,
+    )

@@ -1,0 +1,148 @@
+"""Student files: a binarized network as one safetensors file that rebuilds itself.
+
+The file holds the student's full state dict plus string metadata::
+
+    scales.format          "student"
+    scales.arch            registered architecture name (e.g. "imdn")
+    scales.hparams         JSON of the FP network's hyper-parameters
+    scales.recipe          the resolved recipe as self-contained YAML (``extends`` flattened)
+    scales.recipe_name     the recipe's name
+    scales.recipe_text     the recipe file exactly as written
+    scales.teacher_sha256  sha256 of the FP checkpoint it was made from
+    scales.version         scales_cli.__version__ that wrote it
+    scales.calibration     JSON: how alpha/beta were initialised ({} when not calibrated)
+    scales.binarized       number of binarized layers
+
+Loading rebuilds the FP network from arch + hparams, re-applies the recipe (same decisions, same
+module paths) and loads the state dict with ``strict=True``, so the student computes exactly what
+was saved.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..archs.descriptor import SRDescriptor, count_params, region_summary
+from ..errors import CheckpointError, ScalesError
+from ..io import Checkpoint, atomic_write
+from .rewrite import rewrite
+from .schema import Recipe, parse_recipe
+
+FORMAT = "student"
+PREFIX = "scales."
+
+
+def student_metadata(
+    desc: SRDescriptor, recipe: Recipe, binarized: int, calibration: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    from .. import __version__
+
+    return {
+        f"{PREFIX}format": FORMAT,
+        f"{PREFIX}arch": desc.arch,
+        f"{PREFIX}hparams": json.dumps(dict(desc.hparams), sort_keys=True),
+        f"{PREFIX}recipe": recipe.to_yaml(),
+        f"{PREFIX}recipe_name": recipe.name,
+        f"{PREFIX}recipe_text": recipe.text or recipe.to_yaml(),
+        f"{PREFIX}teacher_sha256": desc.sha256 or "",
+        f"{PREFIX}version": __version__,
+        f"{PREFIX}calibration": json.dumps(dict(calibration or {}), sort_keys=True),
+        f"{PREFIX}binarized": str(binarized),
+    }
+
+
+def save_student(
+    path: str | Path,
+    student: nn.Module,
+    desc: SRDescriptor,
+    recipe: Recipe,
+    force: bool = False,
+    *,
+    binarized: int | None = None,
+    calibration: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``student`` (made from ``desc`` by ``recipe``) to ``path`` atomically.
+
+    Every tensor is cloned contiguous: safetensors refuses tensors that share storage (tied weights,
+    views), and the file must hold every state-dict key for the strict reload.
+    """
+    from safetensors.torch import save_file
+
+    if binarized is None:
+        binarized = sum(1 for m in student.modules() if _is_binary(m))
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
+    meta = student_metadata(desc, recipe, binarized, calibration)
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), force=force)
+
+
+def _is_binary(module: nn.Module) -> bool:
+    from ..binary.protocol import is_binary
+
+    return is_binary(module)
+
+
+def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -> SRDescriptor:
+    """Rebuild the student in ``ckpt`` (a file written by :func:`save_student`)."""
+    from ..archs import load_state_dict_into
+    from ..archs._registry import spec_by_name
+
+    meta = ckpt.metadata
+    src = ckpt.path
+    arch = _field(meta, "arch", src)
+    spec = spec_by_name(arch)
+    if spec is None:
+        raise CheckpointError(
+            f"{src}: student of architecture {arch!r}, which this version does not register "
+            "(students of FILE.py:Class networks cannot be rebuilt)"
+        )
+    try:
+        hparams: dict[str, Any] = json.loads(_field(meta, "hparams", src))
+        calibration = json.loads(meta.get(f"{PREFIX}calibration") or "{}")
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{src}: corrupt student metadata ({exc})") from None
+    hparams.update(arch_opts or {})
+    try:
+        recipe = parse_recipe(_field(meta, "recipe", src), source=f"{src} (stored recipe)", name=meta.get(f"{PREFIX}recipe_name", "recipe"))
+    except ScalesError as exc:
+        raise CheckpointError(f"{src}: its stored recipe no longer validates ({exc.message})") from None
+    try:
+        fp_model = spec.build(**hparams)
+    except TypeError as exc:
+        raise CheckpointError(f"{src}: cannot rebuild {arch} with {hparams} ({exc})") from None
+    student, report = rewrite(fp_model, recipe, region_of=spec.region_of)
+    load_state_dict_into(student, ckpt.state_dict, src, f"{arch} student ({recipe.name})")
+    student.eval()
+    return SRDescriptor(
+        arch=spec.name,
+        scale=int(hparams["scale"]),
+        hparams=hparams,
+        input_range=float(hparams.get("input_range", spec.input_range)),
+        params=count_params(student),
+        sha256=ckpt.sha256,
+        source=ckpt.path,
+        regions=region_summary(spec, student),
+        spec=spec,
+        model=student,
+        extra={
+            "student": {
+                "recipe": recipe.name,
+                "teacher_sha256": meta.get(f"{PREFIX}teacher_sha256", ""),
+                "binarized_layers": len(report.binarized),
+                "kept_layers": len(report.kept),
+                "calibration": calibration,
+                "written_by": meta.get(f"{PREFIX}version", ""),
+            }
+        },
+    )
+
+
+def _field(meta: Mapping[str, str], key: str, src: Path) -> str:
+    value = meta.get(PREFIX + key)
+    if not value:
+        raise CheckpointError(f"{src}: student file lacks metadata {PREFIX}{key} (not written by scales binarize?)")
+    return value

@@ -1,0 +1,295 @@
+"""BinaryConv2d / BinaryLinear: geometry, branch sizes, float mode, state dicts, export hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from scales_cli.binary import (
+    PRESETS,
+    BinaryConv2d,
+    BinaryLinear,
+    BinaryOptions,
+    bit_widths,
+    is_binary,
+    make_binary,
+    quantizers_off,
+)
+from scales_cli.binary.packing import pack_sign_bits, unpack_sign_bits
+from scales_cli.binary.rescale import ChannelRescale, SpatialRescale2d, TokenSpatialRescale
+from scales_cli.binary.ste import hard_sign
+from scales_cli.errors import RecipeError
+
+ALL_ON = BinaryOptions(act="scales", spatial=True, channel=True, skip=True, batchnorm=True)
+ALL_OFF = BinaryOptions(act="sign", spatial=False, channel=False, skip=False, batchnorm=False)
+
+CONV_GEOMETRIES = [
+    dict(in_channels=8, out_channels=8, kernel_size=3, padding=1),
+    dict(in_channels=8, out_channels=8, kernel_size=1),
+    dict(in_channels=6, out_channels=10, kernel_size=3, padding=1, stride=2),
+    dict(in_channels=8, out_channels=8, kernel_size=3, padding=2, dilation=2),
+    dict(in_channels=8, out_channels=12, kernel_size=3, padding=1, groups=4),
+    dict(in_channels=4, out_channels=4, kernel_size=5, padding="same"),
+    dict(in_channels=4, out_channels=6, kernel_size=(3, 1), padding=(1, 0), stride=(2, 1)),
+    dict(in_channels=5, out_channels=5, kernel_size=3, padding=0),
+]
+
+
+def _randomised(layer: nn.Module) -> nn.Module:
+    """Give BN statistics and alpha/beta non-trivial values so every piece shows in the output."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, tensor in layer.named_buffers():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 2.0)
+            elif name.endswith("running_mean"):
+                tensor.normal_()
+        for name, param in layer.named_parameters():
+            if name.startswith(("act.", "bn.")):
+                param.uniform_(0.3, 1.5)
+    return layer.eval()
+
+
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=lambda g: "-".join(f"{k}{v}" for k, v in g.items()))
+@pytest.mark.parametrize("options", [ALL_ON, PRESETS["scales"], PRESETS["xnor"]], ids=["all", "scales", "xnor"])
+def test_conv_shapes_match_float_conv(geometry: dict, options: BinaryOptions) -> None:
+    conv = nn.Conv2d(**geometry)
+    layer = BinaryConv2d.from_float(conv, options)
+    x = torch.randn(2, geometry["in_channels"], 11, 9)  # odd sizes
+    y = layer(x)
+    assert y.shape == conv(x).shape
+    y.square().mean().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.shape == conv.weight.shape
+
+
+def test_conv_is_drop_in_subclass_with_float_keys() -> None:
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    layer = BinaryConv2d.from_float(conv, ALL_ON)
+    assert isinstance(layer, nn.Conv2d)
+    assert torch.equal(layer.weight, conv.weight) and torch.equal(layer.bias, conv.bias)
+    keys = set(layer.state_dict())
+    assert set(conv.state_dict()) <= keys
+    assert {"act.alpha", "act.beta", "spatial.weight", "spatial.bias", "channel.weight", "bn.weight"} <= keys
+    none = BinaryConv2d.from_float(conv, ALL_OFF)
+    assert set(none.state_dict()) == {"weight", "bias"}
+    assert none.spatial is None and none.channel is None and none.bn is None
+
+
+@pytest.mark.parametrize("c_in, k", [(8, 3), (16, 5), (3, 1)])
+def test_spatial_branch_adds_cin_k_k_plus_one_params(c_in: int, k: int) -> None:
+    conv = nn.Conv2d(c_in, c_in, 3, padding=1)
+    base = BinaryOptions(spatial=False, channel=False)
+    without = sum(p.numel() for p in BinaryConv2d.from_float(conv, base).parameters())
+    layer = BinaryConv2d.from_float(conv, BinaryOptions(spatial=True, spatial_kernel=k, channel=False))
+    assert sum(p.numel() for p in layer.parameters()) - without == c_in * k * k + 1
+    assert sum(p.numel() for p in layer.spatial.parameters()) == c_in * k * k + 1
+
+
+@pytest.mark.parametrize("c_in, c_out", [(8, 8), (6, 10)])
+def test_channel_branch_adds_exactly_five_params(c_in: int, c_out: int) -> None:
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+    without = sum(p.numel() for p in BinaryConv2d.from_float(conv, BinaryOptions(spatial=False, channel=False)).parameters())
+    layer = BinaryConv2d.from_float(conv, BinaryOptions(spatial=False, channel=True))
+    assert sum(p.numel() for p in layer.parameters()) - without == 5
+    assert layer.channel_from_input == (c_in == c_out)
+
+
+def test_token_spatial_branch_adds_c_plus_one_params() -> None:
+    lin = nn.Linear(12, 36)
+    base = sum(p.numel() for p in BinaryLinear.from_float(lin, BinaryOptions(spatial=False)).parameters())
+    layer = BinaryLinear.from_float(lin, BinaryOptions(spatial=True))
+    assert sum(p.numel() for p in layer.parameters()) - base == 12 + 1
+
+
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=lambda g: "-".join(f"{k}{v}" for k, v in g.items()))
+def test_quantizers_off_is_exactly_the_float_conv(geometry: dict) -> None:
+    conv = nn.Conv2d(**geometry)
+    layer = _randomised(BinaryConv2d.from_float(conv, ALL_ON))
+    x = torch.randn(2, geometry["in_channels"], 10, 7)
+    with quantizers_off(layer):
+        assert torch.equal(layer(x), conv(x))
+        assert layer.bit_widths() == (32, 32)
+    assert layer.quantize and layer.bit_widths() == (1, 1)
+    assert not torch.equal(layer(x), conv(x))
+
+
+def test_quantizers_off_is_exactly_the_float_linear() -> None:
+    lin = nn.Linear(6, 9)
+    model = nn.Sequential(BinaryLinear.from_float(lin, ALL_ON))
+    x = torch.randn(2, 5, 6)
+    with quantizers_off(model):
+        assert torch.equal(model(x), lin(x))
+
+
+def test_skip_only_where_shapes_allow() -> None:
+    cases = {
+        (8, 8, 3, 1, 1): True,
+        (8, 8, 3, 1, 0): False,  # output smaller than input
+        (8, 8, 3, 2, 1): False,  # stride 2
+        (8, 12, 3, 1, 1): False,  # channels change
+    }
+    for (cin, cout, k, s, p), expected in cases.items():
+        layer = BinaryConv2d.from_float(nn.Conv2d(cin, cout, k, stride=s, padding=p), BinaryOptions(skip=True))
+        assert layer.skip is expected, (cin, cout, k, s, p)
+    assert not BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), BinaryOptions(skip=False)).skip
+
+
+def test_conv_forward_composition_by_hand() -> None:
+    """y = BN(conv(alpha sign(x - beta), s_o sign(W))) * spatial(x) * channel(x) + bias + x."""
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    layer = _randomised(BinaryConv2d.from_float(conv, ALL_ON))
+    x = torch.randn(2, 4, 6, 5)
+    alpha, beta = layer.act.scale(), layer.act.beta.reshape(1, -1, 1, 1)
+    xb = alpha * hard_sign(x - beta)
+    assert xb.unique().numel() == 2
+    wb = conv.weight.abs().mean(dim=(1, 2, 3)).reshape(-1, 1, 1, 1) * hard_sign(conv.weight)
+    z = layer.bn(F.conv2d(xb, wb, padding=1))
+    s = torch.sigmoid(F.conv2d(x, layer.spatial.weight, layer.spatial.bias, padding=1))
+    c = torch.sigmoid(F.conv1d(x.mean(dim=(2, 3)).unsqueeze(1), layer.channel.weight, padding=2)).reshape(2, 4, 1, 1)
+    expected = z * s * c + conv.bias.reshape(1, -1, 1, 1) + x
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_linear_forward_composition_and_shapes() -> None:
+    lin = nn.Linear(6, 9)
+    layer = _randomised(BinaryLinear.from_float(lin, ALL_ON))
+    for shape in [(2, 5, 6), (7, 6)]:
+        x = torch.randn(shape)
+        xb = layer.act.scale() * hard_sign(x - layer.act.beta)
+        wb = lin.weight.abs().mean(dim=1, keepdim=True) * hard_sign(lin.weight)
+        z = layer.bn(F.linear(xb, wb).reshape(-1, 9)).reshape(*shape[:-1], 9)
+        expected = z * torch.sigmoid(F.linear(x, layer.spatial.weight, layer.spatial.bias)) + lin.bias
+        torch.testing.assert_close(layer(x), expected)
+    assert layer.channel is None and layer.skip is False
+
+
+def test_make_binary_dispatches_on_exact_type() -> None:
+    assert type(make_binary(nn.Conv2d(3, 3, 3), BinaryOptions())) is BinaryConv2d
+    assert type(make_binary(nn.Linear(3, 3), BinaryOptions())) is BinaryLinear
+
+    class MyConv(nn.Conv2d):
+        pass
+
+    for module in (MyConv(3, 3, 3), nn.Conv1d(3, 3, 3), BinaryConv2d(3, 3, 3)):
+        with pytest.raises(RecipeError, match="cannot binarize"):
+            make_binary(module, BinaryOptions())
+
+
+def test_bit_width_protocol() -> None:
+    layer = make_binary(nn.Conv2d(4, 4, 3, padding=1), BinaryOptions())
+    assert is_binary(layer) and bit_widths(layer) == (1, 1)
+    assert bit_widths(layer.spatial) == (32, 32) and not is_binary(layer.channel)
+
+
+def test_unmatchable_spatial_geometry_and_padding_mode_are_recipe_errors() -> None:
+    with pytest.raises(RecipeError, match="spatial re-scaling"):
+        BinaryConv2d.from_float(nn.Conv2d(4, 4, 2), BinaryOptions(spatial=True))
+    with pytest.raises(RecipeError, match="odd"):
+        BinaryConv2d.from_float(nn.Conv2d(4, 4, 3, padding=1), BinaryOptions(spatial_kernel=4))
+    with pytest.raises(RecipeError, match="padding_mode"):
+        BinaryConv2d.from_float(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), BinaryOptions())
+    assert BinaryConv2d.from_float(nn.Conv2d(4, 4, 2), BinaryOptions(spatial=False))(torch.randn(1, 4, 5, 5)).shape == (1, 4, 4, 4)
+
+
+def test_branches_pass_gradcheck() -> None:
+    torch.manual_seed(4)
+    spatial = SpatialRescale2d(3, 3, (2, 2), (1, 1)).double()
+    channel = ChannelRescale(5).double()
+    token = TokenSpatialRescale(4).double()
+    assert torch.autograd.gradcheck(spatial, (torch.randn(1, 3, 5, 4, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(channel, (torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(token, (torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True),))
+
+
+def test_layer_gradients_to_bias_and_branches_match_finite_differences() -> None:
+    """The output is smooth in bias and branch weights (binary parts fixed), so gradcheck applies."""
+    torch.manual_seed(5)
+    layer = _randomised(BinaryConv2d.from_float(nn.Conv2d(3, 3, 3, padding=1), ALL_ON)).double()
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    names = ["bias", "spatial.weight", "channel.weight"]
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in layer.named_parameters() if n in names}
+
+    def f(*values: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(layer, dict(zip(params, values)), (x,))
+
+    assert torch.autograd.gradcheck(f, tuple(params.values()))
+
+
+@pytest.mark.parametrize("options", [ALL_ON, PRESETS["scales"], PRESETS["e2fif"], PRESETS["bibert"]], ids=["all", "scales", "e2fif", "bibert"])
+def test_safetensors_round_trip_is_bit_exact(tmp_path: Path, options: BinaryOptions) -> None:
+    conv = nn.Conv2d(6, 6, 3, padding=1)
+    layer = _randomised(BinaryConv2d.from_float(conv, options))
+    lin = _randomised(BinaryLinear.from_float(nn.Linear(6, 10), options))
+    save_file(layer.state_dict(), str(tmp_path / "conv.safetensors"))
+    save_file(lin.state_dict(), str(tmp_path / "lin.safetensors"))
+    fresh = BinaryConv2d.from_float(nn.Conv2d(6, 6, 3, padding=1), options).eval()
+    fresh_lin = BinaryLinear.from_float(nn.Linear(6, 10), options).eval()
+    fresh.load_state_dict(load_file(str(tmp_path / "conv.safetensors")))
+    fresh_lin.load_state_dict(load_file(str(tmp_path / "lin.safetensors")))
+    x, t = torch.randn(2, 6, 7, 9), torch.randn(2, 5, 6)
+    assert torch.equal(fresh(x), layer(x))
+    assert torch.equal(fresh_lin(t), lin(t))
+
+
+def test_pack_unpack_round_trip_and_bit_order() -> None:
+    w = torch.randn(5, 3, 3, 3)
+    w.view(-1)[0] = 0.0
+    packed = pack_sign_bits(w)
+    assert packed.dtype == torch.uint8 and packed.shape == (5, 4)  # 27 bits -> 4 bytes
+    assert torch.equal(unpack_sign_bits(packed, 27), hard_sign(w).reshape(5, 27))
+    assert pack_sign_bits(torch.tensor([[1.0, -1, -1, -1, -1, -1, -1, 1]])).item() == 0b10000001
+
+
+def _rebuild_conv(layer: BinaryConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The forward from packed bits + side parameters only (what an exporter ships)."""
+    side = layer.side_parameters()
+    k = layer.weight[0].numel()
+    wb = unpack_sign_bits(layer.packed_weight_bits(), k).reshape(layer.weight.shape) * side["weight_scale"].reshape(-1, 1, 1, 1)
+    beta = side.get("act.beta", torch.zeros(x.shape[1])).reshape(1, -1, 1, 1)
+    xb = side.get("act.alpha", torch.ones(1)) * hard_sign(x - beta)
+    z = F.conv2d(xb, wb, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    if "bn.weight" in side:
+        inv = side["bn.weight"] / torch.sqrt(side["bn.running_var"] + side["bn.eps"])
+        z = (z - side["bn.running_mean"].reshape(1, -1, 1, 1)) * inv.reshape(1, -1, 1, 1) + side["bn.bias"].reshape(1, -1, 1, 1)
+    c = None
+    if "channel.weight" in side:
+        source = x if layer.channel_from_input else z
+        pooled = source.mean(dim=(2, 3)).unsqueeze(1)
+        c = torch.sigmoid(F.conv1d(pooled, side["channel.weight"], padding=side["channel.weight"].shape[-1] // 2))
+    if "spatial.weight" in side:
+        z = z * torch.sigmoid(F.conv2d(x, side["spatial.weight"], side["spatial.bias"], layer.stride, layer.spatial.padding))
+    if c is not None:
+        z = z * c.reshape(x.shape[0], -1, 1, 1)
+    z = z + side["bias"].reshape(1, -1, 1, 1)
+    return z + x if layer.skip else z
+
+
+@pytest.mark.parametrize("geometry", [CONV_GEOMETRIES[0], CONV_GEOMETRIES[2], CONV_GEOMETRIES[4]], ids=["same", "stride2", "groups"])
+@pytest.mark.parametrize("options", [ALL_ON, PRESETS["xnor"]], ids=["all", "xnor"])
+def test_packed_bits_and_side_parameters_rebuild_conv_forward(geometry: dict, options: BinaryOptions) -> None:
+    layer = _randomised(BinaryConv2d.from_float(nn.Conv2d(**geometry), options))
+    x = torch.randn(2, geometry["in_channels"], 9, 8)
+    torch.testing.assert_close(_rebuild_conv(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_packed_bits_and_side_parameters_rebuild_linear_forward() -> None:
+    layer = _randomised(BinaryLinear.from_float(nn.Linear(13, 7), BinaryOptions(spatial=True)))
+    side = layer.side_parameters()
+    x = torch.randn(3, 4, 13)
+    wb = unpack_sign_bits(layer.packed_weight_bits(), 13) * side["weight_scale"].reshape(-1, 1)
+    xb = side["act.alpha"] * hard_sign(x - side["act.beta"])
+    s = torch.sigmoid(F.linear(x, side["spatial.weight"], side["spatial.bias"]))
+    torch.testing.assert_close(F.linear(xb, wb) * s + side["bias"], layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_from_float_keeps_dtype_and_training_flag() -> None:
+    conv = nn.Conv2d(4, 4, 3, padding=1).double().eval()
+    layer = BinaryConv2d.from_float(conv, ALL_ON)
+    assert all(p.dtype == torch.float64 for p in layer.parameters())
+    assert not layer.training
+    assert layer(torch.randn(1, 4, 5, 5, dtype=torch.float64)).dtype == torch.float64
