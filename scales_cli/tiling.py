@@ -7,8 +7,9 @@ overlap ``L`` px long):
 
     w_in(t) = sin²(π/2 · (t + ½) / L),    w_out(t) = cos²(π/2 · (t + ½) / L) = 1 − w_in(t)
 
-so the weights of the tiles covering any pixel sum to one, and the result is normalised by the summed
-weight anyway (Σ w·y / Σ w). The 2-D weight is the product of the row and column windows.
+so where two tiles meet their weights sum to one. The last tile is pulled back to end on the image's
+edge and may reach a third tile; the result is therefore normalised by the summed weight,
+``Σ w·y / Σ w``. The 2-D weight is the product of the row and column windows.
 
 Memory: tiles are processed one row of tiles at a time; only one band of output rows (a tile's height
 times the output width, float32, plus its weight plane) is held. Rows that no later tile touches are

@@ -293,3 +293,26 @@ def test_from_float_keeps_dtype_and_training_flag() -> None:
     assert all(p.dtype == torch.float64 for p in layer.parameters())
     assert not layer.training
     assert layer(torch.randn(1, 4, 5, 5, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_layers_calibration_and_export_hooks_run_on_cuda() -> None:
+    from scales_cli.binary import calibrate
+
+    device = torch.device("cuda")
+    model = nn.Sequential(
+        make_binary(nn.Conv2d(8, 8, 3, padding=1).to(device), ALL_ON),
+        make_binary(nn.Conv2d(8, 12, 3, padding=1, stride=2).to(device), ALL_ON),
+    )
+    assert calibrate(model, [torch.randn(2, 8, 16, 16)]) == ["0", "1"]  # CPU batches are moved
+    x = torch.randn(2, 8, 16, 16, device=device, requires_grad=True)
+    y = model(x)
+    y.square().mean().backward()
+    assert y.device.type == "cuda" and x.grad is not None and model[0].act.beta.grad.device.type == "cuda"
+    cpu = _randomised(BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), ALL_ON))
+    gpu = BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), ALL_ON).eval().to(device)
+    gpu.load_state_dict(cpu.state_dict())
+    xc = torch.randn(1, 8, 9, 9)
+    torch.testing.assert_close(gpu(xc.to(device)).cpu(), cpu(xc), rtol=1e-4, atol=1e-4)
+    assert torch.equal(gpu.packed_weight_bits(), cpu.packed_weight_bits())
+    assert all(t.device.type == "cuda" for t in gpu.side_parameters().values())

@@ -144,3 +144,12 @@ def test_unknown_names_raise_recipe_error_with_choices(build) -> None:
 def test_unknown_alpha_grad_is_a_recipe_error() -> None:
     with pytest.raises(RecipeError, match="alpha_grad"):
         make_activation(3, 1, BinaryOptions(alpha_grad="pact"))
+
+
+def test_scales_clipped_range_includes_its_boundary() -> None:
+    x = torch.tensor([[-1.5, -1.0, 0.0, 1.0, 1.5]], dtype=torch.float64, requires_grad=True)  # beta 0, alpha 1
+    alpha = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+    beta = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    ScaledSignSTE.apply(x, alpha, beta, -1, False).sum().backward()
+    assert x.grad.tolist() == [[0.0, 1.0, 1.0, 1.0, 0.0]]
+    assert beta.grad.tolist() == [-0.0, -1.0, -1.0, -1.0, -0.0]

@@ -89,8 +89,6 @@ def test_uint8_path_is_float_passes_rounded_half_away_from_zero():
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (20, 27, 3), dtype=np.uint8)  # noise: overshoots, so clipping matters
     for scale in (0.5, 3.0):
-        rows = imresize(img.astype(np.float64)[:, :1].repeat(1, 1), 1.0)  # float identity, sanity
-        assert np.array_equal(rows, img[:, :1].astype(np.float64))
         m1 = resize_matrix(20, int(np.ceil(20 * scale)), scale)
         m2 = resize_matrix(27, int(np.ceil(27 * scale)), scale)
         first = np.tensordot(m1, img.astype(np.float64), axes=(1, 0))

@@ -44,7 +44,9 @@ def test_spans_cover_with_overlap_on_the_grid(length: int, tile: int, overlap: i
 
 @pytest.mark.parametrize("scale", [1, 3])
 def test_blend_weights_sum_to_one(scale: int):
-    spans = tile_spans(100, 32, 12)
+    """Where at most two tiles meet the raised-cosine ramps are a partition of unity."""
+    spans = tile_spans(100, 32, 8)
+    assert all(b0 <= a2 for (_, b0), (a2, _) in zip(spans, spans[2:])), "no pixel in three tiles"
     total = torch.zeros(100 * scale)
     for i, (a, b) in enumerate(spans):
         w = blend_window(spans, i, scale)
@@ -136,10 +138,9 @@ def test_cnn_tiled_equals_untiled_away_from_seams():
     spec = spec_by_name("carn-m")
     assert spec is not None
     torch.manual_seed(0)
-    model = spec.build(**{**spec.defaults, **spec.examples[0]}).eval()
+    model = spec.build(**{**spec.defaults, **spec.examples[0], "num_feat": 16}).eval()  # narrow: fast, same depth
     scale = int(spec.examples[0]["scale"])
-    x = torch.rand(1, 3, 120, 100)
-    _check_away_from_seams(model, x, scale, tile=72, overlap=24, radius=22)
+    _check_away_from_seams(model, torch.rand(1, 3, 96, 80), scale, tile=64, overlap=24, radius=22)
 
 
 def test_windowed_transformer_tiled_equals_untiled_away_from_seams():

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, DetectionError
+from ..errors import DetectionError
 from ..io import Checkpoint, StateDict, read_checkpoint
 from ._registry import all_specs, spec_by_name
 from .descriptor import ArchSpec, SRDescriptor, count_params, region_summary
@@ -150,38 +152,57 @@ def _load_user_arch(ckpt: Checkpoint, arch: str, opts: dict[str, Any]) -> SRDesc
     if spec_obj is None or spec_obj.loader is None:
         raise DetectionError(f"--arch {arch}: cannot import {fpath}")
     module = importlib.util.module_from_spec(spec_obj)
+    # Registered like an import, so dataclasses / typing in the user's file can resolve their module.
+    sys.modules[spec_obj.name] = module
     spec_obj.loader.exec_module(module)
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise DetectionError(f"--arch {arch}: {fpath} has no nn.Module class {cls_name!r}")
-    scale = opts.pop("scale", None)
-    input_range = float(opts.pop("input_range", 1.0))
+    stated = {k: opts.pop(k) for k in ("scale", "input_range") if k in opts}
+    scale = stated.get("scale")
+    input_range = float(stated.get("input_range", 1.0))
     head = tuple(str(opts.pop("head", "")).split(",")) if opts.get("head") else ()
     tail = tuple(str(opts.pop("tail", "")).split(",")) if opts.get("tail") else ()
+    # scale / input_range describe the network to us; they are passed on too when the class takes them.
+    kwargs = {**opts, **{k: v for k, v in stated.items() if _takes(cls, k)}}
     try:
-        model = cls(**opts)
+        model = cls(**kwargs)
     except TypeError as exc:
-        raise DetectionError(f"--arch {arch}: cannot construct {cls_name}({opts}): {exc}") from None
+        raise DetectionError(f"--arch {arch}: cannot construct {cls_name}({kwargs}): {exc}") from None
     load_state_dict_into(model, ckpt.state_dict, ckpt.path, cls_name)
     model.eval()
     if scale is None:
-        scale = _probe_scale(model, input_range)
+        scale = _probe_scale(model, input_range, arch)
     spec = ArchSpec(
-        name=f"user:{cls_name}", required_keys=(), infer=lambda sd: {}, build=lambda **kw: cls(**kw),
+        name=f"user:{cls_name}", required_keys=(), infer=lambda sd: {},
+        build=lambda **kw: cls(**{k: v for k, v in kw.items() if _takes(cls, k)}),
         head=head, tail=tail, input_range=input_range,
     )
     return SRDescriptor(
-        arch=spec.name, scale=int(scale), hparams={**opts, "scale": int(scale)}, input_range=input_range,
+        arch=spec.name, scale=int(scale), hparams={**kwargs, "scale": int(scale)}, input_range=input_range,
         params=count_params(model), sha256=ckpt.sha256, source=ckpt.path,
         regions=region_summary(spec, model), spec=spec, model=model,
     )
 
 
-def _probe_scale(model: nn.Module, input_range: float) -> int:
-    """A user's module states no scale: measure it with one small forward pass."""
+def _takes(cls: type, name: str) -> bool:
+    """Whether ``cls(...)`` accepts the keyword ``name`` (explicitly or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _probe_scale(model: nn.Module, input_range: float, arch: str) -> int:
+    """A user's module states no scale: measure it with one small forward pass (pass scale=N to skip)."""
+    size = 16
     with torch.no_grad():
-        out = model(torch.rand(1, 3, 16, 16) * input_range)
-    scale, rem = divmod(out.shape[-1], 16)
-    if rem or scale < 1:
-        raise CheckpointError(f"user architecture returns width {out.shape[-1]} for 16: not an integer upscale")
+        out = model(torch.rand(1, 3, size, size) * input_range)
+    scale, rem = divmod(out.shape[-1], size)
+    if out.dim() != 4 or rem or scale < 1 or out.shape[-2] != scale * size:
+        raise DetectionError(
+            f"--arch {arch}: returns shape {tuple(out.shape)} for a {size}x{size} input; "
+            "expected an integer upscale (or give --arch-opt scale=N)"
+        )
     return scale

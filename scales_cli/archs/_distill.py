@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 ESA_POOL_KERNEL = 7
 ESA_POOL_STRIDE = 3
+
+
+def same_conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+    """k x k conv with bias and padding k//2, so the output keeps the input's size (official conv_layer)."""
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
 def esa_max_pool(x: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,13 @@ Token layout: ``(B, H*W, C)`` between blocks, as in SwinIR; images are ``(B, C, 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from functools import lru_cache
 
 import torch
 from torch import nn
+
+from ._shapes import indices, shuffle_factor
 
 # Buffers that official checkpoints carry but that are pure functions of the window (index) or of
 # the training patch size (mask): recomputed here, so dropped before the strict load.
@@ -327,8 +330,6 @@ class PixelShuffleUpsample(nn.Sequential):
 
 def upsample_scale(sd: dict[str, torch.Tensor], prefix: str, num_feat: int) -> int:
     """Total factor of a :class:`PixelShuffleUpsample` stored at ``prefix`` (convs at even indices)."""
-    from ._shapes import indices, shuffle_factor
-
     scale = 1
     for i in indices(sd, prefix):
         scale *= shuffle_factor(sd[f"{prefix}{i}.weight"].shape[0], num_feat)
@@ -345,9 +346,44 @@ def mean_buffer(in_chans: int) -> torch.Tensor:
     return torch.zeros(1, 1, 1, 1)
 
 
+class SwinBackbone(nn.Module, ABC):
+    """The SwinIR/HAT trunk around a subclass's ``reconstruct`` (the upsampler and last convs).
+
+    ``y = crop(reconstruct(f + conv_after_body(deep(f))) / img_range + mean)`` with
+    ``f = conv_first((pad(x) - mean) * img_range)``, ``deep = unembed . norm . layers . embed``; the
+    input is padded (reflect) to a multiple of the window, as the official test scripts do.
+    Subclasses set ``conv_first``, ``patch_embed``, ``layers``, ``norm``, ``patch_unembed`` and
+    ``conv_after_body`` (official names) and define ``reconstruct``.
+    """
+
+    def __init__(self, scale: int, window_size: int, img_range: float, in_chans: int) -> None:
+        super().__init__()
+        self.scale, self.window_size, self.img_range = scale, window_size, img_range
+        self.register_buffer("mean", mean_buffer(in_chans), persistent=False)
+
+    @abstractmethod
+    def reconstruct(self, feat: torch.Tensor) -> torch.Tensor:
+        """Deep features ``(B, embed_dim, H, W)`` -> image ``(B, C, sH, sW)`` (still mean-shifted)."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x_size = (x.shape[2], x.shape[3])
+        t = self.patch_embed(x)
+        for layer in self.layers:
+            t = layer(t, x_size)
+        return self.patch_unembed(self.norm(t), x_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = (pad_to_multiple(x, self.window_size) - self.mean) * self.img_range
+        feat = self.conv_first(x)
+        feat = self.conv_after_body(self.forward_features(feat)) + feat
+        y = self.reconstruct(feat)
+        return crop_to(y / self.img_range + self.mean, h * self.scale, w * self.scale)
+
+
 __all__ = [
-    "SWIN_BUFFER_GLOBS", "BasicLayer", "DropPath", "Mlp", "PatchEmbed", "PatchUnEmbed", "PixelShuffleUpsample", "RSTB",
-    "SwinTransformerBlock", "WindowAttention", "crop_to", "drop_path_rates", "mean_buffer", "pad_to_multiple",
-    "overlap_offsets_index", "relative_offsets_index", "resi_conv", "shifted_window_mask", "upsample_scale", "window_partition",
-    "window_reverse",
+    "RSTB", "SWIN_BUFFER_GLOBS", "BasicLayer", "DropPath", "Mlp", "PatchEmbed", "PatchUnEmbed",
+    "PixelShuffleUpsample", "SwinBackbone", "SwinTransformerBlock", "WindowAttention", "crop_to", "drop_path_rates",
+    "mean_buffer", "overlap_offsets_index", "pad_to_multiple", "relative_offsets_index", "resi_conv",
+    "shifted_window_mask", "upsample_scale", "window_partition", "window_reverse",
 ]

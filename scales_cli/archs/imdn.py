@@ -19,17 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import numbered_blocks
+from ._distill import numbered_blocks, same_conv
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
 DISTILLATION_RATE = 0.25
 CCA_REDUCTION = 16
 LRELU_SLOPE = 0.05
-
-
-def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
 class CCALayer(nn.Module):
@@ -57,12 +53,12 @@ class IMDModule(nn.Module):
         super().__init__()
         self.distilled = int(nf * DISTILLATION_RATE)
         self.remaining = nf - self.distilled
-        self.c1 = _conv(nf, nf, 3)
-        self.c2 = _conv(self.remaining, nf, 3)
-        self.c3 = _conv(self.remaining, nf, 3)
-        self.c4 = _conv(self.remaining, self.distilled, 3)
+        self.c1 = same_conv(nf, nf, 3)
+        self.c2 = same_conv(self.remaining, nf, 3)
+        self.c3 = same_conv(self.remaining, nf, 3)
+        self.c4 = same_conv(self.remaining, self.distilled, 3)
         self.act = nn.LeakyReLU(LRELU_SLOPE)
-        self.c5 = _conv(nf, nf, 1)
+        self.c5 = same_conv(nf, nf, 1)
         self.cca = CCALayer(self.distilled * 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,12 +74,12 @@ class IMDN(nn.Module):
     def __init__(self, scale: int = 4, in_nc: int = 3, nf: int = 64, num_modules: int = 6, out_nc: int = 3) -> None:
         super().__init__()
         self.num_modules = num_modules
-        self.fea_conv = _conv(in_nc, nf, 3)
+        self.fea_conv = same_conv(in_nc, nf, 3)
         for i in range(1, num_modules + 1):
             self.add_module(f"IMDB{i}", IMDModule(nf))
         self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(LRELU_SLOPE))
-        self.LR_conv = _conv(nf, nf, 3)
-        self.upsampler = nn.Sequential(_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
+        self.LR_conv = same_conv(nf, nf, 3)
+        self.upsampler = nn.Sequential(same_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fea = self.fea_conv(x)

@@ -17,15 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import esa_max_pool, numbered_blocks, resize_like
+from ._distill import esa_max_pool, numbered_blocks, resize_like, same_conv
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
 LRELU_SLOPE = 0.05
-
-
-def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
 class ESA(nn.Module):
@@ -57,15 +53,15 @@ class RFDB(nn.Module):
     def __init__(self, nf: int, esa_channels: int) -> None:
         super().__init__()
         dc = nf // 2
-        self.c1_d = _conv(nf, dc, 1)
-        self.c1_r = _conv(nf, nf, 3)
-        self.c2_d = _conv(nf, dc, 1)
-        self.c2_r = _conv(nf, nf, 3)
-        self.c3_d = _conv(nf, dc, 1)
-        self.c3_r = _conv(nf, nf, 3)
-        self.c4 = _conv(nf, dc, 3)
+        self.c1_d = same_conv(nf, dc, 1)
+        self.c1_r = same_conv(nf, nf, 3)
+        self.c2_d = same_conv(nf, dc, 1)
+        self.c2_r = same_conv(nf, nf, 3)
+        self.c3_d = same_conv(nf, dc, 1)
+        self.c3_r = same_conv(nf, nf, 3)
+        self.c4 = same_conv(nf, dc, 3)
         self.act = nn.LeakyReLU(LRELU_SLOPE)
-        self.c5 = _conv(dc * 4, nf, 1)
+        self.c5 = same_conv(dc * 4, nf, 1)
         self.esa = ESA(nf, esa_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,12 +81,12 @@ class RFDN(nn.Module):
     ) -> None:
         super().__init__()
         self.num_modules = num_modules
-        self.fea_conv = _conv(in_nc, nf, 3)
+        self.fea_conv = same_conv(in_nc, nf, 3)
         for i in range(1, num_modules + 1):
             self.add_module(f"B{i}", RFDB(nf, esa_channels))
         self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(LRELU_SLOPE))
-        self.LR_conv = _conv(nf, nf, 3)
-        self.upsampler = nn.Sequential(_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
+        self.LR_conv = same_conv(nf, nf, 3)
+        self.upsampler = nn.Sequential(same_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fea = self.fea_conv(x)

@@ -17,15 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import esa_max_pool, numbered_blocks, resize_like
+from ._distill import esa_max_pool, numbered_blocks, resize_like, same_conv
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
 LRELU_SLOPE = 0.05
-
-
-def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
 class ESA(nn.Module):
@@ -49,10 +45,10 @@ class ESA(nn.Module):
 class RLFB(nn.Module):
     def __init__(self, nf: int, mf: int, esa_channels: int) -> None:
         super().__init__()
-        self.c1_r = _conv(nf, mf, 3)
-        self.c2_r = _conv(mf, mf, 3)
-        self.c3_r = _conv(mf, nf, 3)
-        self.c5 = _conv(nf, nf, 1)
+        self.c1_r = same_conv(nf, mf, 3)
+        self.c2_r = same_conv(mf, mf, 3)
+        self.c3_r = same_conv(mf, nf, 3)
+        self.c5 = same_conv(nf, nf, 1)
         self.esa = ESA(esa_channels, nf)
         self.act = nn.LeakyReLU(LRELU_SLOPE)
 
@@ -70,11 +66,11 @@ class RLFN(nn.Module):
     ) -> None:
         super().__init__()
         self.num_blocks = num_blocks
-        self.fea_conv = _conv(in_nc, nf, 3)
+        self.fea_conv = same_conv(in_nc, nf, 3)
         for i in range(1, num_blocks + 1):
             self.add_module(f"B{i}", RLFB(nf, mf, esa_channels))
-        self.LR_conv = _conv(nf, nf, 3)
-        self.upsampler = nn.Sequential(_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
+        self.LR_conv = same_conv(nf, nf, 3)
+        self.upsampler = nn.Sequential(same_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fea = self.fea_conv(x)

@@ -28,10 +28,8 @@ from ._swin import (
     PatchEmbed,
     PatchUnEmbed,
     PixelShuffleUpsample,
-    crop_to,
+    SwinBackbone,
     drop_path_rates,
-    mean_buffer,
-    pad_to_multiple,
     resi_conv,
     upsample_scale,
 )
@@ -40,7 +38,7 @@ from .descriptor import ArchSpec, StateDict
 UPSAMPLERS: tuple[str, ...] = ("pixelshuffle", "pixelshuffledirect", "nearest+conv")
 
 
-class SwinIR(nn.Module):
+class SwinIR(SwinBackbone):
     def __init__(
         self,
         scale: int,
@@ -58,13 +56,12 @@ class SwinIR(nn.Module):
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
     ) -> None:
-        super().__init__()
         if upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler {upsampler!r}: expected one of {UPSAMPLERS}")
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
-        self.scale, self.upsampler, self.window_size, self.img_range = scale, upsampler, window_size, img_range
-        self.register_buffer("mean", mean_buffer(in_chans), persistent=False)
+        super().__init__(scale, window_size, img_range, in_chans)
+        self.upsampler = upsampler
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim, norm=patch_norm)
         self.patch_unembed = PatchUnEmbed()
@@ -92,29 +89,16 @@ class SwinIR(nn.Module):
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
             self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x_size = (x.shape[2], x.shape[3])
-        t = self.patch_embed(x)
-        for layer in self.layers:
-            t = layer(t, x_size)
-        return self.patch_unembed(self.norm(t), x_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        x = (pad_to_multiple(x, self.window_size) - self.mean) * self.img_range
-        feat = self.conv_first(x)
-        feat = self.conv_after_body(self.forward_features(feat)) + feat
+    def reconstruct(self, feat: torch.Tensor) -> torch.Tensor:
         if self.upsampler == "pixelshuffle":
-            y = self.conv_last(self.upsample(self.conv_before_upsample(feat)))
-        elif self.upsampler == "pixelshuffledirect":
-            y = self.upsample(feat)
-        else:
-            y = self.conv_before_upsample(feat)
-            y = self.lrelu(self.conv_up1(F.interpolate(y, scale_factor=2, mode="nearest")))
-            if self.scale == 4:
-                y = self.lrelu(self.conv_up2(F.interpolate(y, scale_factor=2, mode="nearest")))
-            y = self.conv_last(self.lrelu(self.conv_hr(y)))
-        return crop_to(y / self.img_range + self.mean, h * self.scale, w * self.scale)
+            return self.conv_last(self.upsample(self.conv_before_upsample(feat)))
+        if self.upsampler == "pixelshuffledirect":
+            return self.upsample(feat)
+        y = self.conv_before_upsample(feat)
+        y = self.lrelu(self.conv_up1(F.interpolate(y, scale_factor=2, mode="nearest")))
+        if self.scale == 4:
+            y = self.lrelu(self.conv_up2(F.interpolate(y, scale_factor=2, mode="nearest")))
+        return self.conv_last(self.lrelu(self.conv_hr(y)))
 
 
 def _upsampler_of(sd: StateDict) -> str:

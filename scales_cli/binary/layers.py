@@ -60,7 +60,7 @@ class BinaryLayer:
         return (self.wbin.bits, self.act.bits) if self.quantize else FP_BITS
 
     def packed_weight_bits(self) -> Tensor:
-        """Sign bits of ``weight``, uint8 (C_out, ceil(K / 8)); layout in :mod:`scales_cli.binary.packing`."""
+        """Sign bits of ``weight``, uint8 (C_out, ceil(K / 8)) on the CPU; layout in :mod:`scales_cli.binary.packing`."""
         return pack_sign_bits(self.weight)
 
     def side_parameters(self) -> dict[str, Tensor]:
@@ -83,7 +83,7 @@ class BinaryLayer:
                 if value.is_floating_point():
                     params[f"{name}.{key}"] = value.detach().clone()
         if self.bn is not None:
-            params["bn.eps"] = torch.tensor([self.bn.eps], dtype=self.weight.dtype)
+            params["bn.eps"] = torch.tensor([self.bn.eps], dtype=self.weight.dtype, device=self.weight.device)
         return params
 
     def set_act_statistics(self, beta: Tensor, alpha: Tensor) -> bool:
@@ -104,6 +104,10 @@ class BinaryLayer:
         beta = sum_except(x, dim) / (x.numel() // x.shape[dim])
         alpha = (x - channel_view(beta, x.ndim, dim)).abs().mean()
         return self.set_act_statistics(beta, alpha)
+
+    def extra_repr(self) -> str:
+        # super() is the float layer that follows this mixin in the MRO (nn.Conv2d / nn.Linear)
+        return f"{super().extra_repr()}, {self._summary()}"  # type: ignore[misc]
 
     def _summary(self) -> str:
         parts = [f"act={type(self.act).__name__}", f"wbin={type(self.wbin).__name__}"]
@@ -236,9 +240,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
             z = z + self.bias.reshape(1, -1, 1, 1)
         return z + x if self.skip else z
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._summary()}"
-
 
 class BinaryLinear(BinaryLayer, nn.Linear):
     """Binary linear layer for (B, N, C) or (N, C) inputs with SCALES token re-scaling.
@@ -297,9 +298,6 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         if self.spatial is not None:
             z = z * self.spatial(x)
         return z + self.bias if self.bias is not None else z
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._summary()}"
 
 
 def _copy_float_parameters(source: nn.Module, layer: nn.Module) -> None:

@@ -58,7 +58,7 @@ class SignSTE(Function):
         return grad * (x.abs() <= 1).to(grad.dtype)
 
 
-class ApproxSignSTE(Function):
+class ApproxSignSTE(SignSTE):
     """Sign with Bi-Real Net's ApproxSign gradient (derivative of a piecewise quadratic).
 
     The surrogate F(x) = -1 (x < -1), 2x + x^2 (-1 <= x < 0), 2x - x^2 (0 <= x < 1), 1 (x >= 1)
@@ -67,11 +67,6 @@ class ApproxSignSTE(Function):
     forward:  y = sign(x)
     backward: dL/dx = dL/dy * max(0, 2 - 2|x|)
     """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
-        return hard_sign(x)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
@@ -111,7 +106,7 @@ class ScaledSignSTE(Function):
         u, alpha = ctx.saved_tensors
         inside = (u.abs() <= alpha).to(grad.dtype)
         grad_x = grad * inside
-        grad_beta = sum_except(grad_x, ctx.channel_dim)
+        grad_beta = -sum_except(grad_x, ctx.channel_dim)
         step = hard_sign(u)
         if ctx.lsq:
             step = step - inside * u / alpha

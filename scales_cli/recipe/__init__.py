@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from .rewrite import LayerDecision, RewriteReport, apply_plan, default_recipe_name, has_linear_body, plan, rewrite
+from .rewrite import LayerDecision, RewriteReport, apply_plan, default_recipe_name, is_transformer, plan, rewrite
 from .schema import Recipe, Rule, builtin_names, load_recipe, parse_recipe
 from .selection import Layer, Selector, candidate_layers
 from .student import load_student, save_student
@@ -25,7 +25,7 @@ __all__ = [
     "builtin_names",
     "candidate_layers",
     "default_recipe_name",
-    "has_linear_body",
+    "is_transformer",
     "load_recipe",
     "load_student",
     "parse_recipe",

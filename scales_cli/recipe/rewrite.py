@@ -188,12 +188,19 @@ def rewrite(
     return apply_plan(model, report, maker), report
 
 
-def has_linear_body(desc_or_model: Any, *, region_of: RegionOf | None = None) -> bool:
-    """True when a ``linear`` layer sits in the body: attention/MLP blocks, i.e. a transformer."""
+def is_transformer(desc_or_model: Any, *, region_of: RegionOf | None = None) -> bool:
+    """True when the body holds linear layers *and* LayerNorm: token blocks (attention/MLP).
+
+    Linear layers alone are not enough (BSRN writes its 1x1 convs as ``nn.Linear``); LayerNorm over
+    tokens is what makes a transformer block, and it is also why the transformer recipe drops channel
+    re-scaling (LN removes the channel-to-channel variation).
+    """
     model, region_of = _target(desc_or_model, region_of)
-    return any(layer.type == "linear" and layer.region == "body" for layer in candidate_layers(model, region_of))
+    linear = any(layer.type == "linear" and layer.region == "body" for layer in candidate_layers(model, region_of))
+    layer_norm = any(isinstance(m, nn.LayerNorm) and region_of(p) == "body" for p, m in model.named_modules())
+    return linear and layer_norm
 
 
 def default_recipe_name(desc_or_model: Any, *, region_of: RegionOf | None = None) -> str:
-    """``transformer`` for networks with linear layers in the body, else ``cnn`` (decided by content)."""
-    return "transformer" if has_linear_body(desc_or_model, region_of=region_of) else "cnn"
+    """``transformer`` for networks with token blocks in the body (:func:`is_transformer`), else ``cnn``."""
+    return "transformer" if is_transformer(desc_or_model, region_of=region_of) else "cnn"

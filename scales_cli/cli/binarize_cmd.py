@@ -1,0 +1,147 @@
+"""``scales binarize CKPT``: FP checkpoint + recipe -> binary student file (or a dry-run plan)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from . import app
+from ._common import ArchOpt, ArchOpts, ForceFlag, JsonFlag, console, emit_json, err_console, load_model
+
+RecipeOpt = Annotated[
+    str | None,
+    typer.Option("--recipe", "-r", help="Built-in recipe name (cnn, cnn-full, transformer, xnor, ...) or a .yaml path. "
+                 "Default: transformer for networks with linear layers in the body, else cnn."),
+]
+
+
+@app.command("binarize")
+def binarize(
+    checkpoint: Annotated[Path, typer.Argument(help="FP checkpoint (.pth/.pt/.safetensors).")],
+    recipe: RecipeOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Student file (default: ./<ckpt stem>-<recipe>.safetensors).")] = None,
+    calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Folder of PNG/JPEG images: set alpha/beta from their activations.")] = None,
+    calib_images: Annotated[int, typer.Option("--calib-images", help="How many images of --calibrate to use (one seeded random crop each).")] = 16,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show every layer's decision and the cost; write nothing.")] = False,
+    force: ForceFlag = False,
+    arch: ArchOpt = None,
+    arch_opt: ArchOpts = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Binarize CHECKPOINT with a recipe and save the student as safetensors."""
+    from ..metrics.cost import count_cost
+    from ..recipe import apply_plan, default_recipe_name, load_recipe, plan, save_student
+    from ..recipe.calibrate import calibrate_student
+
+    desc = load_model(checkpoint, arch, arch_opt)
+    if "student" in desc.extra:
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"{checkpoint}: is already a binarized student (binarize its FP teacher instead)")
+    chosen = load_recipe(recipe or default_recipe_name(desc))
+    report = plan(desc, chosen)
+    student = apply_plan(desc.model, report)
+    teacher_cost = count_cost(desc.model, input_range=desc.input_range)
+    student_cost = count_cost(student, input_range=desc.input_range)
+
+    if dry_run:
+        if json_out:
+            emit_json({"dry_run": True, **_summary(desc, chosen.name, report, teacher_cost, student_cost, None, None)})
+        else:
+            console.print(_layer_table(checkpoint, report, student_cost))
+            console.print(_summary_table(desc, chosen.name, report, teacher_cost, student_cost, None, None))
+        return
+
+    calibration = None
+    if calibrate is not None:
+        calibration = calibrate_student(student, calibrate, calib_images, input_range=desc.input_range)
+    target = output or Path.cwd() / f"{checkpoint.stem}-{chosen.name}.safetensors"
+    written = save_student(
+        target, student, desc, chosen, force,
+        binarized=len(report.binarized), calibration=calibration.to_json() if calibration else None,
+    )
+    summary = _summary(desc, chosen.name, report, teacher_cost, student_cost, written, calibration)
+    if json_out:
+        emit_json(summary)
+        return
+    console.print(_summary_table(desc, chosen.name, report, teacher_cost, student_cost, written, calibration))
+    err_console.print(f"wrote {written}  (next: scales report {written} --data DIR --ops)")
+
+
+def _summary(desc, recipe_name, report, teacher_cost, student_cost, written, calibration) -> dict[str, Any]:  # noqa: ANN001
+    return {
+        "checkpoint": str(desc.source),
+        "arch": desc.arch,
+        "scale": desc.scale,
+        "recipe": recipe_name,
+        "output": str(written) if written else None,
+        "calibration": calibration.to_json() if calibration else None,
+        "teacher": {"params": teacher_cost.params, "ops": teacher_cost.ops},
+        "student": {
+            "params": student_cost.params,
+            "params_fp": student_cost.params_fp,
+            "params_binary": student_cost.params_binary,
+            "ops": student_cost.ops,
+            "macs_fp": student_cost.macs_fp,
+            "macs_binary": student_cost.macs_binary,
+        },
+        "ops_input_size": list(student_cost.input_size),
+        "convention": student_cost.convention,
+        "rewrite": report.to_json(),
+    }
+
+
+def _subtree(cost, path: str) -> tuple[float, float]:  # noqa: ANN001
+    """BNN-convention params and OPs of the layer at ``path`` plus its children (re-scaling branches)."""
+    rows = [c for c in cost.layers if c.name == path or c.name.startswith(path + ".")]
+    return sum(c.params for c in rows), sum(c.ops for c in rows)
+
+
+def _options_text(options) -> str:  # noqa: ANN001
+    """The preset the options equal (``scales``), else the nearest preset plus the fields that differ."""
+    if options is None:
+        return ""
+    from dataclasses import asdict
+
+    from ..binary.presets import PRESETS
+
+    mine = asdict(options)
+    best = min(PRESETS, key=lambda name: sum(mine[k] != v for k, v in asdict(PRESETS[name]).items()))
+    diff = [f"{k}={v}" for k, v in mine.items() if asdict(PRESETS[best])[k] != v]
+    return " ".join([best, *diff])
+
+
+def _layer_table(checkpoint: Path, report, cost) -> Table:  # noqa: ANN001
+    table = Table(title=f"{checkpoint.name}: recipe {report.recipe} (dry run: nothing written)")
+    table.add_column("layer", overflow="fold")
+    for col in ("region", "type", "shape", "decision", "rule", "options"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("params", justify="right")
+    table.add_column("OPs (M)", justify="right")
+    for d in report.layers:
+        params, ops = _subtree(cost, d.path)
+        style = "bold green" if d.decision == "binarize" else "dim"
+        table.add_row(
+            d.path, d.region, d.type, "x".join(map(str, d.shape)), f"[{style}]{d.decision}[/]", d.rule,
+            _options_text(d.options), f"{params:,.0f}", f"{ops / 1e6:,.1f}",
+        )
+    return table
+
+
+def _summary_table(desc, recipe_name, report, teacher_cost, student_cost, written, calibration) -> Table:  # noqa: ANN001
+    w, h = student_cost.input_size
+    table = Table(title=f"{desc.arch} x{desc.scale} -> binary student ({recipe_name})", show_header=True)
+    table.add_column("", style="bold")
+    table.add_column("teacher (FP)", justify="right")
+    table.add_column("student", justify="right")
+    table.add_row("layers binarized", "0", f"{len(report.binarized)} of {len(report.layers)}")
+    table.add_row("params (BNN: FP + bin/32)", f"{teacher_cost.params:,.0f}", f"{student_cost.params:,.0f}")
+    table.add_row(f"OPs @ {w}x{h} (FP + bin/64)", f"{teacher_cost.ops / 1e9:,.2f}G", f"{student_cost.ops / 1e9:,.2f}G")
+    if calibration is not None:
+        table.add_row("calibration", "", f"{calibration.images} crops {calibration.crop}px, {calibration.layers} layers")
+    if written is not None:
+        table.add_row("written", "", str(written))
+    return table

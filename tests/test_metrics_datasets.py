@@ -1,0 +1,116 @@
+"""Datasets from the benchmark layout, HR-only folders and explicit pairs; one-line DataErrors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scales_cli.errors import DataError
+from scales_cli.metrics.color import load_image, modcrop
+from scales_cli.metrics.datasets import dataset_from_folder, dataset_from_pairs
+from scales_cli.metrics.resize import imresize
+
+
+def _save(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _benchmark(root: Path, scale: int = 2) -> Path:
+    for i, (h, w) in enumerate([(33, 40), (24, 27)]):
+        hr = _rgb(h, w, i)
+        _save(root / "HR" / f"img{i}.png", hr)
+        _save(root / "LR_bicubic" / f"X{scale}" / f"img{i}x{scale}.png", imresize(modcrop(hr, scale), 1 / scale))
+    return root
+
+
+def test_benchmark_layout(tmp_path: Path):
+    ds = dataset_from_folder(_benchmark(tmp_path / "Tiny"), 2)
+    assert (ds.name, ds.scale, ds.origin, len(ds)) == ("Tiny", 2, "benchmark", 2)
+    loaded = list(ds)
+    assert [p.name for p in loaded] == ["img0", "img1"]
+    assert loaded[0].hr.shape == (32, 40, 3) and loaded[0].lr.shape == (16, 20, 3)
+
+
+def test_hr_only_folder_makes_lr_on_the_fly(tmp_path: Path):
+    hr = _rgb(30, 22)
+    _save(tmp_path / "flat" / "a.png", hr)
+    ds = dataset_from_folder(tmp_path / "flat", 4)
+    assert ds.origin == "hr-only"
+    pair = next(iter(ds))
+    assert pair.hr.shape == (28, 20, 3)
+    assert np.array_equal(pair.lr, imresize(modcrop(hr, 4), 0.25))
+
+
+def test_hr_folder_without_this_scale_falls_back_to_hr_only(tmp_path: Path):
+    root = _benchmark(tmp_path / "B", scale=2)
+    ds = dataset_from_folder(root, 3)
+    assert ds.origin == "hr-only" and len(ds) == 2
+
+
+def test_shared_benchmark_gray_bridge_stays_gray(benchmarks: Path):
+    ds = dataset_from_folder(benchmarks / "Set14", 4)
+    assert len(ds) == 14
+    bridge = ds.load(next(p for p in ds.pairs if p.name == "bridge"))
+    assert bridge.hr.ndim == 2 and bridge.lr.ndim == 2
+
+
+def test_missing_pair(tmp_path: Path):
+    root = _benchmark(tmp_path / "M")
+    (root / "LR_bicubic" / "X2" / "img1x2.png").unlink()
+    with pytest.raises(DataError, match=r"1 of 2 LR images missing \(e.g. img1x2.png\)"):
+        dataset_from_folder(root, 2)
+
+
+def test_mismatched_size(tmp_path: Path):
+    root = _benchmark(tmp_path / "S")
+    _save(root / "LR_bicubic" / "X2" / "img0x2.png", _rgb(10, 10))
+    with pytest.raises(DataError, match=r"img0x2.png: LR is 10x10 but modcrop\(img0.png, 2\) / 2 is 20x16"):
+        dataset_from_folder(root, 2)
+
+
+def test_unreadable_image(tmp_path: Path):
+    root = _benchmark(tmp_path / "U")
+    (root / "HR" / "img0.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="img0.png: unreadable image"):
+        dataset_from_folder(root, 2)
+
+
+def test_empty_and_missing_folders(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        dataset_from_folder(tmp_path / "empty", 2)
+    with pytest.raises(DataError, match="no such dataset folder"):
+        dataset_from_folder(tmp_path / "nope", 2)
+
+
+def test_gray_lr_for_rgb_hr_is_refused_at_load(tmp_path: Path):
+    root = _benchmark(tmp_path / "G")
+    _save(root / "LR_bicubic" / "X2" / "img0x2.png", np.zeros((16, 20), np.uint8))
+    ds = dataset_from_folder(root, 2)
+    with pytest.raises(DataError, match="LR is gray but its HR img0.png is RGB"):
+        list(ds)
+
+
+def test_explicit_pairs(tmp_path: Path):
+    root = _benchmark(tmp_path / "P")
+    hr = sorted((root / "HR").glob("*.png"))
+    lr = sorted((root / "LR_bicubic" / "X2").glob("*.png"))
+    ds = dataset_from_pairs(hr, lr, 2, name="mine")
+    assert (ds.name, ds.origin, len(ds)) == ("mine", "pairs", 2)
+    assert np.array_equal(next(iter(ds)).lr, load_image(lr[0]))
+    assert dataset_from_pairs(hr, None, 2).origin == "hr-only"
+    with pytest.raises(DataError, match="2 HR but 1 LR"):
+        dataset_from_pairs(hr, lr[:1], 2)
+    with pytest.raises(DataError, match="LR is"):
+        dataset_from_pairs(hr, lr[::-1], 2)
+    with pytest.raises(DataError, match="no HR images"):
+        dataset_from_pairs([], None, 2)
