@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,16 +101,37 @@ def _read_pickle(p: Path) -> object:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+        unsafe = _UNSAFE_GLOBAL.search(text)
+        if unsafe:  # the restricted unpickler met a class/function reference and stopped before calling it
             raise CheckpointError(
-                f"{p}: refused: unpickling it would run code ({_unsafe_global(text)}); "
+                f"{p}: refused: unpickling it would run code ({unsafe.group(1)}); "
                 "expected a plain state dict of tensors (re-save it with torch.save(model.state_dict()))"
             ) from None
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as exc:
-        msg = _first_line(exc)
+        reason = _WEIGHTS_UNPICKLER.search(text)
+        why = reason.group(1).strip() if reason and reason.group(1).strip() else _first_line(exc)
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({_sniff(p) or why})") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load on arbitrary bytes raises anything (KeyError, struct.error ...)
         hint = "truncated or corrupt" if _is_truncation(exc) else "not a PyTorch checkpoint"
-        raise CheckpointError(f"{p}: {hint} ({msg}); expected a .pth/.pt/.safetensors state dict") from None
+        why = _sniff(p) or f"{type(exc).__name__}: {_first_line(exc)}"
+        raise CheckpointError(f"{p}: {hint} ({why}); expected a .pth/.pt/.safetensors state dict") from None
+
+
+# torch's restricted unpickler names what it refused: "Unsupported global: GLOBAL builtins.open was not ...".
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_WEIGHTS_UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(.*?)(?:\n\n|$)", re.S)
+# File signatures of things people mistake for checkpoints.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"), (b"%PDF", "a PDF document"), (b"\x89HDF", "an HDF5/Keras file"),
+    (b"\x08", "possibly an ONNX/protobuf file"),
+)
+
+
+def _sniff(p: Path) -> str:
+    """What the file's first bytes say it is, if it is a well-known non-checkpoint format."""
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    return next((f"the file is {name}" for magic, name in _SIGNATURES if head.startswith(magic)), "")
 
 
 def _is_truncation(exc: BaseException) -> bool:
@@ -118,13 +139,6 @@ def _is_truncation(exc: BaseException) -> bool:
     return isinstance(exc, EOFError) or any(
         s in text for s in ("central directory", "unexpected eof", "ran out of input", "truncated", "failed finding")
     )
-
-
-def _unsafe_global(text: str) -> str:
-    for line in text.splitlines():
-        if "Unsupported global" in line or "GLOBAL" in line:
-            return line.strip().rstrip(".")[:160]
-    return "needs arbitrary code"
 
 
 def _first_line(exc: BaseException) -> str:

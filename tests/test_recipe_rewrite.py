@@ -4,6 +4,8 @@ default recipe and run at an odd input size."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from _recipe_helpers import TOY_SPEC, Marked, Toy, fake_maker
@@ -109,11 +111,22 @@ def test_exact_types_only():
 def _smallest_example(spec) -> dict:  # noqa: ANN001
     """The example with the fewest parameters, sized on the meta device (no memory, no init)."""
 
-    def size(example) -> int:  # noqa: ANN001
-        with torch.device("meta"):
-            return sum(p.numel() for p in spec.build(**{**spec.defaults, **example}).parameters())
+    def size(example) -> float:  # noqa: ANN001
+        try:
+            with torch.device("meta"):
+                return sum(p.numel() for p in spec.build(**{**spec.defaults, **example}).parameters())
+        except (NotImplementedError, RuntimeError):  # builds that compute buffers from data (HAT masks)
+            return math.prod(float(v) for v in _numbers(example))
 
     return dict(min(spec.examples, key=size))
+
+
+def _numbers(node) -> list[float]:  # noqa: ANN001
+    if isinstance(node, dict):
+        return [x for v in node.values() for x in _numbers(v)]
+    if isinstance(node, tuple | list):
+        return [x for v in node for x in _numbers(v)]
+    return [node] if isinstance(node, int | float) and not isinstance(node, bool) and node > 1 else []
 
 
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda s: s.name)

@@ -38,12 +38,18 @@ def window_reverse(windows: torch.Tensor, window: int, h: int, w: int) -> torch.
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
 
 
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of every pixel of a ``size x size`` window, flattened row-major."""
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return y.reshape(-1), x.reshape(-1)
+
+
 def relative_offsets_index(window: int) -> torch.Tensor:
     """Bias-table row for every (query i, key j) pair of one ``w x w`` window (Swin).
 
     ``index[i, j] = (y_i - y_j + w - 1) * (2w - 1) + (x_i - x_j + w - 1)``; shape ``(w*w, w*w)``, int64.
     """
-    y, x = (t.reshape(-1) for t in torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+    y, x = _grid(window)
     dy = y[:, None] - y[None, :]
     dx = x[:, None] - x[None, :]
     return (dy + window - 1) * (2 * window - 1) + (dx + window - 1)
@@ -57,8 +63,8 @@ def overlap_offsets_index(window: int, overlap_window: int) -> torch.Tensor:
     end of the table; we return the same rows made non-negative (``mod (w + o - 1)^2``).
     Shape ``(w*w, o*o)``, int64.
     """
-    qy, qx = (t.reshape(-1) for t in torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
-    ky, kx = (t.reshape(-1) for t in torch.meshgrid(torch.arange(overlap_window), torch.arange(overlap_window), indexing="ij"))
+    qy, qx = _grid(window)
+    ky, kx = _grid(overlap_window)
     side = window + overlap_window - 1
     shift = window - overlap_window + 1
     index = (ky[None, :] - qy[:, None] + shift) * side + (kx[None, :] - qx[:, None] + shift)

@@ -73,7 +73,7 @@ class SwinIR(SwinBackbone):
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = resi_conv(embed_dim, resi_connection)
         if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = _conv_lrelu(embed_dim, num_feat)
             self.upsample = PixelShuffleUpsample(scale, num_feat)
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
         elif upsampler == "pixelshuffledirect":
@@ -81,7 +81,7 @@ class SwinIR(SwinBackbone):
         else:
             if scale not in (2, 4):
                 raise ValueError(f"scale {scale}: 'nearest+conv' supports 2 and 4")
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = _conv_lrelu(embed_dim, num_feat)
             self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             if scale == 4:
                 self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -99,6 +99,10 @@ class SwinIR(SwinBackbone):
         if self.scale == 4:
             y = self.lrelu(self.conv_up2(F.interpolate(y, scale_factor=2, mode="nearest")))
         return self.conv_last(self.lrelu(self.conv_hr(y)))
+
+
+def _conv_lrelu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.LeakyReLU(inplace=True))
 
 
 def _upsampler_of(sd: StateDict) -> str:

@@ -1,0 +1,110 @@
+"""``scales report MODEL... --data DIR``: PSNR/SSIM and Params/OPs tables like the SCALES paper's.
+
+Rows: bicubic (``--bicubic``) and each model; columns: Params, OPs, PSNR/SSIM per dataset. The
+library does the work (:mod:`scales_cli.report`); this module parses, shows progress and writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import DataError, OutputExistsError
+from ..metrics.quality import Channel, GrayConvention
+from . import app
+from ._common import DeviceOpt, ForceFlag, console, err_console
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) < 1 or int(h) < 1:
+        raise DataError(f"--input-size {text!r}: expected WIDTHxHEIGHT in LR pixels, e.g. 320x180")
+    return int(w), int(h)
+
+
+def _refuse_existing(files: list[Path | None], pictures: Path | None, force: bool) -> None:
+    """Fail before any work rather than after minutes of evaluation."""
+    if force:
+        return
+    for f in files:
+        if f is not None and f.exists():
+            raise OutputExistsError(f"{f}: already exists (pass --force to overwrite)")
+    if pictures is not None and pictures.is_dir() and any(pictures.glob("x*_*.png")):
+        raise OutputExistsError(f"{pictures}: already holds report pictures (pass --force to overwrite)")
+
+
+@app.command("report")
+def report(
+    models: Annotated[
+        list[Path] | None, typer.Argument(help="Checkpoints to compare (architecture auto-detected).")
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="Dataset folder: DIR/HR + DIR/LR_bicubic/X{s}/ or HR images only (repeatable)."),
+    ] = None,
+    scale: Annotated[
+        int | None, typer.Option("--scale", help="Scale (default: the models' own; all must agree).")
+    ] = None,
+    bicubic: Annotated[bool, typer.Option("--bicubic", help="Add the MATLAB-exact bicubic baseline row.")] = False,
+    ops: Annotated[bool, typer.Option("--ops", help="Also print each model's per-layer cost table.")] = False,
+    input_size: Annotated[
+        str, typer.Option("--input-size", help="LR size WxH for Params/OPs (default 320x180 -> 1280x720 at x4).")
+    ] = "320x180",
+    gray_convention: Annotated[
+        GrayConvention,
+        typer.Option("--gray-convention", help="How gray images (Set14 bridge) are scored: raw intensity or Y of RGB."),
+    ] = GrayConvention.RAW,
+    channel: Annotated[Channel, typer.Option("--channel", help="Score Y (standard) or RGB.")] = Channel.Y,
+    group_by_scale: Annotated[
+        bool, typer.Option("--group-by-scale", help="Allow models of different scales: one table per scale.")
+    ] = False,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON (docs/report-json.md).")] = None,
+    markdown_file: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown tables to paste.")] = None,
+    pictures: Annotated[
+        Path | None, typer.Option("--pictures", help="Folder for side-by-side crops where models differ most.")
+    ] = None,
+    device: DeviceOpt = "cpu",
+    force: ForceFlag = False,
+) -> None:
+    """Score MODELs (and bicubic) on each --data set: PSNR/SSIM, Params and OPs in one table."""
+    import json
+
+    from ..io import atomic_write
+    from ..report.build import build_report
+    from ..report.render import layer_table, markdown, summary_table, to_json
+
+    size = _parse_size(input_size)
+    _refuse_existing([json_file, markdown_file], pictures, force)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as progress:
+        task = progress.add_task("scoring images", total=None)
+        result = build_report(
+            models or [], data or [], scale=scale, bicubic=bicubic, gray=gray_convention, channel=channel,
+            input_size=size, group_by_scale=group_by_scale, device=device, keep_outputs=pictures is not None,
+            on_plan=lambda n: progress.update(task, total=n),
+            on_image=lambda name: progress.advance(task),
+        )
+    for group in result.groups:
+        console.print(summary_table(result, group))
+        if ops:
+            for row in group.rows:
+                if row.cost is not None:
+                    console.print(layer_table(row.label, row.cost))
+    if json_file is not None:
+        text = json.dumps(to_json(result, layers=ops), indent=2) + "\n"
+        atomic_write(json_file, lambda tmp: tmp.write_text(text), force=force)
+        err_console.print(f"wrote {json_file}")
+    if markdown_file is not None:
+        text = markdown(result)
+        atomic_write(markdown_file, lambda tmp: tmp.write_text(text), force=force)
+        err_console.print(f"wrote {markdown_file}")
+    if pictures is not None:
+        from ..report.pictures import make_pictures
+
+        for pic in make_pictures(result, pictures, force=force):
+            err_console.print(f"wrote {pic.path}")

@@ -1,0 +1,153 @@
+"""Render a :class:`~.build.Report`: rich tables, a Markdown table, the JSON document.
+
+Cells are ``PSNR / SSIM`` (dB, 2 and 4 decimals as papers print them). Params and OPs follow the
+BNN convention of :mod:`scales_cli.metrics.cost` (``P_fp + P_bin/32``, ``MAC_fp + MAC_bin/64``) at
+the report's input size. The JSON layout is documented in docs/report-json.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+from ..metrics.cost import CostReport
+from .build import SCHEMA, Group, Report, Row
+
+
+def human(n: float, unit: str = "") -> str:
+    """``715176 -> '715.2K'``, ``40.89e9 -> '40.89G'``."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}" if suffix == "G" else f"{n / div:.1f}{suffix}{unit}"
+    return f"{n:g}{unit}"
+
+
+def cell(psnr: float, ssim: float) -> str:
+    return f"{'inf' if math.isinf(psnr) else f'{psnr:.2f}'} / {ssim:.4f}"
+
+
+def protocol_line(report: Report, scale: int) -> str:
+    w, h = report.input_size
+    return (
+        f"PSNR/SSIM on {report.channel.value.upper()}, border {scale}, {report.gray.value}; "
+        f"Params/OPs at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + bin/32, OPs = FP MACs + bin MACs/64)"
+    )
+
+
+def _cost_cells(row: Row) -> tuple[str, str]:
+    if row.cost is None:
+        return "-", "-"
+    return human(row.cost.params), human(row.cost.ops)
+
+
+def summary_table(report: Report, group: Group) -> Table:
+    table = Table(title=f"x{group.scale}", caption=protocol_line(report, group.scale), caption_justify="left")
+    table.add_column("Method", style="bold")
+    table.add_column("Params", justify="right")
+    table.add_column("OPs", justify="right")
+    for d in group.datasets:
+        table.add_column(f"{d.name} ({len(d)})", justify="right")
+    best = _best_psnr(group)
+    for row in group.rows:
+        cells = []
+        for r in row.results:
+            text = cell(r.mean_psnr, r.mean_ssim)
+            cells.append(f"[bold green]{text}[/]" if row.kind == "model" and r.mean_psnr == best[r.dataset] else text)
+        table.add_row(row.label, *_cost_cells(row), *cells)
+    return table
+
+
+def _best_psnr(group: Group) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for row in group.rows:
+        if row.kind != "model":
+            continue
+        for r in row.results:
+            best[r.dataset] = max(best.get(r.dataset, -math.inf), r.mean_psnr)
+    return best
+
+
+def layer_table(label: str, cost: CostReport) -> Table:
+    """Per-layer breakdown of one model (``--ops``)."""
+    table = Table(title=f"{label}: per-layer cost at {cost.input_size[0]}x{cost.input_size[1]}")
+    for name, justify in (("Layer", "left"), ("Type", "left"), ("Bits w/a", "center"), ("Calls", "right"),
+                          ("Params FP", "right"), ("Params bin", "right"), ("MACs FP", "right"),
+                          ("MACs bin", "right"), ("OPs %", "right")):
+        table.add_column(name, justify=justify)
+    total = cost.ops or 1.0
+    for layer in cost.layers:
+        table.add_row(
+            layer.name or "(model)", layer.kind, f"{layer.weight_bits}/{layer.act_bits}", str(layer.calls),
+            f"{layer.params_fp:,}", f"{layer.params_binary:,}", human(layer.macs_fp), human(layer.macs_binary),
+            f"{100 * layer.ops / total:.1f}",
+        )
+    table.add_row(
+        "total", "", "", "", f"{cost.params_fp:,}", f"{cost.params_binary:,}", human(cost.macs_fp),
+        human(cost.macs_binary), "100.0", style="bold",
+    )
+    return table
+
+
+def markdown(report: Report) -> str:
+    """One GitHub Markdown table per scale group, each followed by its protocol line."""
+    parts = []
+    for group in report.groups:
+        header = ["Method", "Params", "OPs", *[f"{d.name} PSNR / SSIM" for d in group.datasets]]
+        lines = [f"**x{group.scale}**", "", "| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        for row in group.rows:
+            cells = [cell(r.mean_psnr, r.mean_ssim) for r in row.results]
+            lines.append("| " + " | ".join([row.label, *_cost_cells(row), *cells]) + " |")
+        lines += ["", f"_{protocol_line(report, group.scale)}_", ""]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+_RESULT_KEYS = ("psnr", "ssim", "images")
+
+
+def to_json(report: Report, *, layers: bool = False) -> dict[str, Any]:
+    """The document described in docs/report-json.md (``layers``: include per-layer costs)."""
+    return {
+        "schema": SCHEMA,
+        "protocol": {
+            "channel": report.channel.value,
+            "gray_convention": report.gray.value,
+            "border": "scale",
+            "input_size": list(report.input_size),
+            "cost_convention": "bnn",
+        },
+        "environment": dict(report.environment),
+        "groups": [
+            {
+                "scale": group.scale,
+                "datasets": [
+                    {"name": d.name, "images": len(d), "origin": d.origin,
+                     "folder": str(d.pairs[0].hr.parent.parent if d.origin == "benchmark" else d.pairs[0].hr.parent)}
+                    for d in group.datasets
+                ],
+                "rows": [_row_json(row, layers) for row in group.rows],
+            }
+            for group in report.groups
+        ],
+    }
+
+
+def _row_json(row: Row, layers: bool) -> dict[str, Any]:
+    cost = None
+    if row.cost is not None:
+        cost = row.cost.to_json()
+        if not layers:
+            cost.pop("layers")
+    return {
+        "label": row.label,
+        "kind": row.kind,
+        "checkpoint": str(row.checkpoint) if row.checkpoint else None,
+        "arch": row.arch,
+        "sha256": row.sha256,
+        "seconds": round(row.seconds, 3),
+        "cost": cost,
+        "results": {r.dataset: {k: v for k, v in r.to_json().items() if k in _RESULT_KEYS} for r in row.results},
+    }

@@ -1,0 +1,114 @@
+"""``scales binarize``: default recipe and output name, dry run writes nothing, recipe mistakes exit 2
+with one line, --calibrate records what it used, and every shared checkpoint binarizes as is."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from scales_cli.archs import load
+from scales_cli.archs._registry import spec_by_name
+from scales_cli.cli import main
+from scales_cli.recipe import default_recipe_name, load_recipe, rewrite
+
+IMDN_SMALL = {"scale": 2, "in_nc": 3, "nf": 32, "num_modules": 2, "out_nc": 3}
+
+
+def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["scales", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out = capsys.readouterr()
+    return int(info.value.code or 0), out.out, out.err
+
+
+@pytest.fixture
+def teacher(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.pth"
+    torch.save(spec_by_name("imdn").build(**IMDN_SMALL).state_dict(), path)
+    return path
+
+
+def test_default_recipe_and_output_name(teacher: Path, monkeypatch, capsys):
+    code, out, err = run(monkeypatch, capsys, "binarize", str(teacher))
+    assert code == 0, err
+    written = teacher.parent / "tiny-cnn.safetensors"
+    assert written.is_file() and "layers binarized" in out
+    code, _, err = run(monkeypatch, capsys, "binarize", str(teacher))
+    assert code == 2 and "--force" in err and err.count("\n") == 1
+    code, _, err = run(monkeypatch, capsys, "binarize", str(teacher), "--force", "-r", "xnor", "-o", "x.safetensors", "--json")
+    assert code == 0, err
+
+
+def test_dry_run_writes_nothing(teacher: Path, monkeypatch, capsys):
+    before = sorted(teacher.parent.iterdir())
+    code, out, err = run(monkeypatch, capsys, "binarize", str(teacher), "--dry-run", "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    layers = payload["rewrite"]["layers"]
+    assert {d["decision"] for d in layers} == {"binarize", "keep"} and all(d["rule"] for d in layers)
+    assert payload["student"]["ops"] < payload["teacher"]["ops"]
+    code, out, _ = run(monkeypatch, capsys, "binarize", str(teacher), "--dry-run")
+    assert code == 0 and "body-convs" in out and "dry run" in out
+    assert sorted(teacher.parent.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("rules:\n  - name: convs\n    select: {regoin: body}\n", "did you mean 'region'"),
+        ("rules:\n  - name: ghosts\n    select: {path: 'IMDB9.*'}\n", "rule 'ghosts'"),
+        ("defaults: {preset: scale}\nrules: [{select: {}}]\n", "did you mean 'scales'"),
+    ],
+)
+def test_recipe_mistakes_exit_2_with_one_line(teacher: Path, monkeypatch, capsys, yaml_text: str, expected: str):
+    recipe = teacher.parent / "bad.yaml"
+    recipe.write_text(yaml_text)
+    code, out, err = run(monkeypatch, capsys, "binarize", str(teacher), "--recipe", str(recipe))
+    assert code == 2 and expected in err and "bad.yaml" in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(teacher.parent.glob("*.safetensors"))
+
+
+def test_unknown_recipe_name_exits_2(teacher: Path, monkeypatch, capsys):
+    code, _, err = run(monkeypatch, capsys, "binarize", str(teacher), "--recipe", "trasnformer")
+    assert code == 2 and "did you mean 'transformer'" in err
+
+
+def test_calibrate_records_its_inputs(teacher: Path, monkeypatch, capsys):
+    images = teacher.parent / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    code, _, err = run(
+        monkeypatch, capsys, "binarize", str(teacher), "--calibrate", str(images), "--calib-images", "2", "-o", "c.safetensors"
+    )
+    assert code == 0, err
+    with safe_open(str(teacher.parent / "c.safetensors"), framework="pt") as fh:
+        calib = json.loads(fh.metadata()["scales.calibration"])
+    assert calib["images"] == 2 and calib["layers"] > 0
+    code, _, err = run(monkeypatch, capsys, "binarize", str(teacher), "--calibrate", str(teacher.parent / "none"))
+    assert code == 2 and "--calibrate" in err
+
+
+@pytest.mark.slow
+def test_every_shared_checkpoint_binarizes_with_zero_configuration(checkpoints: Path):
+    for path in sorted(checkpoints.glob("*.pth")):
+        desc = load(path)
+        recipe = load_recipe(default_recipe_name(desc))
+        student, report = rewrite(desc, recipe)
+        assert report.binarized, path.name
+        with torch.no_grad():
+            y = student.eval()(torch.rand(1, 3, 13, 11) * desc.input_range)
+        assert y.shape == (1, 3, 13 * desc.scale, 11 * desc.scale) and torch.isfinite(y).all(), path.name
