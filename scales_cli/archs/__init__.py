@@ -107,7 +107,7 @@ def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, An
     spec = spec.specialise(hparams)
     try:
         model = spec.build(**hparams)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise DetectionError(f"{ckpt.path}: cannot build {spec.name} with {hparams} ({exc})") from None
     load_state_dict_into(model, sd, ckpt.path, spec.name)
     model.eval()
