@@ -55,7 +55,7 @@ def test_evaluate_tiny_dataset(tmp_path: Path):
     assert [r.name for r in result.images] == ["gray", "rgb"]
     assert result.outputs["gray"].shape == (24, 24, 3)
     assert result.mean_psnr == pytest.approx(np.mean([r.psnr for r in result.images]))
-    assert result.to_json()["gray_convention"] == "gray-raw"
+    assert result.to_json()["gray_convention"] == "gray-as-y"  # the default
     bicubic = evaluate_bicubic(ds)
     assert bicubic.label == "Bicubic" and bicubic.outputs == {}
 

@@ -56,7 +56,7 @@ def report(
     gray_convention: Annotated[
         GrayConvention,
         typer.Option("--gray-convention", help="How gray images (Set14 bridge) are scored: raw intensity or Y of RGB."),
-    ] = GrayConvention.RAW,
+    ] = GrayConvention.AS_Y,
     channel: Annotated[Channel, typer.Option("--channel", help="Score Y (standard) or RGB.")] = Channel.Y,
     group_by_scale: Annotated[
         bool, typer.Option("--group-by-scale", help="Allow models of different scales: one table per scale.")

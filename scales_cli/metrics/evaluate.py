@@ -109,7 +109,7 @@ def evaluate(
     dataset: Dataset,
     *,
     label: str = "",
-    gray: GrayConvention | str = GrayConvention.RAW,
+    gray: GrayConvention | str = GrayConvention.AS_Y,
     channel: Channel | str = Channel.Y,
     keep_outputs: bool = False,
     on_image: ProgressCallback | None = None,

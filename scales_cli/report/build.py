@@ -110,7 +110,7 @@ def build_report(
     *,
     scale: int | None = None,
     bicubic: bool = False,
-    gray: GrayConvention | str = GrayConvention.RAW,
+    gray: GrayConvention | str = GrayConvention.AS_Y,
     channel: Channel | str = Channel.Y,
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     group_by_scale: bool = False,
