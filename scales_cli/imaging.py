@@ -118,8 +118,8 @@ def _to_loaded(p: Path, im: Image.Image) -> LoadedImage:
         return LoadedImage(p, _gray_to_rgb(plane), alpha, gray=True, mode=mode)
     if im.mode != "RGB":
         raise DataError(f"{p}: unsupported image mode {mode} (expected RGB, RGBA, L, LA, P or 16-bit gray)")
-    arr = np.asarray(im, dtype=np.float32) / 255.0  # (H, W, 3)
-    rgb = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0)
+    pixels = torch.from_numpy(np.asarray(im).copy())  # (H, W, 3) uint8: one float copy is made below
+    rgb = pixels.permute(2, 0, 1).unsqueeze(0).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
     return LoadedImage(p, rgb, alpha, gray=False, mode=mode)
 
 

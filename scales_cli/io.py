@@ -142,8 +142,10 @@ def _is_truncation(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:200]
+    """The first sentence of an exception's message (library messages go on with advice we do not want)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else exc.__class__.__name__
+    return first.split(". ", 1)[0].rstrip(".")[:200]
 
 
 def unwrap_state_dict(raw: object, p: Path) -> StateDict:

@@ -9,10 +9,12 @@ overlap ``L`` px long):
 
 so where two tiles meet their weights sum to one. The last tile is pulled back to end on the image's
 edge and may reach a third tile; the result is therefore normalised by the summed weight,
-``Σ w·y / Σ w``. The 2-D weight is the product of the row and column windows.
+``Σ w·y / Σ w``. The 2-D weight is the product of the row and column windows, and since the tiles
+form a full grid its sum is the product of the 1-D sums, ``Σ w = (Σ_i wy_i)(Σ_j wx_j)``: no weight
+plane is stored.
 
 Memory: tiles are processed one row of tiles at a time; only one band of output rows (a tile's height
-times the output width, float32, plus its weight plane) is held. Rows that no later tile touches are
+times the output width, float32) is held. Rows that no later tile touches are
 handed out (:func:`iter_tiled_bands`) and the band's overlap is carried into the next one. Each
 forward runs under :func:`torch.inference_mode`, so no autograd graph is kept.
 
@@ -134,6 +136,14 @@ def blend_window(spans: tuple[Span, ...], index: int, scale: int) -> torch.Tenso
     return weights
 
 
+def _window_sum(spans: tuple[Span, ...], scale: int) -> torch.Tensor:
+    """Σ of the 1-D blend windows of all tiles at each output position along one axis."""
+    total = torch.zeros(scale * spans[-1][1])
+    for i, (start, end) in enumerate(spans):
+        total[scale * start: scale * end] += blend_window(spans, i, scale)
+    return total
+
+
 def _ramp(n: int) -> torch.Tensor:
     t = (torch.arange(n, dtype=torch.float64) + 0.5) / n
     return torch.sin(t * (math.pi / 2)).pow(2).float()
@@ -158,14 +168,14 @@ def iter_tiled_bands(
     rows = tile_spans(height, plan.tile, plan.overlap, plan.align)
     cols = tile_spans(width, plan.tile, plan.overlap, plan.align)
     col_weights = [blend_window(cols, j, scale) for j in range(len(cols))]
+    row_sum, col_sum = _window_sum(rows, scale), _window_sum(cols, scale)
     device = _device_of(model)
     total, done = len(rows) * len(cols), 0
-    carry: tuple[torch.Tensor, torch.Tensor] | None = None  # (acc, weight) rows shared with the next band
+    carry: torch.Tensor | None = None  # accumulated rows shared with the next band
     for i, (top, bottom) in enumerate(rows):
         row_weight = blend_window(rows, i, scale).view(1, -1, 1)
         band_rows = scale * (bottom - top)
         acc: torch.Tensor | None = None
-        weight = torch.zeros(1, band_rows, scale * width)
         for j, (left, right) in enumerate(cols):
             with torch.inference_mode():
                 y = model(x[:, :, top:bottom, left:right].to(device))[0].float().cpu()
@@ -178,20 +188,19 @@ def iter_tiled_bands(
             if acc is None:
                 acc = torch.zeros(y.shape[0], band_rows, scale * width)
                 if carry is not None:
-                    acc[:, : carry[0].shape[1]] += carry[0]
-                    weight[:, : carry[1].shape[1]] += carry[1]
+                    acc[:, : carry.shape[1]] += carry
                     carry = None
             w = row_weight * col_weights[j].view(1, 1, -1)
             acc[:, :, scale * left: scale * right].addcmul_(y, w)
-            weight[:, :, scale * left: scale * right] += w
             done += 1
             if on_tile is not None:
                 on_tile(done, total)
         assert acc is not None  # every row has at least one column
         finished = scale * (rows[i + 1][0] - top) if i + 1 < len(rows) else band_rows
-        carry = (acc[:, finished:].clone(), weight[:, finished:].clone())
-        band = acc[:, :finished].div_(weight[:, :finished])
-        del acc, weight
+        carry = acc[:, finished:].clone()
+        norm = row_sum[scale * top: scale * top + finished].view(1, -1, 1) * col_sum.view(1, 1, -1)
+        band = acc[:, :finished].div_(norm)
+        del acc, norm
         yield scale * top, band
         del band  # the band views the whole accumulator: free it before the next one is allocated
 

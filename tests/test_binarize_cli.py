@@ -112,3 +112,9 @@ def test_every_shared_checkpoint_binarizes_with_zero_configuration(checkpoints: 
         with torch.no_grad():
             y = student.eval()(torch.rand(1, 3, 13, 11) * desc.input_range)
         assert y.shape == (1, 3, 13 * desc.scale, 11 * desc.scale) and torch.isfinite(y).all(), path.name
+
+
+def test_a_student_is_not_binarized_again(teacher: Path, monkeypatch, capsys):
+    assert run(monkeypatch, capsys, "binarize", str(teacher), "-o", "s.safetensors")[0] == 0
+    code, _, err = run(monkeypatch, capsys, "binarize", "s.safetensors")
+    assert code == 2 and "already a binarized student" in err

@@ -13,8 +13,9 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from scales_cli.archs import load
+from scales_cli.archs import detect, load
 from scales_cli.archs._registry import spec_by_name
+from scales_cli.errors import DetectionError
 from scales_cli.io import read_checkpoint
 
 
@@ -99,7 +100,14 @@ def test_classifier_state_dict_names_closest_architectures(tmp_path: Path):
     path = tmp_path / "resnet.pth"
     torch.save({k: torch.zeros(v) for k, v in shapes.items()}, path)
     message = _inspect(path)
-    assert "no known super-resolution architecture" in message and "closest" in message
+    assert "no known super-resolution architecture" in message and "image classifier" in message
+    assert "carn-m" in message, "the known architectures are named"
+
+
+def test_partial_match_names_the_closest_architecture(zoo_state):
+    damaged = {k: v for i, (k, v) in enumerate(zoo_state.items()) if i % 3}
+    with pytest.raises(DetectionError, match=r"closest: carn-m \(\d+% of its keys; missing"):
+        detect(damaged, "damaged.pth")
 
 
 def test_garbage_safetensors(tmp_path: Path):

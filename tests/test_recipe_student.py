@@ -86,3 +86,18 @@ def test_inspect_student(teacher, tmp_path: Path, capsys, monkeypatch):
     assert info.value.code in (0, None)
     payload = json.loads(capsys.readouterr().out)
     assert payload["arch"] == "imdn" and payload["student"]["recipe"] == "cnn"
+
+
+def test_transformer_round_trip_is_bit_exact(tmp_path: Path):
+    spec = spec_by_name("swinir")
+    config = {"scale": 2, "embed_dim": 16, "depths": (2,), "num_heads": (2,), "window_size": 4, "mlp_ratio": 2.0,
+              "upsampler": "pixelshuffledirect"}
+    torch.manual_seed(0)
+    torch.save(spec.build(**{**spec.defaults, **config}).state_dict(), tmp_path / "swin.pth")
+    teacher = load(tmp_path / "swin.pth")
+    student, recipe, report = _student(teacher, "transformer")
+    assert {d.type for d in report.binarized} == {"linear", "conv2d"}
+    loaded = load(save_student(tmp_path / "s.safetensors", student, teacher, recipe))
+    x = torch.rand(1, 3, 9, 7)  # not a multiple of the window: the model pads
+    with torch.no_grad():
+        assert torch.equal(student(x), loaded.model(x))

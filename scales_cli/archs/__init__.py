@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,15 +43,30 @@ def _no_match_message(sd: StateDict, source: str) -> str:
         share = 1 - len(missing) / max(1, len(spec.required_keys))
         scored.append((share, spec, missing))
     scored.sort(key=lambda t: -t[0])
-    parts = []
-    for share, spec, missing in scored[:3]:
-        why = f"missing {', '.join(missing[:3])}" if missing else "keys present but shapes/extra keys differ"
-        parts.append(f"{spec.name} ({share:.0%} of its keys; {why})")
+    if scored and scored[0][0] > 0:
+        parts = []
+        for share, spec, missing in scored[:3]:
+            why = f"missing {', '.join(missing[:3])}" if missing else "keys present but shapes/extra keys differ"
+            parts.append(f"{spec.name} ({share:.0%} of its keys; {why})")
+        closest = f"closest: {'; '.join(parts)}"
+    else:
+        closest = f"none of the {len(scored)} known ({', '.join(s.name for _, s, _ in scored)}) shares a required key"
     sample = ", ".join(list(sd)[:3])
     return (
-        f"{source}: no known super-resolution architecture matches its {len(sd)} tensors (first keys: {sample}); "
-        f"closest: {'; '.join(parts)}. Use --arch FILE.py:Class for your own network"
+        f"{source}: no known super-resolution architecture matches its {len(sd)} tensors (first keys: {sample})"
+        f"{_classifier_hint(sd)}; {closest}. Use --arch FILE.py:Class for your own network"
     )
+
+
+_CLASSIFIER_HEAD = re.compile(r"(?:^|\.)(?:fc|classifier|head)(?:\.\d+)?\.weight$")
+
+
+def _classifier_hint(sd: StateDict) -> str:
+    """Image classifiers end in a linear layer to class scores (e.g. ResNet ``fc.weight`` (1000, 512))."""
+    for key, tensor in sd.items():
+        if tensor.dim() == 2 and _CLASSIFIER_HEAD.search(key):
+            return f" and looks like an image classifier ({key} maps {tensor.shape[1]} features to {tensor.shape[0]} classes)"
+    return ""
 
 
 def parse_arch_opts(items: list[str] | None) -> dict[str, Any]:

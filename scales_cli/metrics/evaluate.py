@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from .color import gray_to_rgb
 from .datasets import Dataset
 from .quality import Channel, GrayConvention, score
 from .resize import imresize
+
+if TYPE_CHECKING:
+    from ..archs.descriptor import SRDescriptor
 
 Upscaler = Callable[[np.ndarray], np.ndarray]
 ProgressCallback = Callable[[str], None]
@@ -135,7 +139,9 @@ def evaluate(
     return EvalResult(label, dataset.name, dataset.scale, gray, channel, tuple(images), outputs)
 
 
-def evaluate_model(desc, dataset: Dataset, *, label: str | None = None, device: str = "cpu", **kwargs) -> EvalResult:  # noqa: ANN001
+def evaluate_model(
+    desc: SRDescriptor, dataset: Dataset, *, label: str | None = None, device: str = "cpu", **kwargs: Any
+) -> EvalResult:
     """Evaluate a loaded :class:`~scales_cli.archs.SRDescriptor` (``.model``, ``.input_range``)."""
     if desc.scale != dataset.scale:
         raise DataError(f"{label or desc.arch}: model is x{desc.scale} but dataset {dataset.name} is x{dataset.scale}")
@@ -143,6 +149,6 @@ def evaluate_model(desc, dataset: Dataset, *, label: str | None = None, device: 
     return evaluate(upscale, dataset, label=label or desc.arch, **kwargs)
 
 
-def evaluate_bicubic(dataset: Dataset, **kwargs) -> EvalResult:  # noqa: ANN003
+def evaluate_bicubic(dataset: Dataset, **kwargs: Any) -> EvalResult:
     """The bicubic baseline row."""
     return evaluate(bicubic_upscaler(dataset.scale), dataset, label=BICUBIC_LABEL, **kwargs)

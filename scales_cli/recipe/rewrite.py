@@ -104,17 +104,17 @@ def plan(desc_or_model: Any, recipe: Recipe, *, region_of: RegionOf | None = Non
     layers = candidate_layers(model, region_of)
     if not layers:
         raise RecipeError(f"recipe {recipe.name}: the network has no nn.Conv2d/nn.Linear layer to binarize")
-    hits = {rule.name: 0 for rule in recipe.rules}
+    hits = [0] * len(recipe.rules)
     decisions = []
     for layer in layers:
         winner: Rule | None = None
-        for rule in recipe.rules:
+        for i, rule in enumerate(recipe.rules):
             if rule.select.matches(layer):
-                hits[rule.name] += 1
+                hits[i] += 1
                 winner = rule  # later rules override earlier ones
         decisions.append(_decide(layer, winner, recipe))
-    for rule in recipe.rules:
-        if rule.required and hits[rule.name] == 0:
+    for rule, hit in zip(recipe.rules, hits):
+        if rule.required and hit == 0:
             raise RecipeError(_no_match_message(recipe, rule, layers))
     report = RewriteReport(recipe=recipe.name, layers=tuple(decisions))
     if not report.binarized:
