@@ -12,7 +12,7 @@ $(BIN)/scales: pyproject.toml constraints.txt
 
 .PHONY: demo test
 demo: $(BIN)/scales
-	$(BIN)/scales demo
+	$(BIN)/scales demo --out out/demo --force
 
 test: $(BIN)/scales
 	$(BIN)/python -m pytest -n 2 -q

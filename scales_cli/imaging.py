@@ -128,18 +128,21 @@ def _gray_to_rgb(plane: np.ndarray) -> torch.Tensor:
     return gray.expand(1, 3, *gray.shape).contiguous()
 
 
-def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, H, W)`` floats in ``[0, 1]`` -> uint8 by ``round(clamp(v, 0, 1) * 255)``."""
-    return (rgb.clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+def to_uint8_(values: torch.Tensor) -> torch.Tensor:
+    """Floats in ``[0, 1]`` -> uint8 by ``round(clamp(v, 0, 1) * 255)``, in place (the input is consumed)."""
+    return values.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
 
 
 def band_to_image(band: torch.Tensor, gray: bool) -> Image.Image:
-    """A float ``(3, h, W)`` band in ``[0, 1]`` -> an 8-bit ``RGB`` or (luma) ``L`` Pillow image."""
+    """A float ``(3, h, W)`` band in ``[0, 1]`` -> an 8-bit ``RGB`` or (luma) ``L`` Pillow image.
+
+    Works in place on ``band`` (which is consumed): a band of a 16000 px wide output is ~200 MB of
+    float32, and temporaries of that size would dominate the memory of tiled upscaling.
+    """
     if gray:
-        weights = torch.tensor(LUMA_601, dtype=band.dtype).view(3, 1, 1)
-        plane = to_uint8((band * weights).sum(0))
-        return Image.fromarray(plane.numpy(), mode="L")
-    pixels = to_uint8(band).permute(1, 2, 0).contiguous().numpy()
+        luma = band[0].mul_(LUMA_601[0]).add_(band[1], alpha=LUMA_601[1]).add_(band[2], alpha=LUMA_601[2])
+        return Image.fromarray(to_uint8_(luma).numpy(), mode="L")
+    pixels = to_uint8_(band).permute(1, 2, 0).contiguous().numpy()
     return Image.fromarray(pixels, mode="RGB")
 
 

@@ -198,9 +198,9 @@ def iter_tiled_bands(
         assert acc is not None  # every row has at least one column
         finished = scale * (rows[i + 1][0] - top) if i + 1 < len(rows) else band_rows
         carry = acc[:, finished:].clone()
-        norm = row_sum[scale * top: scale * top + finished].view(1, -1, 1) * col_sum.view(1, 1, -1)
-        band = acc[:, :finished].div_(norm)
-        del acc, norm
+        band = acc[:, :finished].div_(row_sum[scale * top: scale * top + finished].view(1, -1, 1))
+        band.div_(col_sum.view(1, 1, -1))  # two broadcast divisions: no (rows, W) weight plane is built
+        del acc
         yield scale * top, band
         del band  # the band views the whole accumulator: free it before the next one is allocated
 
