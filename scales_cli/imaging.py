@@ -109,8 +109,8 @@ def _to_loaded(p: Path, im: Image.Image) -> LoadedImage:
 
     if im.mode in _SIXTEEN_BIT_GRAY:
         values = np.asarray(im).astype(np.float32)
-        if values.size and values.max() > 65535:
-            raise DataError(f"{p}: {mode} image has values above 65535 (expected 16-bit gray)")
+        if values.size and (values.max() > 65535 or values.min() < 0):
+            raise DataError(f"{p}: {mode} image has values outside 0..65535 (expected 16-bit gray)")
         plane = values / 65535.0
         return LoadedImage(p, _gray_to_rgb(plane), alpha, gray=True, mode=mode)
     if im.mode == "L":

@@ -1,18 +1,35 @@
-"""Set every SCALES binarizer's threshold and scale from the FP activations of real inputs.
+"""Data-aware initialisation of binary layers: each layer, in forward order, is fitted to the FP network.
 
-For the FP input x of a binary layer (channel dim 1 for NCHW, -1 for tokens):
+Notation for one binary layer L with FP weight W, bias b, quantized forward
+``y_q(x) = g * z(x) + b + skip(x)`` (``z`` = the scaled binary conv/linear with its re-scaling factors,
+``skip(x) = x`` where the layer has the Bi-Real identity, else 0), and FP forward ``y_fp(x) = W * x + b``.
+The model's FP teacher is the same model with :func:`quantizers_off`; x_t is the input L gets in the
+teacher, x_s the input it gets in the student (earlier binary layers quantized and already calibrated).
 
-    beta_c = mean of x_c over all batches and every non-channel position
-    alpha  = mean |x - beta|   over all elements
+Per layer, in the order the forward pass reaches them (``CalibrationOptions`` picks each step):
 
-For a fixed beta, alpha = mean |u| (u = x - beta) minimises the squared reconstruction error
-||u - alpha * sign(u)||^2 (XNOR-Net's scale), so the binarizer starts as the best two-level
-approximation of its input. The mean (not the median) is used for beta because it streams exactly
-over many batches; the median would need every activation in memory.
+1. **Sequential inputs** (``sequential``): statistics are taken on x_s, not x_t, so each binarizer is
+   fitted to the activations it will really see once everything before it is binary.
+2. **Threshold and scale** (binarizers with ``set_statistics``; channel c, all other positions pooled):
+   ``beta_c = mean(x_c)`` ("mean") or ``median(x_c)`` ("median"); ``alpha = mean |x - beta|``, the
+   least-squares scale of a two-level code for u = x - beta (argmin_a ||u - a sign(u)||^2 = mean|u|).
+   alpha also sets the STE's pass-through range |u| <= alpha, so it is kept at this statistic.
+3. **Neutral branches** (``branches="neutral"``): the spatial / channel re-scaling convs get zero
+   weights (and zero bias), so s = c = sigmoid(0) = 1/2 for every input instead of a random
+   input-dependent factor; their gradients are still non-zero, fine-tuning starts from there.
+4. **Output correction** against the target ``t = y_fp(x_t)`` (``target="teacher"``: also absorbs the
+   error accumulated upstream) or ``t = y_fp(x_s)`` (``"self"``: only this layer's own error). With
+   r = t - skip(x_s) and z = z(x_s), per output channel o over every other position:
+   ``"affine"``: ``g_o = cov(z_o, r_o) / var(z_o)``, applied as ``W_o <- g_o W_o`` (the binary weight
+   is ``mean|W_o| * sign(W_o)``, so its scale follows W_o exactly; skipped where the weight binarizer
+   is not positively homogeneous or a BatchNorm follows the conv), then, on the re-computed output,
+   ``"bias"``: ``b_o <- b_o + mean(t_o - y_q(x_s)_o)``, so the per-channel output means match exactly.
+   No parameter is added: only alpha, beta, W, b and the branches' existing tensors change.
 
-The statistics are those of the *FP* network: the model runs with :func:`quantizers_off`, in eval
-mode, under ``no_grad``. Two passes over the batches are needed (alpha depends on beta), so the
-batches are held in a list; they are LR images, which are small.
+The returned names are the layers whose state changed. Everything runs in eval mode under
+``no_grad``; the previous train/eval modes and quantize flags are restored. Forward passes stop at
+the layer being calibrated (an exception raised from a pre-hook), so calibrating K layers costs
+about K/2 full forward passes each for student and teacher. The batches are held in memory (LR crops).
 
 Example::
 
@@ -24,28 +41,50 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from scales_cli.binary._registry import lookup
 from scales_cli.binary.layers import BinaryLayer, quantizers_off
-from scales_cli.binary.ste import channel_view, sum_except
+from scales_cli.binary.ste import channel_view
 from scales_cli.errors import DataError
 
+GAIN_RANGE = (1e-2, 1e2)
+"""The fitted per-channel gain is clamped here: a non-positive LS gain (binary channel anti-correlated
+with its target) would flip the weight's signs; the clamp keeps the sign pattern the FP weights chose."""
 
-class _Sums:
-    """Running float64 sum and element count."""
 
-    def __init__(self) -> None:
-        self.total: Tensor | float = 0.0
-        self.count = 0
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """Which steps of the per-layer fit run (module docstring: equations)."""
 
-    def add(self, total: Tensor, count: int) -> None:
-        self.total = self.total + total.double()
-        self.count += count
+    sequential: bool = True
+    threshold: str = "mean"  # THRESHOLDS key
+    branches: str = "neutral"  # "neutral" or "keep"
+    correction: str = "affine"  # CORRECTIONS key
+    target: str = "teacher"  # "teacher" or "self"
 
-    def mean(self) -> Tensor:
-        return torch.as_tensor(self.total) / self.count
+
+def _channels_first(x: Tensor, dim: int) -> Tensor:
+    """(..., C, ...) -> (C, N): one row per channel, every other position pooled."""
+    return x.movedim(dim, 0).reshape(x.shape[dim], -1)
+
+
+THRESHOLDS: dict[str, Callable[[Tensor], Tensor]] = {
+    "mean": lambda rows: rows.mean(dim=1),
+    "median": lambda rows: rows.median(dim=1).values,
+}
+"""beta from the (C, N) activations of one layer."""
+
+
+CORRECTIONS: dict[str, tuple[bool, bool]] = {"none": (False, False), "bias": (False, True), "affine": (True, True)}
+"""correction name -> (fit the per-channel gain, fit the per-channel bias)."""
+
+
+class _Stop(Exception):
+    """Raised by a pre-hook once the layer's input is captured: the rest of the forward is not needed."""
 
 
 @contextmanager
@@ -59,56 +98,182 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def _run(model: nn.Module, batches: list[Tensor], layers: dict[str, BinaryLayer], hook: Callable[[str, Tensor], None]) -> None:
+def _forward_order(model: nn.Module, layers: dict[str, BinaryLayer], batch: Tensor) -> list[str]:
+    """Names of ``layers`` in the order one forward pass first reaches them (unreached ones dropped)."""
+    order: list[str] = []
+
+    def seen(name: str) -> None:
+        if name not in order:
+            order.append(name)
+
     handles = [
-        layer.register_forward_pre_hook(lambda _m, inputs, name=name: hook(name, inputs[0]))  # type: ignore[attr-defined]
+        layer.register_forward_pre_hook(lambda _m, _i, name=name: seen(name))  # type: ignore[attr-defined]
         for name, layer in layers.items()
     ]
-    device = next(model.parameters()).device
     try:
-        for batch in batches:
-            model(batch.to(device))
+        model(batch)
     finally:
         for handle in handles:
             handle.remove()
+    return order
 
 
-def _channel_dim(layer: BinaryLayer, x: Tensor) -> int:
-    return layer.act_channel_dim % x.ndim
+def _inputs_of(model: nn.Module, layer: BinaryLayer, batches: list[Tensor]) -> list[Tensor]:
+    """The first input ``layer`` receives for each batch; each forward stops right there."""
+    captured: list[Tensor] = []
+
+    def grab(_m: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        captured.append(inputs[0].detach())
+        raise _Stop
+
+    handle = layer.register_forward_pre_hook(grab)  # type: ignore[attr-defined]
+    try:
+        for batch in batches:
+            try:
+                model(batch)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return captured
 
 
-def calibrate(model: nn.Module, batches: Iterable[Tensor]) -> list[str]:
-    """Set beta and alpha of every calibratable binary layer in ``model``; return their dotted names.
+@contextmanager
+def _quantize(layer: BinaryLayer, on: bool) -> Iterator[None]:
+    previous = layer.quantize
+    layer.quantize = on
+    try:
+        yield
+    finally:
+        layer.quantize = previous
 
-    Layers whose binarizer has no statistics ("sign", "approxsign") are left as they are.
+
+def _set_threshold(layer: BinaryLayer, inputs: list[Tensor], threshold: str) -> bool:
+    if not hasattr(layer.act, "set_statistics"):
+        return False
+    dim = layer.act_channel_dim % inputs[0].ndim
+    rows = torch.cat([_channels_first(x, dim) for x in inputs], dim=1)
+    beta = lookup(THRESHOLDS, threshold, "calibration threshold")(rows.double())
+    alpha = (rows.double() - beta[:, None]).abs().mean()
+    return layer.set_act_statistics(beta.to(layer.weight), alpha.to(layer.weight))
+
+
+def _neutralise_branches(layer: BinaryLayer) -> bool:
+    """Zero the re-scaling convs' tensors: every factor becomes sigmoid(0) = 1/2."""
+    changed = False
+    for name in ("spatial", "channel"):
+        branch = getattr(layer, name, None)
+        if branch is not None:
+            for p in branch.parameters():
+                p.zero_()
+            changed = True
+    return changed
+
+
+def _gain_applies(layer: BinaryLayer) -> bool:
+    """W_o <- g W_o scales the binary output by g only if scale(gW) = g scale(W) and no BN renormalises."""
+    if layer.bn is not None:
+        return False
+    w = layer.weight.detach()
+    return bool(torch.allclose(layer.wbin.scale(2 * w), 2 * layer.wbin.scale(w)))
+
+
+class _ChannelMoments:
+    """Per-output-channel float64 sums of z, r, z^2, z*r over every position (streamed over batches)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.z: Tensor | float = 0.0
+        self.r: Tensor | float = 0.0
+        self.zz: Tensor | float = 0.0
+        self.zr: Tensor | float = 0.0
+
+    def add(self, z: Tensor, r: Tensor, dim: int) -> None:
+        z, r = _channels_first(z, dim).double(), _channels_first(r, dim).double()
+        self.n += z.shape[1]
+        self.z = self.z + z.sum(1)
+        self.r = self.r + r.sum(1)
+        self.zz = self.zz + (z * z).sum(1)
+        self.zr = self.zr + (z * r).sum(1)
+
+    def gain(self) -> Tensor:
+        """argmin_g min_b ||g z + b - r||^2 = cov(z, r) / var(z), clamped to GAIN_RANGE."""
+        cov = self.zr - self.z * self.r / self.n  # type: ignore[operator]
+        var = self.zz - self.z * self.z / self.n  # type: ignore[operator]
+        gain = torch.where(var > 0, cov / var.clamp_min(1e-300), torch.ones_like(var))
+        return gain.clamp(*GAIN_RANGE)
+
+
+def _binary_part(layer: BinaryLayer, x: Tensor) -> Tensor:
+    """z(x) = y_q(x) - b - skip(x): the quantized output without its bias and identity."""
+    y = layer(x)  # type: ignore[operator]
+    if layer.bias is not None:
+        y = y - channel_view(layer.bias, y.ndim, layer.act_channel_dim % y.ndim)
+    return y - x if getattr(layer, "skip", False) else y
+
+
+def _fit_output(layer: BinaryLayer, inputs: list[Tensor], targets: list[Tensor], correction: str) -> bool:
+    fit_gain, fit_bias = lookup(CORRECTIONS, correction, "calibration correction")
+    changed = False
+    if fit_gain and _gain_applies(layer):
+        moments = _ChannelMoments()
+        for x, t in zip(inputs, targets):
+            z = _binary_part(layer, x)
+            r = t - x if getattr(layer, "skip", False) else t
+            moments.add(z, r, layer.act_channel_dim % z.ndim)
+        gain = moments.gain().to(layer.weight)
+        layer.weight.mul_(gain.reshape(-1, *([1] * (layer.weight.ndim - 1))))
+        changed = True
+    if fit_bias and layer.bias is not None:
+        dim = layer.act_channel_dim % targets[0].ndim
+        residual = sum(_channels_first(t - layer(x), dim).double().sum(1) for x, t in zip(inputs, targets))  # type: ignore[operator]
+        count = sum(t.numel() // t.shape[dim] for t in targets)
+        layer.bias.add_((residual / count).to(layer.bias))  # type: ignore[operator]
+        changed = True
+    return changed
+
+
+def _calibrate_layer(
+    model: nn.Module, layer: BinaryLayer, batches: list[Tensor], options: CalibrationOptions
+) -> bool:
+    with quantizers_off(model):
+        teacher_in = _inputs_of(model, layer, batches)
+    student_in = _inputs_of(model, layer, batches) if options.sequential else teacher_in
+    changed = _set_threshold(layer, student_in, options.threshold)
+    if options.branches == "neutral":
+        changed = _neutralise_branches(layer) or changed
+    elif options.branches != "keep":
+        raise DataError(f"calibration branches {options.branches!r}: expected 'neutral' or 'keep'")
+    if options.correction == "none":
+        return changed
+    if options.target not in ("teacher", "self"):
+        raise DataError(f"calibration target {options.target!r}: expected 'teacher' or 'self'")
+    with _quantize(layer, False):
+        targets = [layer(x) for x in (teacher_in if options.target == "teacher" else student_in)]  # type: ignore[operator]
+    with _quantize(layer, True):
+        return _fit_output(layer, student_in, targets, options.correction) or changed
+
+
+def calibrate(model: nn.Module, batches: Iterable[Tensor], options: CalibrationOptions | None = None) -> list[str]:
+    """Fit every binary layer of ``model`` to its FP self on ``batches``, in forward order.
+
+    Returns the dotted names of the layers whose state changed, in the order they were fitted.
+    Layers that the forward pass never reaches are left as they are.
     """
+    options = options or CalibrationOptions()
     batches = list(batches)
     if not batches:
         raise DataError("calibration needs at least one input batch, got none")
-    layers = {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, BinaryLayer) and hasattr(m.act, "set_statistics")
-    }
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, BinaryLayer)}
     if not layers:
         return []
-    centres = {name: _Sums() for name in layers}
-    spreads = {name: _Sums() for name in layers}
-
-    def add_centre(name: str, x: Tensor) -> None:
-        dim = _channel_dim(layers[name], x)
-        centres[name].add(sum_except(x, dim), x.numel() // x.shape[dim])
-
-    def add_spread(name: str, x: Tensor) -> None:
-        dim = _channel_dim(layers[name], x)
-        beta = channel_view(betas[name].to(x), x.ndim, dim)
-        spreads[name].add((x - beta).abs().sum(), x.numel())
-
-    with quantizers_off(model), _eval_mode(model), torch.no_grad():
-        _run(model, batches, layers, add_centre)
-        betas = {name: sums.mean() for name, sums in centres.items()}
-        _run(model, batches, layers, add_spread)
-    for name, layer in layers.items():
-        weight = layer.weight
-        layer.set_act_statistics(betas[name].to(weight), spreads[name].mean().to(weight))
-    return list(layers)
+    device = next(model.parameters()).device
+    batches = [b.to(device) for b in batches]
+    changed: list[str] = []
+    with _eval_mode(model), torch.no_grad():
+        with quantizers_off(model):
+            order = _forward_order(model, layers, batches[0])
+        for name in order:
+            if _calibrate_layer(model, layers[name], batches, options):
+                changed.append(name)
+    return changed

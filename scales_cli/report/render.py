@@ -69,23 +69,30 @@ def _best_psnr(group: Group) -> dict[str, float]:
     return best
 
 
+def _split(fp: float, binary: float, fmt) -> str:  # noqa: ANN001 - a number formatter
+    """``'19,920'`` for an FP-only figure, ``'212 + 2,304b'`` when part of it is binary."""
+    return f"{fmt(fp)} + {fmt(binary)}b" if binary else fmt(fp)
+
+
 def layer_table(label: str, cost: CostReport) -> Table:
-    """Per-layer breakdown of one model (``--ops``)."""
-    table = Table(title=f"{label}: per-layer cost at {cost.input_size[0]}x{cost.input_size[1]}")
-    for name, justify in (("Layer", "left"), ("Type", "left"), ("Bits w/a", "center"), ("Calls", "right"),
-                          ("Params FP", "right"), ("Params bin", "right"), ("MACs FP", "right"),
-                          ("MACs bin", "right"), ("OPs %", "right")):
-        table.add_column(name, justify=justify)
+    """Per-layer breakdown of one model (``--ops``); ``b`` marks the binary part of a figure."""
+    w, h = cost.input_size
+    table = Table(title=f"{label}: per-layer cost at {w}x{h} (b = binary)")
+    table.add_column("Layer", overflow="fold", min_width=12)  # dotted paths: wrap, never truncate
+    table.add_column("Type", overflow="fold")
+    for name in ("w/a", "params", "MACs", "OPs %"):
+        table.add_column(name, justify="right", no_wrap=True)
     total = cost.ops or 1.0
+    comma = "{:,}".format
     for layer in cost.layers:
         table.add_row(
-            layer.name or "(model)", layer.kind, f"{layer.weight_bits}/{layer.act_bits}", str(layer.calls),
-            f"{layer.params_fp:,}", f"{layer.params_binary:,}", human(layer.macs_fp), human(layer.macs_binary),
+            layer.name or "(model)", layer.kind, f"{layer.weight_bits}/{layer.act_bits}",
+            _split(layer.params_fp, layer.params_binary, comma), _split(layer.macs_fp, layer.macs_binary, human),
             f"{100 * layer.ops / total:.1f}",
         )
     table.add_row(
-        "total", "", "", "", f"{cost.params_fp:,}", f"{cost.params_binary:,}", human(cost.macs_fp),
-        human(cost.macs_binary), "100.0", style="bold",
+        "total", "", "", _split(cost.params_fp, cost.params_binary, comma),
+        _split(cost.macs_fp, cost.macs_binary, human), "100.0", style="bold",
     )
     return table
 
