@@ -25,7 +25,7 @@ from ..io import Checkpoint, StateDict, read_checkpoint
 from ._registry import all_specs, spec_by_name
 from .descriptor import ArchSpec, SRDescriptor, count_params, region_summary
 
-__all__ = ["ArchSpec", "SRDescriptor", "detect", "load", "load_state_dict_into", "parse_arch_opts", "all_specs"]
+__all__ = ["ArchSpec", "SRDescriptor", "describe", "detect", "load", "load_state_dict_into", "parse_arch_opts", "all_specs"]
 
 
 def detect(sd: StateDict, source: str = "state dict") -> ArchSpec:
@@ -126,11 +126,18 @@ def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, An
     except (TypeError, ValueError) as exc:
         raise DetectionError(f"{ckpt.path}: cannot build {spec.name} with {hparams} ({exc})") from None
     load_state_dict_into(model, sd, ckpt.path, spec.name)
+    return describe(spec, model, hparams, ckpt)
+
+
+def describe(
+    spec: ArchSpec, model: nn.Module, hparams: Mapping[str, Any], ckpt: Checkpoint, extra: Mapping[str, Any] | None = None
+) -> SRDescriptor:
+    """The descriptor of a loaded network (FP or student): one place that fills every field."""
     model.eval()
     return SRDescriptor(
         arch=spec.name,
         scale=int(hparams["scale"]),
-        hparams=hparams,
+        hparams=dict(hparams),
         input_range=float(hparams.get("input_range", spec.input_range)),
         params=count_params(model),
         sha256=ckpt.sha256,
@@ -138,6 +145,7 @@ def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, An
         regions=region_summary(spec, model),
         spec=spec,
         model=model,
+        extra=dict(extra or {}),
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import nn
 
-from ..archs.descriptor import SRDescriptor, count_params, region_summary
+from ..archs.descriptor import SRDescriptor
 from ..errors import CheckpointError, ScalesError
 from ..io import Checkpoint, atomic_write
 from .rewrite import rewrite
@@ -88,7 +88,7 @@ def _is_binary(module: nn.Module) -> bool:
 
 def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -> SRDescriptor:
     """Rebuild the student in ``ckpt`` (a file written by :func:`save_student`)."""
-    from ..archs import load_state_dict_into
+    from ..archs import describe, load_state_dict_into
     from ..archs._registry import spec_by_name
 
     meta = ckpt.metadata
@@ -106,28 +106,22 @@ def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{src}: corrupt student metadata ({exc})") from None
     hparams.update(arch_opts or {})
+    spec = spec.specialise(hparams)  # regions may depend on hparams (e.g. SRGAN's numbered tail)
     try:
         recipe = parse_recipe(_field(meta, "recipe", src), source=f"{src} (stored recipe)", name=meta.get(f"{PREFIX}recipe_name", "recipe"))
     except ScalesError as exc:
         raise CheckpointError(f"{src}: its stored recipe no longer validates ({exc.message})") from None
     try:
         fp_model = spec.build(**hparams)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{src}: cannot rebuild {arch} with {hparams} ({exc})") from None
     student, report = rewrite(fp_model, recipe, region_of=spec.region_of)
     load_state_dict_into(student, ckpt.state_dict, src, f"{arch} student ({recipe.name})")
-    student.eval()
-    return SRDescriptor(
-        arch=spec.name,
-        scale=int(hparams["scale"]),
-        hparams=hparams,
-        input_range=float(hparams.get("input_range", spec.input_range)),
-        params=count_params(student),
-        sha256=ckpt.sha256,
-        source=ckpt.path,
-        regions=region_summary(spec, student),
-        spec=spec,
-        model=student,
+    return describe(
+        spec,
+        student,
+        hparams,
+        ckpt,
         extra={
             "student": {
                 "recipe": recipe.name,
