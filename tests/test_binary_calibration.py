@@ -1,12 +1,18 @@
-"""Calibration sets beta/alpha from FP statistics; presets resolve to the documented options."""
+"""Calibration sets beta/alpha from FP statistics and, on request, fits each layer's output to the
+FP teacher (sequential inputs, bias / affine correction); presets resolve to the documented options."""
 
 from __future__ import annotations
+
+import copy
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from scales_cli.binary import PRESETS, BinaryConv2d, BinaryLinear, BinaryOptions, calibrate, make_binary, preset
+from scales_cli.binary.calibration import CalibrationOptions
+from scales_cli.binary.layers import quantizers_off
 from scales_cli.errors import DataError, RecipeError
 
 
@@ -81,6 +87,157 @@ def test_calibrate_skips_layers_without_statistics_and_rejects_empty_input() -> 
         calibrate(_Tiny(BinaryOptions()), [])
 
 
+def _fp_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with quantizers_off(model), torch.no_grad():
+        return model.eval()(x)
+
+
+def _layer_io(model: _Tiny, x: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, quantized output) of ``model.body[index]`` in the student's own forward pass."""
+    with torch.no_grad():
+        h = model.head(x)
+        for i, layer in enumerate(model.body):
+            if i == index:
+                return h, layer(h)
+            h = layer(h)
+    raise IndexError(index)
+
+
+def test_median_threshold_is_the_per_channel_median() -> None:
+    torch.manual_seed(1)
+    model = _Tiny(BinaryOptions())
+    x = torch.rand(2, 3, 7, 7)
+    calibrate(model, [x], CalibrationOptions(threshold="median"))
+    with quantizers_off(model), torch.no_grad():
+        inputs = model.head(x)
+    rows = inputs.permute(1, 0, 2, 3).reshape(6, -1)
+    torch.testing.assert_close(model.body[0].act.beta.detach(), rows.median(dim=1).values)
+
+
+@pytest.mark.parametrize("correction", ["bias", "affine"])
+def test_output_correction_matches_channel_means_of_the_fp_layer(correction: str) -> None:
+    """Non-sequential: each layer's quantized output mean per channel equals its FP output mean."""
+    torch.manual_seed(2)
+    model = _Tiny(BinaryOptions())
+    x = torch.rand(3, 3, 9, 9) * 2
+    with quantizers_off(model), torch.no_grad():
+        fp_in = model.head(x)
+        fp_out = model.body[0](fp_in)
+    calibrate(model, [x], CalibrationOptions(correction=correction))
+    with torch.no_grad():
+        quant_out = model.eval().body[0](fp_in)
+    torch.testing.assert_close(quant_out.mean(dim=(0, 2, 3)), fp_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-4)
+
+
+def test_bias_correction_on_tokens_matches_the_fp_means() -> None:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 8), make_binary(nn.Linear(8, 5), BinaryOptions()))
+    x = torch.randn(2, 6, 4)
+    target = _fp_output(model, x)
+    calibrate(model, [x], CalibrationOptions(correction="bias"))
+    with torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(out.mean(dim=(0, 1)), target.mean(dim=(0, 1)), rtol=1e-4, atol=1e-4)
+
+
+def test_affine_fit_lowers_layer_error_below_bias_only_and_none() -> None:
+    torch.manual_seed(4)
+    base = _Tiny(BinaryOptions(spatial=False, channel=False))
+    x = torch.rand(4, 3, 12, 12)
+    errors = {}
+    for correction in ("none", "bias", "affine"):
+        model = copy.deepcopy(base)
+        calibrate(model, [x], CalibrationOptions(correction=correction))
+        with quantizers_off(model), torch.no_grad():
+            fp_in = model.head(x)
+        with torch.no_grad():
+            quant = model.eval().body[0](fp_in)
+            with quantizers_off(base):
+                target = base.eval().body[0](fp_in)
+        errors[correction] = (quant - target).square().mean().item()
+    assert errors["affine"] < errors["bias"] < errors["none"]
+
+
+def test_sequential_fit_lowers_the_output_error_against_the_teacher() -> None:
+    """With earlier layers binary, only a fit on the student's real inputs can absorb their error."""
+    torch.manual_seed(5)
+    base = _Tiny(BinaryOptions())
+    x = torch.rand(4, 3, 12, 12) * 2
+    teacher = _fp_output(copy.deepcopy(base), x)
+    errors = {}
+    for sequential in (False, True):
+        model = copy.deepcopy(base)
+        calibrate(model, [x], CalibrationOptions(sequential=sequential, correction="affine", branches="neutral"))
+        with torch.no_grad():
+            errors[sequential] = (model.eval()(x) - teacher).square().mean().item()
+    assert errors[True] < errors[False]
+
+
+def test_sequential_statistics_are_those_of_the_binary_predecessors_output() -> None:
+    torch.manual_seed(6)
+    model = _Tiny(BinaryOptions())
+    x = torch.rand(2, 3, 8, 8)
+    calibrate(model, [x], CalibrationOptions(sequential=True))
+    h, out = _layer_io(model.eval(), x, 1)
+    h = torch.relu(out)  # body.1 is the ReLU; body.2 sees it
+    beta = h.permute(1, 0, 2, 3).reshape(6, -1).mean(dim=1)
+    torch.testing.assert_close(model.body[2].act.beta.detach(), beta, rtol=1e-5, atol=1e-6)
+
+
+def test_neutral_branches_make_every_factor_one_half() -> None:
+    model = _Tiny(BinaryOptions())
+    calibrate(model, [torch.rand(1, 3, 6, 6)], CalibrationOptions(branches="neutral"))
+    x = torch.randn(2, 6, 5, 5)
+    layer = model.body[0]
+    assert torch.all(layer.spatial(x) == 0.5) and torch.all(layer.channel(x) == 0.5)
+
+
+def test_calibration_leaves_the_teacher_semantics_of_earlier_targets_alone() -> None:
+    """Later layers' targets come from the model as it was on entry, not from fitted W and b."""
+    torch.manual_seed(7)
+    model = _Tiny(BinaryOptions())
+    x = torch.rand(2, 3, 8, 8)
+    fitted = copy.deepcopy(model)
+    calibrate(fitted, [x], CalibrationOptions(correction="affine"))
+    with quantizers_off(model), torch.no_grad():
+        fp_in = model.eval().body[1](model.body[0](model.head(x)))
+        fp_out = model.body[2](fp_in)
+    with torch.no_grad():
+        quant = fitted.eval().body[2](fp_in)
+    torch.testing.assert_close(quant.mean(dim=(0, 2, 3)), fp_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_calibration_option_is_a_recipe_error() -> None:
+    with pytest.raises(RecipeError, match="calibration correction 'scale'"):
+        CalibrationOptions(correction="scale")
+    with pytest.raises(RecipeError, match="calibration threshold"):
+        CalibrationOptions(threshold="mode")
+
+
+@pytest.mark.slow
+def test_calibration_lifts_a_real_imdn_student_far_above_uncalibrated(
+    checkpoints: Path, benchmarks: Path, train_data: Path
+) -> None:
+    from scales_cli import load
+    from scales_cli.metrics.datasets import dataset_from_folder
+    from scales_cli.metrics.evaluate import evaluate, model_upscaler
+    from scales_cli.recipe import load_recipe, rewrite
+    from scales_cli.recipe.calibrate import calibrate_student
+
+    desc = load(checkpoints / "IMDN_x4.pth")
+    torch.manual_seed(0)
+    student, _ = rewrite(desc, load_recipe("cnn"))
+    full = dataset_from_folder(benchmarks / "Set5", 4)
+    two = type(full)(full.name, full.scale, tuple(p for p in full.pairs if p.name in ("bird", "head")), full.origin)
+
+    def psnr(model: nn.Module) -> float:
+        return evaluate(model_upscaler(model, desc.input_range), two).mean_psnr
+
+    before = psnr(copy.deepcopy(student))
+    info = calibrate_student(student, train_data / "T91", 4, crop=48, input_range=desc.input_range)
+    after = psnr(student)
+    assert info.layers == 25 and info.images == 4
+    assert after > before + 5.0, (before, after)
 def test_presets_follow_the_ablation_ladder() -> None:
     assert preset("scales") == BinaryOptions(act="scales", spatial=True, channel=True, skip=True, batchnorm=False)
     ladder = {name: (PRESETS[name].spatial, PRESETS[name].channel) for name in ("lsf", "lsf-chl", "lsf-spatial", "scales")}

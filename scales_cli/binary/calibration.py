@@ -1,35 +1,35 @@
-"""Data-aware initialisation of binary layers: each layer, in forward order, is fitted to the FP network.
+"""Data-aware initialisation of binary layers from the activations of a few real inputs.
 
-Notation for one binary layer L with FP weight W, bias b, quantized forward
-``y_q(x) = g * z(x) + b + skip(x)`` (``z`` = the scaled binary conv/linear with its re-scaling factors,
-``skip(x) = x`` where the layer has the Bi-Real identity, else 0), and FP forward ``y_fp(x) = W * x + b``.
-The model's FP teacher is the same model with :func:`quantizers_off`; x_t is the input L gets in the
-teacher, x_s the input it gets in the student (earlier binary layers quantized and already calibrated).
+Notation for one binary layer L with FP weight W and bias b: quantized forward
+``y_q(x) = z(x) + b + skip(x)`` (``z`` = the scaled binary conv/linear times its re-scaling factors,
+``skip(x) = x`` where the layer has the Bi-Real identity, else 0); FP forward ``y_fp(x) = W * x + b``.
+The FP teacher is the model as it was on entry with :func:`quantizers_off`; x_t is the input L gets
+in the teacher, x_s the input it gets in the student (earlier binary layers quantized and fitted).
 
-Per layer, in the order the forward pass reaches them (``CalibrationOptions`` picks each step):
+Layers are fitted one by one in the order the forward pass reaches them; :class:`CalibrationOptions`
+picks each step (defaults: the choices that measured best, docs/method.md "Calibration"):
 
-1. **Sequential inputs** (``sequential``): statistics are taken on x_s, not x_t, so each binarizer is
-   fitted to the activations it will really see once everything before it is binary.
-2. **Threshold and scale** (binarizers with ``set_statistics``; channel c, all other positions pooled):
-   ``beta_c = mean(x_c)`` ("mean") or ``median(x_c)`` ("median"); ``alpha = mean |x - beta|``, the
-   least-squares scale of a two-level code for u = x - beta (argmin_a ||u - a sign(u)||^2 = mean|u|).
-   alpha also sets the STE's pass-through range |u| <= alpha, so it is kept at this statistic.
-3. **Neutral branches** (``branches="neutral"``): the spatial / channel re-scaling convs get zero
-   weights (and zero bias), so s = c = sigmoid(0) = 1/2 for every input instead of a random
-   input-dependent factor; their gradients are still non-zero, fine-tuning starts from there.
-4. **Output correction** against the target ``t = y_fp(x_t)`` (``target="teacher"``: also absorbs the
-   error accumulated upstream) or ``t = y_fp(x_s)`` (``"self"``: only this layer's own error). With
-   r = t - skip(x_s) and z = z(x_s), per output channel o over every other position:
-   ``"affine"``: ``g_o = cov(z_o, r_o) / var(z_o)``, applied as ``W_o <- g_o W_o`` (the binary weight
-   is ``mean|W_o| * sign(W_o)``, so its scale follows W_o exactly; skipped where the weight binarizer
-   is not positively homogeneous or a BatchNorm follows the conv), then, on the re-computed output,
-   ``"bias"``: ``b_o <- b_o + mean(t_o - y_q(x_s)_o)``, so the per-channel output means match exactly.
-   No parameter is added: only alpha, beta, W, b and the branches' existing tensors change.
+1. ``sequential``: take the statistics on x_s instead of x_t, so each binarizer sees the activations
+   it will really get once everything before it is binary (default off: measured worse).
+2. ``threshold`` (binarizers with ``set_statistics``; channel c, every other position pooled):
+   ``beta_c = mean(x_c)`` ("mean", default) or ``median(x_c)`` ("median"); then
+   ``alpha = mean |x - beta|``, the least-squares scale of a two-level code for u = x - beta
+   (argmin_a ||u - a sign(u)||^2 = mean|u|). alpha is also the STE's pass range |u| <= alpha.
+3. ``branches``: "keep" the re-scaling convs as built (default), or "neutral": zero their tensors,
+   so s = c = sigmoid(0) = 1/2 for every input (their gradients stay non-zero).
+4. ``correction`` against the target ``t = y_fp(x_t)`` (``target="teacher"``: also absorbs the error
+   accumulated upstream) or ``t = y_fp(x_s)`` (``"self"``: only this layer's own error). With
+   r = t - skip(x_s), z = z(x_s), per output channel o over every other position:
+   "affine": ``g_o = cov(z_o, r_o) / var(z_o)`` applied as ``W_o <- g_o W_o`` (the binary weight is
+   ``mean|W_o| * sign(W_o)``, so its scale follows; skipped where the weight binarizer is not
+   positively homogeneous or a BatchNorm follows), then, on the re-computed output,
+   "bias": ``b_o <- b_o + mean_o(t - y_q(x_s))``, so the per-channel output means match exactly.
+   "none" (default) changes neither. No parameter is added: only alpha, beta, W, b and the branches'
+   existing tensors change, so the state-dict format is the same.
 
-The returned names are the layers whose state changed. Everything runs in eval mode under
-``no_grad``; the previous train/eval modes and quantize flags are restored. Forward passes stop at
-the layer being calibrated (an exception raised from a pre-hook), so calibrating K layers costs
-about K/2 full forward passes each for student and teacher. The batches are held in memory (LR crops).
+Everything runs in eval mode under ``no_grad``; train/eval modes and quantize flags are restored.
+Each forward stops at the layer being fitted (an exception raised from a pre-hook), so K layers cost
+about K/2 full teacher passes (+ K/2 student passes when sequential). The batches are held in memory.
 
 Example::
 
@@ -39,6 +39,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,11 +61,17 @@ with its target) would flip the weight's signs; the clamp keeps the sign pattern
 class CalibrationOptions:
     """Which steps of the per-layer fit run (module docstring: equations)."""
 
-    sequential: bool = True
+    sequential: bool = False
     threshold: str = "mean"  # THRESHOLDS key
-    branches: str = "neutral"  # "neutral" or "keep"
-    correction: str = "affine"  # CORRECTIONS key
-    target: str = "teacher"  # "teacher" or "self"
+    branches: str = "keep"  # BRANCH_INITS key
+    correction: str = "none"  # CORRECTIONS key
+    target: str = "teacher"  # TARGETS key
+
+    def __post_init__(self) -> None:
+        lookup(THRESHOLDS, self.threshold, "calibration threshold")
+        lookup(BRANCH_INITS, self.branches, "calibration branches")
+        lookup(CORRECTIONS, self.correction, "calibration correction")
+        lookup(TARGETS, self.target, "calibration target")
 
 
 def _channels_first(x: Tensor, dim: int) -> Tensor:
@@ -153,7 +160,7 @@ def _set_threshold(layer: BinaryLayer, inputs: list[Tensor], threshold: str) -> 
         return False
     dim = layer.act_channel_dim % inputs[0].ndim
     rows = torch.cat([_channels_first(x, dim) for x in inputs], dim=1)
-    beta = lookup(THRESHOLDS, threshold, "calibration threshold")(rows.double())
+    beta = THRESHOLDS[threshold](rows.double())
     alpha = (rows.double() - beta[:, None]).abs().mean()
     return layer.set_act_statistics(beta.to(layer.weight), alpha.to(layer.weight))
 
@@ -168,6 +175,17 @@ def _neutralise_branches(layer: BinaryLayer) -> bool:
                 p.zero_()
             changed = True
     return changed
+
+
+def _keep_branches(layer: BinaryLayer) -> bool:
+    return False
+
+
+BRANCH_INITS: dict[str, Callable[[BinaryLayer], bool]] = {"keep": _keep_branches, "neutral": _neutralise_branches}
+"""branches option -> what happens to the re-scaling convs (returns whether anything changed)."""
+
+TARGETS: dict[str, bool] = {"teacher": True, "self": False}
+"""target option -> whether the FP output is taken on the teacher's input x_t (else on x_s)."""
 
 
 def _gain_applies(layer: BinaryLayer) -> bool:
@@ -213,7 +231,7 @@ def _binary_part(layer: BinaryLayer, x: Tensor) -> Tensor:
 
 
 def _fit_output(layer: BinaryLayer, inputs: list[Tensor], targets: list[Tensor], correction: str) -> bool:
-    fit_gain, fit_bias = lookup(CORRECTIONS, correction, "calibration correction")
+    fit_gain, fit_bias = CORRECTIONS[correction]
     changed = False
     if fit_gain and _gain_applies(layer):
         moments = _ChannelMoments()
@@ -234,22 +252,18 @@ def _fit_output(layer: BinaryLayer, inputs: list[Tensor], targets: list[Tensor],
 
 
 def _calibrate_layer(
-    model: nn.Module, layer: BinaryLayer, batches: list[Tensor], options: CalibrationOptions
+    model: nn.Module, teacher: nn.Module, name: str, batches: list[Tensor], options: CalibrationOptions
 ) -> bool:
-    with quantizers_off(model):
-        teacher_in = _inputs_of(model, layer, batches)
+    layer = model.get_submodule(name)
+    with quantizers_off(teacher):
+        teacher_in = _inputs_of(teacher, teacher.get_submodule(name), batches)
     student_in = _inputs_of(model, layer, batches) if options.sequential else teacher_in
     changed = _set_threshold(layer, student_in, options.threshold)
-    if options.branches == "neutral":
-        changed = _neutralise_branches(layer) or changed
-    elif options.branches != "keep":
-        raise DataError(f"calibration branches {options.branches!r}: expected 'neutral' or 'keep'")
-    if options.correction == "none":
+    changed = BRANCH_INITS[options.branches](layer) or changed
+    if CORRECTIONS[options.correction] == (False, False):
         return changed
-    if options.target not in ("teacher", "self"):
-        raise DataError(f"calibration target {options.target!r}: expected 'teacher' or 'self'")
     with _quantize(layer, False):
-        targets = [layer(x) for x in (teacher_in if options.target == "teacher" else student_in)]  # type: ignore[operator]
+        targets = [layer(x) for x in (teacher_in if TARGETS[options.target] else student_in)]  # type: ignore[operator]
     with _quantize(layer, True):
         return _fit_output(layer, student_in, targets, options.correction) or changed
 
@@ -271,9 +285,10 @@ def calibrate(model: nn.Module, batches: Iterable[Tensor], options: CalibrationO
     batches = [b.to(device) for b in batches]
     changed: list[str] = []
     with _eval_mode(model), torch.no_grad():
+        teacher = copy.deepcopy(model)  # W and b change as layers are fitted; the targets must not
         with quantizers_off(model):
             order = _forward_order(model, layers, batches[0])
         for name in order:
-            if _calibrate_layer(model, layers[name], batches, options):
+            if _calibrate_layer(model, teacher, name, batches, options):
                 changed.append(name)
     return changed

@@ -22,7 +22,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 
-console = Console()
+# Piped output gets 132 columns (rich would use 80), so wide per-layer tables keep every column.
+console = Console(width=None if sys.stdout.isatty() else 132)
 err_console = Console(stderr=True)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from . import app
@@ -114,18 +115,24 @@ def _options_text(options) -> str:  # noqa: ANN001
     return " ".join([best, *diff])
 
 
+_TYPE_ABBR = {"conv2d": "conv", "linear": "fc"}
+
+
 def _layer_table(checkpoint: Path, report, cost) -> Table:  # noqa: ANN001
-    table = Table(title=f"{checkpoint.name}: recipe {report.recipe} (dry run: nothing written)")
-    table.add_column("layer", overflow="fold")
-    for col in ("region", "type", "shape", "decision", "rule", "options"):
+    table = Table(
+        title=f"{checkpoint.name}: recipe {report.recipe} (dry run: nothing written)", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    table.add_column("layer", no_wrap=True, min_width=16)
+    for col in ("region", "weight", "decision", "rule"):
         table.add_column(col, no_wrap=True)
+    table.add_column("options", overflow="fold")
     table.add_column("params", justify="right")
     table.add_column("OPs (M)", justify="right")
     for d in report.layers:
         params, ops = _subtree(cost, d.path)
         style = "bold green" if d.decision == "binarize" else "dim"
         table.add_row(
-            d.path, d.region, d.type, "x".join(map(str, d.shape)), f"[{style}]{d.decision}[/]", d.rule,
+            d.path, d.region, f"{_TYPE_ABBR.get(d.type, d.type)} {'x'.join(map(str, d.shape))}", f"[{style}]{d.decision}[/]", d.rule,
             _options_text(d.options), f"{params:,.0f}", f"{ops / 1e6:,.1f}",
         )
     return table
