@@ -10,7 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from scales_cli.binary import PRESETS, BinaryConv2d, BinaryLinear, BinaryOptions, calibrate, make_binary, preset
+from scales_cli.binary import (
+    PRESETS,
+    BinaryConv2d,
+    BinaryLinear,
+    BinaryOptions,
+    calibrate,
+    make_binary,
+    preset,
+)
 from scales_cli.binary.calibration import CalibrationOptions
 from scales_cli.binary.layers import quantizers_off
 from scales_cli.errors import DataError, RecipeError

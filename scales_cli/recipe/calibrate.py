@@ -14,7 +14,7 @@ calibration to a few seconds on a 2-core CPU.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ class CalibrationInfo:
     crop: int
     seed: int
     layers: int  # binary layers whose state the calibration changed
-    options: CalibrationOptions = CalibrationOptions()
+    options: CalibrationOptions = field(default_factory=CalibrationOptions)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
