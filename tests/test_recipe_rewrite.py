@@ -136,3 +136,21 @@ def test_every_architecture_binarizes_with_its_default_recipe(spec):
     with torch.no_grad():
         y = student.eval()(torch.rand(1, 3, 13, 11))
     assert y.shape == (1, 3, 13 * scale, 11 * scale) and torch.isfinite(y).all()
+
+
+def test_rewrite_is_deterministic_and_leaves_the_global_rng_alone():
+    import torch
+    from torch import nn
+
+    from scales_cli.recipe import load_recipe, rewrite
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1))
+    region = lambda path: {"0": "head", "2": "tail"}.get(path, "body")  # noqa: E731
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a, _ = rewrite(model, load_recipe("cnn"), region_of=region)
+    assert torch.equal(torch.rand(3), expected_next)
+    b, _ = rewrite(model, load_recipe("cnn"), region_of=region)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..binary.options import BinaryOptions
@@ -156,11 +157,25 @@ def _no_match_message(recipe: Recipe, rule: Rule, layers: tuple[Layer, ...]) -> 
     )
 
 
+REWRITE_SEED = 0  # the re-scaling branches start from seeded random weights: same input, same student
+
+
 def apply_plan(model: nn.Module, report: RewriteReport, maker: BinaryMaker | None = None) -> nn.Module:
-    """A deep copy of ``model`` with every ``binarize`` decision swapped in (``model`` is untouched)."""
+    """A deep copy of ``model`` with every ``binarize`` decision swapped in (``model`` is untouched).
+
+    New branch weights are drawn from a private generator state seeded with ``REWRITE_SEED``, so the
+    same model and recipe always give the same student, and the caller's RNG stream is untouched.
+    """
     if maker is None:
         from ..binary import make_binary as maker
     student = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(REWRITE_SEED)
+        _swap_all(student, report, maker)
+    return student
+
+
+def _swap_all(student: nn.Module, report: RewriteReport, maker: BinaryMaker) -> None:
     for d in report.binarized:
         old = student.get_submodule(d.path)
         new = maker(old, d.options)
@@ -168,7 +183,6 @@ def apply_plan(model: nn.Module, report: RewriteReport, maker: BinaryMaker | Non
         parent_path, _, child = d.path.rpartition(".")
         parent = student.get_submodule(parent_path) if parent_path else student
         setattr(parent, child, new)
-    return student
 
 
 def rewrite(
