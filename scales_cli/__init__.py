@@ -1,17 +1,37 @@
 """scales-cli: binarize pretrained super-resolution networks with SCALES.
 
-Public Python API (heavy modules are imported lazily)::
+Public Python API (imports are lazy, so ``import scales_cli`` stays cheap)::
 
-    from scales_cli import load
-    desc = load("IMDN_x4.pth")   # SRDescriptor: arch, scale, hparams, model, regions ...
+    from scales_cli import load, rewrite, load_recipe, evaluate_model
+    desc = load("IMDN_x4.pth")                          # SRDescriptor: arch, scale, hparams, model, regions
+    student, report = rewrite(desc, load_recipe("cnn"))  # binary student + per-layer decisions
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 __version__ = "0.1.0"
 
+# public name -> module that defines it (resolved on first access)
+_API = {
+    "load": "scales_cli.archs",
+    "detect": "scales_cli.archs",
+    "load_recipe": "scales_cli.recipe",
+    "rewrite": "scales_cli.recipe",
+    "save_student": "scales_cli.recipe",
+    "calibrate": "scales_cli.binary",
+    "evaluate_model": "scales_cli.metrics.evaluate",
+    "evaluate_bicubic": "scales_cli.metrics.evaluate",
+    "count_cost": "scales_cli.metrics.cost",
+    "imresize": "scales_cli.metrics.resize",
+}
 
-def load(path, **kwargs):  # noqa: ANN001, ANN201 - thin re-export, documented in archs.load
-    from .archs import load as _load
+__all__ = ["__version__", *_API]
 
-    return _load(path, **kwargs)
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'scales_cli' has no attribute {name!r}")
