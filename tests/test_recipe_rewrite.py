@@ -154,3 +154,22 @@ def test_rewrite_is_deterministic_and_leaves_the_global_rng_alone():
     b, _ = rewrite(model, load_recipe("cnn"), region_of=region)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb), ka
+
+
+def test_cnn_recipe_keeps_depthwise_convs_fp():
+    from torch import nn
+
+    from scales_cli.recipe import load_recipe, plan
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 3, padding=1),  # full 3x3: binary
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise: FP
+        nn.Conv2d(8, 8, 3, padding=1, groups=2),  # grouped, not depthwise: binary
+        nn.Conv2d(8, 3, 3, padding=1),
+    )
+    region = lambda path: {"0": "head", "4": "tail"}.get(path, "body")  # noqa: E731
+    decisions = {d.path: (d.decision, d.rule) for d in plan(model, load_recipe("cnn"), region_of=region).layers}
+    assert decisions["1"] == ("binarize", "body-convs")
+    assert decisions["2"] == ("keep", "depthwise-convs")
+    assert decisions["3"] == ("binarize", "body-convs")

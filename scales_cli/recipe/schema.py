@@ -11,7 +11,7 @@ A recipe says which conv/linear layers of a network become binary and with which
       options: {channel: false}  # field overrides on top of the preset
     rules:                       # later rules override earlier ones for the layers they select
       - name: body-convs
-        select: {region: body, type: conv2d, kernel: ">=3", path: "*", exclude: [], last: false}
+        select: {region: body, type: conv2d, kernel: ">=3", path: "*", exclude: [], last: false, depthwise: false}
         action: binarize         # or keep
         preset: xnor             # optional: replaces the recipe's default preset *and* its options
         options: {spatial: false}
@@ -43,7 +43,7 @@ ACTIONS: tuple[str, ...] = ("binarize", "keep")
 TOP_KEYS: tuple[str, ...] = ("version", "name", "description", "extends", "defaults", "rules")
 DEFAULTS_KEYS: tuple[str, ...] = ("preset", "options")
 RULE_KEYS: tuple[str, ...] = ("name", "select", "action", "preset", "options", "required")
-SELECT_KEYS: tuple[str, ...] = ("region", "path", "exclude", "type", "kernel", "last")
+SELECT_KEYS: tuple[str, ...] = ("region", "path", "exclude", "type", "kernel", "last", "depthwise")
 OPTION_FIELDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(BinaryOptions)}
 _MAX_EXTENDS_DEPTH = 8
 
@@ -300,16 +300,19 @@ class _Ctx:
     def selector(self, node: Any, where: str) -> Selector:
         node = self.mapping(node, where)
         self.keys(node, SELECT_KEYS, where)
-        last = node.get("last")
-        if last is not None and not isinstance(last, bool):
-            raise self.fail(f"{where}.last", f"expected true or false, got {last!r}")
+        flags = {}
+        for flag in ("last", "depthwise"):
+            value = node.get(flag)
+            if value is not None and not isinstance(value, bool):
+                raise self.fail(f"{where}.{flag}", f"expected true or false, got {value!r}")
+            flags[flag] = value
         return Selector(
             region=self.choices(node.get("region"), VALID_REGIONS, f"{where}.region"),
             path=self.strings(node.get("path"), f"{where}.path"),
             exclude=self.strings(node.get("exclude"), f"{where}.exclude"),
             type=self.choices(node.get("type"), VALID_TYPES, f"{where}.type"),
             kernel=self.kernel(node.get("kernel"), f"{where}.kernel"),
-            last=last,
+            **flags,
         )
 
     def strings(self, value: Any, where: str) -> tuple[str, ...]:

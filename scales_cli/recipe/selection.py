@@ -7,6 +7,7 @@ conjunction of criteria; each criterion left empty accepts every layer::
 
     region in {head, body, tail}  AND  any(path globs)  AND  not any(exclude globs)
     AND type in {conv2d, linear}  AND  kernel test(s)   AND  (last == is the network's final layer)
+    AND (depthwise == is a depthwise conv: groups == C_in > 1)
 
 The network's final layer is the last conv/linear in registration order (every SR network here
 declares its output conv last); ``last: false`` is how "all but the last conv" is written.
@@ -53,6 +54,7 @@ class Layer:
     shape: tuple[int, ...]
     kernel: int | None
     last: bool
+    depthwise: bool = False  # groups == C_in > 1: 9 weights per output, little to gain and much to lose in 1 bit
 
 
 def candidate_layers(model: nn.Module, region_of: Callable[[str], str]) -> tuple[Layer, ...]:
@@ -69,6 +71,7 @@ def candidate_layers(model: nn.Module, region_of: Callable[[str], str]) -> tuple
                 shape=tuple(module.weight.shape),
                 kernel=kernel,
                 last=i == len(found) - 1,
+                depthwise=isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels,
             )
         )
     return tuple(layers)
@@ -93,6 +96,7 @@ class Selector:
     type: tuple[str, ...] = ()
     kernel: tuple[tuple[str, int], ...] = ()
     last: bool | None = None
+    depthwise: bool | None = None
 
     def failures(self, layer: Layer) -> tuple[str, ...]:
         """Names of the criteria ``layer`` fails (empty: selected)."""
@@ -109,6 +113,8 @@ class Selector:
             failed.append("kernel")
         if self.last is not None and layer.last != self.last:
             failed.append("last")
+        if self.depthwise is not None and layer.depthwise != self.depthwise:
+            failed.append("depthwise")
         return tuple(failed)
 
     def matches(self, layer: Layer) -> bool:
@@ -123,8 +129,9 @@ class Selector:
                 bits.append(f"{key}={','.join(values)}")
         if self.kernel:
             bits.append("kernel" + "|".join(f"{op}{v}" for op, v in self.kernel))
-        if self.last is not None:
-            bits.append(f"last={str(self.last).lower()}")
+        for flag in ("last", "depthwise"):
+            if getattr(self, flag) is not None:
+                bits.append(f"{flag}={str(getattr(self, flag)).lower()}")
         return " ".join(bits) or "any layer"
 
     def to_dict(self) -> dict[str, object]:
@@ -135,8 +142,9 @@ class Selector:
                 out[key] = list(values)
         if self.kernel:
             out["kernel"] = [f"{op}{v}" for op, v in self.kernel]
-        if self.last is not None:
-            out["last"] = self.last
+        for flag in ("last", "depthwise"):
+            if getattr(self, flag) is not None:
+                out[flag] = getattr(self, flag)
         return out
 
 
