@@ -44,6 +44,8 @@ LUMA_601: tuple[float, float, float] = (0.299, 0.587, 0.114)
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _NATIVE_MODES = {"RGB", "RGBA", "L", "LA"}
 _SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+# Modes with no faithful 8-bit mapping (the range of float samples is unknown); known from the header.
+_UNSUPPORTED_MODES = {"F"}
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,17 @@ def _unreadable(p: Path, exc: BaseException) -> DataError:
     return DataError(f"{p}: not a readable image ({text[0][:160] if text else exc.__class__.__name__})")
 
 
+def _unsupported(p: Path, mode: str) -> DataError:
+    return DataError(f"{p}: {mode} (32-bit float) images are not supported (expected 8/16-bit RGB, gray or palette)")
+
+
 def _to_loaded(p: Path, im: Image.Image) -> LoadedImage:
     mode = im.mode
     if mode == "P" or mode == "PA":
         has_alpha = mode == "PA" or "transparency" in im.info
         im = im.convert("RGBA" if has_alpha else "RGB")
-    elif mode == "F":
-        raise DataError(f"{p}: 32-bit float images are not supported (expected 8/16-bit RGB, gray or palette)")
+    elif mode in _UNSUPPORTED_MODES:
+        raise _unsupported(p, mode)
     elif mode not in _NATIVE_MODES and mode not in _SIXTEEN_BIT_GRAY:  # 1, CMYK, YCbCr, RGBX, La ...
         im = im.convert("RGBA" if mode.endswith(("A", "a")) else ("L" if mode == "1" else "RGB"))
 
@@ -174,11 +180,14 @@ def write_png(image: Image.Image, target: Path, *, force: bool = False) -> Path:
 def probe_image(path: str | Path) -> tuple[int, int]:
     """Read only the header of ``path``: its (width, height); a one-line :class:`DataError` if it is no image.
 
-    Used to reject bad inputs before a model is loaded; pixel data errors surface in :func:`read_image`.
+    Used to reject bad inputs (and unsupported modes) before a model is loaded or any output is
+    written; pixel data errors surface in :func:`read_image`.
     """
     p = _existing_file(path)
     try:
         with Image.open(p) as im:
+            if im.mode in _UNSUPPORTED_MODES:
+                raise _unsupported(p, im.mode)
             return im.size
     except _DECODE_ERRORS as exc:
         raise _unreadable(p, exc) from None

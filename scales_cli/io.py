@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, OutputExistsError
+from .errors import CheckpointError, OutputExistsError, ScalesError
 
 StateDict = dict[str, torch.Tensor]
 
@@ -116,8 +116,10 @@ def _read_pickle(p: Path) -> object:
         raise CheckpointError(f"{p}: {hint} ({why}); expected a .pth/.pt/.safetensors state dict") from None
 
 
-# torch's restricted unpickler names what it refused: "Unsupported global: GLOBAL builtins.open was not ...".
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# torch's restricted unpickler names what it refused, in one of two phrasings:
+# "Unsupported global: GLOBAL builtins.open was not an allowed global ..." (not allow-listed) and
+# "Trying to load unsupported GLOBAL posix.system whose module posix is blocked." (os/sys/...).
+_UNSAFE_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]*\w)")
 _WEIGHTS_UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(.*?)(?:\n\n|$)", re.S)
 # File signatures of things people mistake for checkpoints.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -189,19 +191,36 @@ def atomic_write(path: str | os.PathLike[str], write, *, force: bool = False, su
     Refuses to replace an existing file unless ``force``: a user's file is never overwritten silently.
     """
     target = Path(path)
+    if target.is_dir():
+        raise OutputExistsError(f"{target}: is a directory (expected a file path to write)")
     if target.exists() and not force:
         raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the usual permissions
         write(Path(tmp))
+        # mkstemp makes 0600, and writers that recreate the file (safetensors' save_file) keep that:
+        # give the finished file the usual permissions, after the write
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def ensure_dir(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and parents) or raise a one-line :class:`ScalesError` saying why it cannot be."""
+    p = Path(folder)
+    blocker = next((q for q in (p, *p.parents) if q.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ScalesError(f"{blocker}: is a file, not a folder (expected an output folder for {p})")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScalesError(f"{p}: cannot create the output folder ({exc.strerror or exc})") from None
+    return p
 
 
 def _current_umask() -> int:

@@ -28,7 +28,9 @@ then the tile's windows are the image's windows) — :func:`tile_spans` only pla
 tile that reaches the image's end keeps its length, so the model pads it exactly as it pads the
 whole image. Networks with global statistics (IMDN's contrast-aware channel attention: per-channel
 mean and standard deviation over the whole map) or strided pooling (RFDN/RLFN's ESA) see only the
-tile and are close to, not equal to, the untiled result.
+tile and are close to, not equal to, the untiled result. On CUDA "equal" means equal to float
+rounding (cuDNN picks its algorithm per tile shape and runs convs in TF32 by default): measured on an
+H200, tiled minus untiled away from seams was at most 6e-5 for CARN-M and 6e-7 for a small SwinIR.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ def plan_tiles(height: int, width: int, tile: int | None, overlap: int | None, a
     to multiples of ``align`` (a windowed model's window size) so tiled equals untiled away from seams.
     ``tile=0`` means no tiling.
     """
+    if tile is not None and tile < 0:
+        raise ScalesError(f"tile {tile}: expected a tile edge in pixels (0: no tiling)")
     if overlap is not None and overlap < 0:
         raise ScalesError(f"tile overlap {overlap}: expected a non-negative number of pixels")
     whole = _round_up(max(height, width), align)

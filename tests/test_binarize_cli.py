@@ -118,3 +118,78 @@ def test_a_student_is_not_binarized_again(teacher: Path, monkeypatch, capsys):
     assert run(monkeypatch, capsys, "binarize", str(teacher), "-o", "s.safetensors")[0] == 0
     code, _, err = run(monkeypatch, capsys, "binarize", "s.safetensors")
     assert code == 2 and "already a binarized student" in err
+
+
+def test_dry_run_table_keeps_every_figure_on_a_narrow_terminal():
+    """Long transformer-style paths wrap; params, OPs and option names are never cut (100 columns)."""
+    from rich.console import Console
+    from torch import nn
+
+    from scales_cli.cli.binarize_cmd import _layer_table
+    from scales_cli.metrics.cost import count_cost
+    from scales_cli.recipe import apply_plan, parse_recipe, plan
+
+    deep = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1))
+    for _ in range(4):  # nest so that the paths read like "0.0.0.0.1"-style transformer block paths
+        deep = nn.Sequential(deep)
+    long_names = nn.ModuleDict({"residual_group_blocks_with_a_very_long_name": deep})
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk = long_names
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.trunk["residual_group_blocks_with_a_very_long_name"](x)
+
+    net = Net()
+    recipe = parse_recipe("rules:\n  - {name: attention-mlp-convs, select: {last: false}, options: {channel: false}}\n")
+    report = plan(net, recipe)
+    cost = count_cost(apply_plan(net, report), input_size=(16, 16))
+    console = Console(width=100, record=True)
+    console.print(_layer_table(Path("net.pth"), report, cost))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    for d in report.layers:
+        params = sum(c.params for c in cost.layers if c.name == d.path or c.name.startswith(d.path + "."))
+        assert f"{params:,.0f}" in text
+    assert text.count("lsf-spatial") == 2 and text.count("attention-mlp") == 2
+
+
+def test_existing_output_and_bad_calibration_folder_fail_before_any_work(teacher: Path, monkeypatch, capsys):
+    import scales_cli.recipe as recipe_pkg
+
+    def no_rewrite(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("the rewrite ran although the command was bound to fail")
+
+    (teacher.parent / "taken.safetensors").write_bytes(b"user data")
+    (teacher.parent / "folder").mkdir()
+    monkeypatch.setattr(recipe_pkg, "apply_plan", no_rewrite)
+    for args, expected in [
+        (("-o", "taken.safetensors"), "already exists (pass --force"),
+        (("-o", "folder", "--force"), "is a directory"),
+        (("-o", "new.safetensors", "--calibrate", "nowhere"), "--calibrate nowhere"),
+    ]:
+        code, _, err = run(monkeypatch, capsys, "binarize", str(teacher), *args)
+        assert code == 2 and expected in err and err.count("\n") == 1, err
+    assert (teacher.parent / "taken.safetensors").read_bytes() == b"user data"
+
+
+def test_calibrating_a_recipe_without_thresholds_warns(teacher: Path, monkeypatch, capsys):
+    images = teacher.parent / "imgs"
+    images.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 128, dtype=np.uint8)).save(images / "a.png")
+    code, _, err = run(monkeypatch, capsys, "binarize", str(teacher), "-r", "xnor", "--calibrate", str(images))
+    assert code == 0 and "--calibrate changed nothing" in err
+
+
+def test_student_file_gets_the_usual_permissions(teacher: Path, monkeypatch, capsys):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert run(monkeypatch, capsys, "binarize", str(teacher), "-o", "perm.safetensors")[0] == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((teacher.parent / "perm.safetensors").stat().st_mode) == 0o644

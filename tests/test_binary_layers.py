@@ -316,3 +316,22 @@ def test_layers_calibration_and_export_hooks_run_on_cuda() -> None:
     torch.testing.assert_close(gpu(xc.to(device)).cpu(), cpu(xc), rtol=1e-4, atol=1e-4)
     assert torch.equal(gpu.packed_weight_bits(), cpu.packed_weight_bits())
     assert all(t.device.type == "cuda" for t in gpu.side_parameters().values())
+
+
+def test_cost_counter_reads_bit_widths_of_a_scales_conv() -> None:
+    """BNN totals of one SCALES conv by hand: binary weight /32 and binary MACs /64, everything else FP."""
+    from scales_cli.metrics.cost import count_cost
+
+    c_in, c_out, k, h, w = 8, 8, 3, 6, 5
+    layer = BinaryConv2d.from_float(nn.Conv2d(c_in, c_out, k, padding=1), PRESETS["scales"])
+    cost = count_cost(layer, input_size=(w, h), in_channels=c_in)
+    fp_params = c_out + 1 + c_in + (c_in * k * k + 1) + 5  # bias, alpha, beta, spatial, channel
+    assert (cost.params_binary, cost.params_fp) == (c_out * c_in * k * k, fp_params)
+    assert cost.params == fp_params + c_out * c_in * k * k / 32
+    binary_macs = h * w * c_out * c_in * k * k
+    fp_macs = h * w * c_in * k * k + 5 * c_out  # spatial conv C_in -> 1, Conv1d(5) over C_out channels
+    assert (cost.macs_binary, cost.macs_fp) == (binary_macs, fp_macs)
+    assert cost.ops == fp_macs + binary_macs / 64
+    with quantizers_off(layer):  # float mode: the same weights count as FP, the bypassed branches cost nothing
+        fp = count_cost(layer, input_size=(w, h), in_channels=c_in)
+    assert fp.macs_binary == 0 and fp.macs_fp == binary_macs and fp.params_binary == 0

@@ -163,3 +163,38 @@ def test_safetensors_loads(tmp_path: Path, zoo_state):
     save_file({k: v.contiguous() for k, v in zoo_state.items()}, str(path))
     desc = load(path)
     assert desc.arch == "carn-m" and desc.scale == spec_by_name("carn-m").examples[0]["scale"]
+
+
+class _MakesDirWhenUnpickled:
+    """Unpickling calls ``os.mkdir(marker)``: torch's unpickler blocks the ``os``/``posix`` module outright
+    (another message than for a merely unknown global); the folder appearing would prove code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_blocked_module_in_a_pickle_is_refused_by_name(tmp_path: Path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil_os.pth"
+    torch.save({"conv.weight": torch.zeros(1), "extra": _MakesDirWhenUnpickled(marker)}, path)
+    message = _inspect(path)
+    assert "refused: unpickling it would run code" in message and "mkdir" in message, message
+    assert not marker.exists(), "unpickling executed code"
+
+
+def test_atomic_write_refuses_a_folder_target_and_a_file_in_the_way(tmp_path: Path):
+    from scales_cli.errors import OutputExistsError, ScalesError
+    from scales_cli.io import atomic_write
+
+    (tmp_path / "a_dir").mkdir()
+    with pytest.raises(OutputExistsError, match="a_dir: is a directory"):
+        atomic_write(tmp_path / "a_dir", lambda tmp: tmp.write_text("x"), force=True)
+    (tmp_path / "plain").write_text("keep")
+    with pytest.raises(ScalesError, match=r"plain: is a file, not a folder"):
+        atomic_write(tmp_path / "plain" / "sub" / "out.txt", lambda tmp: tmp.write_text("x"))
+    assert (tmp_path / "plain").read_text() == "keep"

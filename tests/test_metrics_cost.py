@@ -135,3 +135,8 @@ def test_binarized_layer_from_the_library_is_split():
     main = next(lay for lay in report.layers if lay.name == "1")
     assert main.params_binary == 16 * 16 * 9 and main.macs_binary == 64 * 16 * 16 * 9
     assert report.macs_fp < report.macs_binary  # only the head conv and the small branches are FP
+
+
+def test_json_carries_flops_as_twice_ops():
+    doc = count_cost(_Net(), input_size=(5, 4)).to_json()
+    assert doc["flops"] == 2 * doc["ops"] and doc["ops"] == doc["macs_fp"] + doc["macs_binary"] / 64

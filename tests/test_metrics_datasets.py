@@ -114,3 +114,60 @@ def test_explicit_pairs(tmp_path: Path):
         dataset_from_pairs(hr, lr[::-1], 2)
     with pytest.raises(DataError, match="no HR images"):
         dataset_from_pairs([], None, 2)
+
+
+def test_hr_and_lr_folders_paired_by_name(tmp_path: Path):
+    from scales_cli.metrics.datasets import dataset_from_dirs
+
+    root = _benchmark(tmp_path / "Named")
+    lr_dir = root / "LR_bicubic" / "X2"
+    (lr_dir / "img1x2.png").rename(lr_dir / "img1.png")  # plain NAME.png pairs too
+    ds = dataset_from_dirs(root / "HR", lr_dir, 2)
+    assert (ds.name, ds.origin, [p.name for p in ds.pairs]) == ("Named", "pairs", ["img0", "img1"])
+    assert [p.lr.name for p in ds.pairs] == ["img0x2.png", "img1.png"]
+    assert np.array_equal(next(iter(ds)).lr, load_image(lr_dir / "img0x2.png"))
+
+
+def test_hr_and_lr_folders_unpaired_files_are_named(tmp_path: Path):
+    from scales_cli.metrics.datasets import dataset_from_dirs
+
+    root = _benchmark(tmp_path / "U")
+    lr_dir = root / "LR_bicubic" / "X2"
+    _save(lr_dir / "strayx2.png", _rgb(8, 8))
+    with pytest.raises(DataError, match=r"--hr .*: no HR for 1 LR images \(e.g. strayx2.png\)"):
+        dataset_from_dirs(root / "HR", lr_dir, 2)
+    (lr_dir / "strayx2.png").unlink()
+    (lr_dir / "img0x2.png").unlink()
+    with pytest.raises(DataError, match=r"no LR for 1 of 2 HR images \(e.g. img0.png; expected NAMEx2.png"):
+        dataset_from_dirs(root / "HR", lr_dir, 2)
+    with pytest.raises(DataError, match="no LR for 2 of 2"):  # x2 files are not the LR of x3
+        dataset_from_dirs(root / "HR", lr_dir, 3)
+    with pytest.raises(DataError, match="--lr .*nope: no such folder"):
+        dataset_from_dirs(root / "HR", tmp_path / "nope", 2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="--lr .*empty: no images found"):
+        dataset_from_dirs(root / "HR", tmp_path / "empty", 2)
+
+
+def test_hr_too_small_to_score_is_refused_up_front(tmp_path: Path):
+    from scales_cli.metrics.datasets import min_hr_side
+
+    # modcrop, then a border of s pixels each side, must leave the 11x11 SSIM window
+    assert [min_hr_side(s) for s in (2, 3, 4)] == [16, 18, 20]
+    _save(tmp_path / "small" / "a.png", _rgb(20, 19))
+    with pytest.raises(DataError, match=r"a.png: 19x20 is too small to score at x4 \(expected at least 20x20"):
+        dataset_from_folder(tmp_path / "small", 4)
+    assert len(dataset_from_folder(tmp_path / "small", 2)) == 1
+
+
+def test_data_sources_and_hr_folder_names(tmp_path: Path):
+    from scales_cli.metrics.datasets import DataSource, data_sources
+
+    root = _benchmark(tmp_path / "Set9")
+    assert dataset_from_folder(root / "HR", 2).name == "Set9"  # an HR folder is named after its parent
+    sources = data_sources([root], [root / "HR"], [root / "LR_bicubic" / "X2"])
+    assert sources == [DataSource(root), DataSource(root / "HR", root / "LR_bicubic" / "X2")]
+    assert [s.open(2).origin for s in sources] == ["benchmark", "pairs"]
+    assert data_sources([], [root / "HR"], [])[0].open(2).origin == "hr-only"
+    with pytest.raises(DataError, match="2 --hr but 1 --lr"):
+        data_sources([], [root / "HR", root / "HR"], [root])

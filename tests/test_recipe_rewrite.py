@@ -91,6 +91,21 @@ def test_zero_binarized_is_an_error():
         plan(Toy(), recipe, region_of=REGION)
 
 
+def test_a_layer_the_options_cannot_build_is_named_with_its_rule():
+    # a 4x4 conv with padding 1 shrinks the map by one pixel: no odd spatial-branch kernel matches it
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 4, padding=1), nn.Conv2d(8, 3, 3, padding=1))
+    recipe = parse_recipe("rules:\n  - {name: all-convs, select: {last: false}}\n", source="s.yaml", name="s")
+    with pytest.raises(RecipeError) as info:
+        rewrite(net, recipe)
+    msg = info.value.message
+    assert "layer 1 (rule 'all-convs')" in msg and "spatial: false" in msg and "\n" not in msg
+    fixed = parse_recipe(
+        "rules:\n  - {name: all-convs, select: {last: false}}\n  - {name: k4, select: {kernel: 4}, options: {spatial: false}}\n"
+    )
+    student, _ = rewrite(net, fixed)
+    assert student(torch.rand(1, 3, 9, 7)).shape == (1, 3, 8, 6)
+
+
 def test_default_recipe_by_content():
     assert default_recipe_name(Toy(), region_of=REGION) == "cnn"
     assert default_recipe_name(Toy(with_linear=True), region_of=REGION) == "transformer"

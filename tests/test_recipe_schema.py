@@ -63,6 +63,8 @@ def test_unknown_key_did_you_mean_with_key_path():
         ("rules: [{select: {}, options: {weight: mean}}]", "channel_mean"),
         ("rules: [{select: {}, options: {spatial: 'yes'}}]", "expected true or false"),
         ("rules: [{select: {}, options: {spatial_kernel: 0}}]", "positive integer"),
+        ("rules: [{select: {}, options: {spatial_kernel: 4}}]", "options.spatial_kernel: expected an odd kernel size"),
+        ("defaults: {options: {channel_kernel: 2}}\nrules: [{select: {}}]", "defaults.options.channel_kernel"),
         ("rules: [{select: {region: bodyy}}]", "did you mean 'body'"),
         ("rules: [{select: {type: conv}}]", "allowed: conv2d, linear"),
         ("rules: [{select: {kernel: '>=x'}}]", "kernel size or comparison"),
@@ -112,3 +114,10 @@ def test_load_by_path_and_unknown_name(tmp_path: Path):
         load_recipe("cnnn")
     with pytest.raises(RecipeError, match="no such file"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+def test_a_name_without_its_yaml_suffix_points_at_the_file(tmp_path: Path, monkeypatch):
+    (tmp_path / "mine.yaml").write_text("extends: cnn\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RecipeError, match=r"did you mean the file .*mine\.yaml"):
+        load_recipe("mine")

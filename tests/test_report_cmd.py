@@ -100,3 +100,80 @@ def test_report_real_checkpoint_on_tiny_data(tmp_path: Path, checkpoints: Path):
     assert (row["arch"], row["cost"]["params"]) == ("imdn", 715_176)
     assert row["cost"]["macs_fp"] == pytest.approx(40.9e9, rel=0.01)
     assert "715.2K" in result.output and "40.89G" in result.output
+
+
+def test_hr_lr_folders_and_flops(tmp_path: Path):
+    data = _tiny_dataset(tmp_path, 2)
+    model = _tiny_model(tmp_path / "m.pth", 2)
+    args = [model, "--hr", data / "HR", "--lr", data / "LR_bicubic" / "X2", "--input-size", "16x8"]
+    result = _invoke(*args, "--flops", "--json", tmp_path / "r.json", "--markdown", tmp_path / "r.md")
+    assert result.exit_code == 0, result.output
+    assert "FLOPs" in result.output and "FLOPs = 2 x OPs" in result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    (dataset,) = doc["groups"][0]["datasets"]
+    assert (dataset["name"], dataset["origin"]) == ("Tiny", "pairs")
+    cost = doc["groups"][0]["rows"][0]["cost"]
+    assert cost["flops"] == 2 * cost["ops"] > 0
+    md = (tmp_path / "r.md").read_text()
+    assert "| Method | Params | FLOPs |" in md and "FLOPs = 2 x OPs" in md
+    # the same scores as the benchmark layout of the same files
+    same = _invoke(model, "--data", data, "--input-size", "16x8", "--json", tmp_path / "d.json")
+    assert same.exit_code == 0, same.output
+    by_folder = json.loads((tmp_path / "d.json").read_text())["groups"][0]["rows"][0]["results"]
+    assert by_folder == doc["groups"][0]["rows"][0]["results"]
+    # --hr alone: LR made on the fly (bit-identical to the files, so the same scores again)
+    alone = _invoke(model, "--hr", data / "HR", "--input-size", "16x8", "--json", tmp_path / "h.json")
+    assert alone.exit_code == 0, alone.output
+    assert json.loads((tmp_path / "h.json").read_text())["groups"][0]["rows"][0]["results"] == by_folder
+
+
+def test_bad_device_and_lonely_lr_are_one_line_errors(tmp_path: Path):
+    from scales_cli.errors import ScalesError
+
+    data = _tiny_dataset(tmp_path, 2)
+    model = _tiny_model(tmp_path / "m.pth", 2)
+    bogus = _invoke(model, "--data", data, "--device", "tpu")
+    assert isinstance(bogus.exception, ScalesError) and "expected cpu or cuda" in str(bogus.exception)
+    if not torch.cuda.is_available():
+        cuda = _invoke(model, "--data", data, "--device", "cuda")
+        assert isinstance(cuda.exception, ScalesError) and "CUDA is not available" in str(cuda.exception)
+    pictures = _invoke("--data", data, "--bicubic", "--scale", "2", "--pictures", tmp_path / "p")
+    assert isinstance(pictures.exception, DataError) and "at least one MODEL" in str(pictures.exception)
+    lonely = _invoke(model, "--lr", data / "LR_bicubic" / "X2")
+    assert isinstance(lonely.exception, DataError) and "--lr needs the --hr" in str(lonely.exception)
+
+
+def test_arch_options_reach_the_loader(tmp_path: Path):
+    from scales_cli.errors import DetectionError
+
+    data = _tiny_dataset(tmp_path, 2)
+    model = _tiny_model(tmp_path / "m.pth", 2)
+    named = _invoke(model, "--data", data, "--arch", "msrresnet", "--json", tmp_path / "r.json")
+    assert named.exit_code == 0, named.output
+    assert json.loads((tmp_path / "r.json").read_text())["groups"][0]["rows"][0]["arch"] == "msrresnet"
+    unknown = _invoke(model, "--data", data, "--arch", "nope")
+    assert isinstance(unknown.exception, DetectionError) and "unknown architecture" in str(unknown.exception)
+    bad_opt = _invoke(model, "--data", data, "--arch-opt", "noequals")
+    assert isinstance(bad_opt.exception, DetectionError) and "expected key=value" in str(bad_opt.exception)
+
+
+def test_report_on_a_binarized_student_counts_binary_layers(tmp_path: Path):
+    from scales_cli.archs._registry import spec_by_name
+
+    data = _tiny_dataset(tmp_path, 2)
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher.pth"
+    torch.save(spec_by_name("imdn").build(scale=2, in_nc=3, nf=32, num_modules=2, out_nc=3).state_dict(), teacher)
+    student = tmp_path / "student.safetensors"
+    made = CliRunner().invoke(app, ["binarize", str(teacher), "-o", str(student)])
+    assert made.exit_code == 0, made.output
+    result = _invoke(teacher, student, "--data", data, "--input-size", "16x8", "--ops", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    fp_row, bin_row = json.loads((tmp_path / "r.json").read_text())["groups"][0]["rows"]
+    assert fp_row["cost"]["params_binary"] == 0 and fp_row["cost"]["macs_binary"] == 0
+    cost = bin_row["cost"]
+    assert cost["params_binary"] > 0 and cost["macs_binary"] > 0
+    assert cost["params"] == cost["params_fp"] + cost["params_binary"] / 32
+    assert cost["ops"] == cost["macs_fp"] + cost["macs_binary"] / 64 < fp_row["cost"]["ops"]
+    assert any(layer["bits"] == [1, 1] for layer in cost["layers"])
+    assert set(bin_row["results"]["Tiny"]) == {"psnr", "ssim", "images"}

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from scales_cli.archs import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.cli import app
-from scales_cli.errors import DataError, DetectionError, OutputExistsError
+from scales_cli.errors import DataError, DetectionError, OutputExistsError, ScalesError
 from scales_cli.imaging import read_image, upscale_image
 from scales_cli.tiling import TilePlan, plan_tiles
 
@@ -311,3 +311,79 @@ def test_real_imdn_upscale_beats_bicubic_on_set5(tmp_path: Path, checkpoints: Pa
     assert bicubic == pytest.approx(28.42, abs=0.015)
     assert model > bicubic + 3.0
     assert model == pytest.approx(32.21, abs=0.03)
+
+
+def _upscale_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scales_cli", "upscale", *args], capture_output=True, text=True, timeout=120)
+
+
+def _one_line(proc: subprocess.CompletedProcess, name: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_output_folder_that_is_a_file_exits_2(tmp_path: Path, carn_ckpt: Path, rgb_array):
+    Image.fromarray(rgb_array).save(tmp_path / "im.png")
+    (tmp_path / "taken").write_text("not a folder")
+    line = _one_line(_upscale_cli(str(carn_ckpt), str(tmp_path / "im.png"), "-o", str(tmp_path / "taken")), "taken")
+    assert "not a folder" in line
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+def test_unsupported_mode_is_refused_before_any_output(tmp_path: Path, carn_ckpt: Path, rgb_array):
+    """A float image after a good one: nothing is written (the mode is read from the header up front)."""
+    Image.fromarray(rgb_array).save(tmp_path / "good.png")
+    Image.fromarray(np.zeros((6, 5), dtype=np.float32), mode="F").save(tmp_path / "float.tif")
+    out = tmp_path / "o"
+    line = _one_line(_upscale_cli(str(carn_ckpt), str(tmp_path / "good.png"), str(tmp_path / "float.tif"), "-o", str(out)), "float.tif")
+    assert "not supported" in line
+    assert not out.exists()
+
+
+def test_negative_tile_is_a_one_line_error():
+    with pytest.raises(ScalesError, match=r"tile -5: expected a tile edge"):
+        plan_tiles(600, 600, -5, None)
+
+
+@pytest.mark.parametrize(
+    ("source", "match"),
+    [
+        ("def broken(:\n", r"importing .*bad_net.py failed \(SyntaxError at line 1"),
+        ("import torch\n\nraise RuntimeError('needs a GPU')\n", r"failed \(RuntimeError at line 3: needs a GPU\)"),
+        ("import no_such_module_for_scales_test\n", r"ModuleNotFoundError at line 1"),
+    ],
+)
+def test_user_arch_that_fails_to_import_is_one_line(tmp_path: Path, carn_ckpt: Path, source: str, match: str):
+    bad = tmp_path / "bad_net.py"
+    bad.write_text(source)
+    with pytest.raises(DetectionError, match=match):
+        load(carn_ckpt, arch=f"{bad}:Net")
+    proc = subprocess.run([sys.executable, "-m", "scales_cli", "inspect", str(carn_ckpt), "--arch", f"{bad}:Net"],
+                          capture_output=True, text=True, timeout=120)
+    _one_line(proc, "bad_net.py")
+
+
+def test_user_arch_may_import_a_sibling_file(tmp_path: Path, user_module: Path):
+    """Official repositories split networks over files (``from common import ...``): the file's folder is importable."""
+    (tmp_path / "blocks_for_scales_test.py").write_text(USER_MODULE)
+    wrapper = tmp_path / "wrapper_net.py"
+    wrapper.write_text("from blocks_for_scales_test import TinySR as Wrapped\n")
+    ckpt = _save_user(tmp_path, user_module, "TinySR", scale=2, feat=8)
+    desc = load(ckpt, arch=f"{wrapper}:Wrapped", arch_opts={"scale": 2})
+    assert desc.scale == 2 and str(tmp_path) not in sys.path
+
+
+@pytest.mark.parametrize(("name", "available", "count", "match"), [
+    ("tpu", True, 1, "expected cpu or cuda"),
+    ("cuda", False, 0, "CUDA is not available"),
+    ("cuda:7", True, 1, r"has 1 CUDA device\(s\)"),
+])
+def test_device_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, name: str, available: bool, count: int, match: str):
+    from scales_cli.cli.upscale_cmd import _device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    with pytest.raises(ScalesError, match=match):
+        _device(name)

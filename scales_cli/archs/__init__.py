@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import re
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,19 @@ def _load_user_arch(ckpt: Checkpoint, arch: str, opts: dict[str, Any]) -> SRDesc
     module = importlib.util.module_from_spec(spec_obj)
     # Registered like an import, so dataclasses / typing in the user's file can resolve their module.
     sys.modules[spec_obj.name] = module
-    spec_obj.loader.exec_module(module)
+    # Its folder is importable while it runs, so ``import common`` of a sibling file works as in its repo.
+    folder = str(fpath.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        spec_obj.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's file may raise anything; report where, in one line
+        sys.modules.pop(spec_obj.name, None)
+        raise DetectionError(f"--arch {arch}: importing {fpath} failed ({_where(exc, fpath)})") from None
+    finally:
+        if added:
+            sys.path.remove(folder)
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise DetectionError(f"--arch {arch}: {fpath} has no nn.Module class {cls_name!r}")
@@ -207,6 +220,18 @@ def _load_user_arch(ckpt: Checkpoint, arch: str, opts: dict[str, Any]) -> SRDesc
         params=count_params(model), sha256=ckpt.sha256, source=ckpt.path,
         regions=region_summary(spec, model), spec=spec, model=model,
     )
+
+
+def _where(exc: BaseException, fpath: Path) -> str:
+    """``SyntaxError at line 3: invalid syntax`` / ``RuntimeError at line 7: boom`` for the user's file."""
+    if isinstance(exc, SyntaxError):
+        line, text = exc.lineno, exc.msg or ""
+    else:
+        target = fpath.resolve()
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == target]
+        line = frames[-1].lineno if frames else None
+        text = next(iter(str(exc).strip().splitlines()), "")
+    return f"{type(exc).__name__}{f' at line {line}' if line else ''}: {text[:160]}"
 
 
 def _takes(cls: type, name: str) -> bool:

@@ -43,3 +43,20 @@ def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # no
     from ..archs import load, parse_arch_opts
 
     return load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts))
+
+
+def parse_device(name: str) -> str:
+    """Check ``--device`` before any work: ``cpu``, or ``cuda[:N]`` when CUDA has that device."""
+    import torch
+
+    from ..errors import ScalesError
+
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise ScalesError(f"--device {name}: expected cpu or cuda[:N]")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ScalesError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ScalesError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return name

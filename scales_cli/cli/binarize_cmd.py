@@ -35,7 +35,7 @@ def binarize(
     """Binarize CHECKPOINT with a recipe and save the student as safetensors."""
     from ..metrics.cost import count_cost
     from ..recipe import apply_plan, default_recipe_name, load_recipe, plan, save_student
-    from ..recipe.calibrate import calibrate_student
+    from ..recipe.calibrate import calibrate_student, calibration_images
 
     desc = load_model(checkpoint, arch, arch_opt)
     if "student" in desc.extra:
@@ -43,6 +43,11 @@ def binarize(
 
         raise CheckpointError(f"{checkpoint}: is already a binarized student (binarize its FP teacher instead)")
     chosen = load_recipe(recipe or default_recipe_name(desc))
+    target = output or Path.cwd() / f"{checkpoint.stem}-{chosen.name}.safetensors"
+    if not dry_run:  # a bad output path or calibration folder fails before the rewrite, not after it
+        _refuse_existing(target, force)
+        if calibrate is not None:
+            calibration_images(calibrate, calib_images)
     report = plan(desc, chosen)
     student = apply_plan(desc.model, report)
     teacher_cost = count_cost(desc.model, input_range=desc.input_range)
@@ -59,7 +64,11 @@ def binarize(
     calibration = None
     if calibrate is not None:
         calibration = calibrate_student(student, calibrate, calib_images, input_range=desc.input_range)
-    target = output or Path.cwd() / f"{checkpoint.stem}-{chosen.name}.safetensors"
+        if calibration.layers == 0:
+            err_console.print(
+                f"warning: --calibrate changed nothing: recipe {chosen.name}'s binarizers have no threshold "
+                "or scale to set from data (sign/approxsign activations)"
+            )
     written = save_student(
         target, student, desc, chosen, force,
         binarized=len(report.binarized), calibration=calibration.to_json() if calibration else None,
@@ -70,6 +79,16 @@ def binarize(
         return
     console.print(_summary_table(desc, chosen.name, report, teacher_cost, student_cost, written, calibration))
     err_console.print(f"wrote {written}  (next: scales report {written} --data DIR --ops)")
+
+
+def _refuse_existing(target: Path, force: bool) -> None:
+    """The checks :func:`scales_cli.io.atomic_write` makes again at the end, made before any work."""
+    from ..errors import OutputExistsError
+
+    if target.is_dir():
+        raise OutputExistsError(f"{target}: is a directory (expected a file path to write)")
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
 
 
 def _summary(desc, recipe_name, report, teacher_cost, student_cost, written, calibration) -> dict[str, Any]:  # noqa: ANN001
@@ -122,12 +141,15 @@ def _layer_table(checkpoint: Path, report, cost) -> Table:  # noqa: ANN001
     table = Table(
         title=f"{checkpoint.name}: recipe {report.recipe} (dry run: nothing written)", box=box.SIMPLE_HEAD, pad_edge=False
     )
-    table.add_column("layer", no_wrap=True, min_width=16)
-    for col in ("region", "weight", "decision", "rule"):
+    # Text columns wrap (folded at any character: long transformer paths), the widest first; the
+    # short fixed ones and the numbers never do, so a narrow terminal never truncates a figure.
+    table.add_column("layer", overflow="fold", min_width=12)
+    for col in ("region", "weight", "decision"):
         table.add_column(col, no_wrap=True)
+    table.add_column("rule", overflow="fold")
     table.add_column("options", overflow="fold")
-    table.add_column("params", justify="right")
-    table.add_column("OPs (M)", justify="right")
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("OPs (M)", justify="right", no_wrap=True)
     for d in report.layers:
         params, ops = _subtree(cost, d.path)
         style = "bold green" if d.decision == "binarize" else "dim"

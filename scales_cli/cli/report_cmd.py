@@ -1,7 +1,9 @@
 """``scales report MODEL... --data DIR``: PSNR/SSIM and Params/OPs tables like the SCALES paper's.
 
-Rows: bicubic (``--bicubic``) and each model; columns: Params, OPs, PSNR/SSIM per dataset. The
-library does the work (:mod:`scales_cli.report`); this module parses, shows progress and writes.
+Rows: bicubic (``--bicubic``) and each model; columns: Params, OPs (or FLOPs = 2 x OPs with
+``--flops``), PSNR/SSIM per dataset. Datasets: ``--data DIR`` (benchmark layout or HR images alone)
+and ``--hr DIR [--lr DIR]`` (HR folder, LR folder paired by name). The library does the work
+(:mod:`scales_cli.report`); this module parses, shows progress and writes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import DataError, OutputExistsError
 from ..metrics.quality import Channel, GrayConvention
 from . import app
-from ._common import DeviceOpt, ForceFlag, console, err_console
+from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -45,11 +47,22 @@ def report(
         list[Path] | None,
         typer.Option("--data", help="Dataset folder: DIR/HR + DIR/LR_bicubic/X{s}/ or HR images only (repeatable)."),
     ] = None,
+    hr: Annotated[
+        list[Path] | None,
+        typer.Option("--hr", help="Folder of HR images (repeatable); LR made on the fly unless --lr is given."),
+    ] = None,
+    lr: Annotated[
+        list[Path] | None,
+        typer.Option("--lr", help="LR folder for the --hr at the same position; files paired by name (NAMEx{s} or NAME)."),
+    ] = None,
     scale: Annotated[
         int | None, typer.Option("--scale", help="Scale (default: the models' own; all must agree).")
     ] = None,
     bicubic: Annotated[bool, typer.Option("--bicubic", help="Add the MATLAB-exact bicubic baseline row.")] = False,
     ops: Annotated[bool, typer.Option("--ops", help="Also print each model's per-layer cost table.")] = False,
+    flops: Annotated[
+        bool, typer.Option("--flops", help="Show FLOPs = 2 x OPs instead of OPs (one MAC = a multiply and an add).")
+    ] = False,
     input_size: Annotated[
         str, typer.Option("--input-size", help="LR size WxH for Params/OPs (default 320x180 -> 1280x720 at x4).")
     ] = "320x180",
@@ -66,6 +79,8 @@ def report(
     pictures: Annotated[
         Path | None, typer.Option("--pictures", help="Folder for side-by-side crops where models differ most.")
     ] = None,
+    arch: ArchOpt = None,
+    arch_opt: ArchOpts = None,
     device: DeviceOpt = "cpu",
     force: ForceFlag = False,
 ) -> None:
@@ -73,10 +88,17 @@ def report(
     import json
 
     from ..io import atomic_write
+    from ..metrics.datasets import data_sources
     from ..report.build import build_report
     from ..report.render import layer_table, markdown, summary_table, to_json
 
     size = _parse_size(input_size)
+    device = parse_device(device)
+    if pictures is not None and not models:
+        raise DataError("--pictures compares model outputs: pass at least one MODEL")
+    if lr and not hr:
+        raise DataError("--lr needs the --hr folder it belongs to (--hr DIR --lr DIR)")
+    sources = data_sources(data or [], hr or [], lr or [])
     _refuse_existing([json_file, markdown_file], pictures, force)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -84,13 +106,13 @@ def report(
     ) as progress:
         task = progress.add_task("scoring images", total=None)
         result = build_report(
-            models or [], data or [], scale=scale, bicubic=bicubic, gray=gray_convention, channel=channel,
+            models or [], sources, scale=scale, loader=lambda p: load_model(p, arch, arch_opt), bicubic=bicubic, gray=gray_convention, channel=channel,
             input_size=size, group_by_scale=group_by_scale, device=device, keep_outputs=pictures is not None,
             on_plan=lambda n: progress.update(task, total=n),
             on_image=lambda name: progress.advance(task),
         )
     for group in result.groups:
-        console.print(summary_table(result, group))
+        console.print(summary_table(result, group, flops=flops))
         if ops:
             for row in group.rows:
                 if row.cost is not None:
@@ -100,7 +122,7 @@ def report(
         atomic_write(json_file, lambda tmp: tmp.write_text(text), force=force)
         err_console.print(f"wrote {json_file}")
     if markdown_file is not None:
-        text = markdown(result)
+        text = markdown(result, flops=flops)
         atomic_write(markdown_file, lambda tmp: tmp.write_text(text), force=force)
         err_console.print(f"wrote {markdown_file}")
     if pictures is not None:

@@ -35,8 +35,10 @@ def upscale(
     from ..imaging import output_name, probe_image, read_image, upscale_image, write_png
     from ..tiling import plan_tiles, window_alignment
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ScalesError(f"{out_dir}: is a file, not a folder (expected -o OUTDIR, a folder for the outputs)")
     for path in images:
-        probe_image(path)  # reject missing / non-image inputs before loading a model
+        probe_image(path)  # reject missing / non-image / unsupported-mode inputs before loading a model
     torch_device = _device(device)
     desc = load_model(checkpoint, arch, arch_opt)
     targets = [out_dir / output_name(path, desc.scale) for path in images]
@@ -79,9 +81,13 @@ def _device(name: str):  # noqa: ANN202 - torch.device
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ScalesError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise ScalesError(f"--device {name}: {exc}") from None
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:
+        raise ScalesError(f"--device {name}: this machine has {count} CUDA device(s) (expected cuda:0..cuda:{count - 1})")
+    return device
 
 
 def _refuse_existing(targets: list[Path], force: bool) -> None:

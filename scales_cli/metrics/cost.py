@@ -162,6 +162,7 @@ class CostReport:
             "macs_fp": self.macs_fp,
             "macs_binary": self.macs_binary,
             "ops": self.ops,
+            "flops": self.flops,
             "layers": [
                 {
                     "name": layer.name,

@@ -7,11 +7,14 @@ Three ways to name the data, one result (:class:`Dataset`):
 * HR images alone (``DIR/HR/`` without ``LR_bicubic/X{s}``, or images directly in ``DIR``): the LR is
   made on the fly as ``imresize(modcrop(HR, s), 1/s)`` with the MATLAB-exact resize, which
   reproduces the published LR files bit for bit;
-* explicit ``--hr``/``--lr`` file lists, paired by position.
+* explicit HR and LR folders (``--hr DIR --lr DIR``), paired by name: the LR of ``NAME.png`` is
+  ``NAMEx{s}.png`` or ``NAME.png`` (:func:`dataset_from_dirs`); or file lists paired by position
+  (:func:`dataset_from_pairs`).
 
 Pairs are checked when the dataset is built (sizes from file headers, no decoding): a missing LR,
-an LR whose size is not ``modcrop(HR, s) / s``, an unreadable file or an empty folder is a one-line
-:class:`~scales_cli.errors.DataError`.
+an LR whose size is not ``modcrop(HR, s) / s``, an HR too small to score (after modcrop and the
+``s``-pixel border, SSIM needs at least its 11x11 window), an unreadable file or an empty folder is a
+one-line :class:`~scales_cli.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 
 from ..errors import DataError
 from .color import IMAGE_SUFFIXES, image_size, load_image, modcrop
+from .quality import SSIM_WINDOW
 from .resize import imresize
 
 HR_DIR = "HR"
@@ -89,10 +93,20 @@ def _check_lr_size(hr_path: Path, hr_hw: tuple[int, int], lr_path: Path, lr_hw: 
         )
 
 
+def min_hr_side(scale: int) -> int:
+    """Smallest HR side that can be scored: ``modcrop`` keeps a multiple of ``scale``, the border
+    shaves ``scale`` pixels from each side, and SSIM needs an 11x11 window in what is left."""
+    return scale * (-(-(SSIM_WINDOW + 2 * scale) // scale))
+
+
 def _check_hr_size(hr_path: Path, scale: int) -> tuple[int, int]:
     h, w = image_size(hr_path)
-    if h < scale or w < scale:
-        raise DataError(f"{hr_path}: {w}x{h} is smaller than the scale x{scale}")
+    need = min_hr_side(scale)
+    if h < need or w < need:
+        raise DataError(
+            f"{hr_path}: {w}x{h} is too small to score at x{scale} (expected at least {need}x{need}: "
+            f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window after modcrop and a {scale}-pixel border)"
+        )
     return h, w
 
 
@@ -120,7 +134,7 @@ def dataset_from_folder(root: str | Path, scale: int) -> Dataset:
     if not (hr_dir.is_dir() and lr_dir.is_dir()):
         for hr in hr_files:
             _check_hr_size(hr, scale)
-        return Dataset(root.name, scale, tuple(ImagePair(p.stem, p, None) for p in hr_files), "hr-only")
+        return Dataset(dataset_name(root), scale, tuple(ImagePair(p.stem, p, None) for p in hr_files), "hr-only")
     pairs = []
     missing = []
     for hr in hr_files:
@@ -134,7 +148,51 @@ def dataset_from_folder(root: str | Path, scale: int) -> Dataset:
         raise DataError(
             f"{lr_dir}: {len(missing)} of {len(hr_files)} LR images missing (e.g. {', '.join(missing[:3])})"
         )
-    return Dataset(root.name, scale, tuple(pairs), "benchmark")
+    return Dataset(dataset_name(root), scale, tuple(pairs), "benchmark")
+
+
+def _hr_name_for(lr: Path, scale: int) -> str:
+    """``NAMEx{s}.png`` and ``NAME.png`` both name the LR of HR ``NAME``."""
+    tag = f"x{scale}"
+    return lr.stem[: -len(tag)] if lr.stem.endswith(tag) and len(lr.stem) > len(tag) else lr.stem
+
+
+def dataset_name(folder: Path) -> str:
+    """A folder's dataset name: ``Set5/HR`` is ``Set5``."""
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == HR_DIR else folder.name
+
+
+def dataset_from_dirs(hr_dir: str | Path, lr_dir: str | Path, scale: int, name: str | None = None) -> Dataset:
+    """HR images in ``hr_dir`` paired by name with LR images in ``lr_dir`` (``NAMEx{s}`` or ``NAME``).
+
+    Every HR needs its LR and every LR its HR: an unpaired file is a :class:`DataError` naming it.
+    """
+    hr_dir, lr_dir = Path(hr_dir), Path(lr_dir)
+    for flag, folder in (("--hr", hr_dir), ("--lr", lr_dir)):
+        if not folder.is_dir():
+            raise DataError(f"{flag} {folder}: no such folder (expected a folder of images)")
+    hr_files, lr_files = _images_in(hr_dir), _images_in(lr_dir)
+    for flag, folder, files in (("--hr", hr_dir, hr_files), ("--lr", lr_dir, lr_files)):
+        if not files:
+            raise DataError(f"{flag} {folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
+    by_name: dict[str, Path] = {}
+    for lr in lr_files:
+        key = _hr_name_for(lr, scale)
+        if key in by_name:
+            raise DataError(f"--lr {lr_dir}: {by_name[key].name} and {lr.name} both pair with HR {key!r}")
+        by_name[key] = lr
+    hr_names = {hr.stem for hr in hr_files}
+    missing = [hr.name for hr in hr_files if hr.stem not in by_name]
+    if missing:
+        raise DataError(
+            f"--lr {lr_dir}: no LR for {len(missing)} of {len(hr_files)} HR images (e.g. {', '.join(missing[:3])}; "
+            f"expected NAMEx{scale}.png or NAME.png)"
+        )
+    extra = [lr.name for key, lr in by_name.items() if key not in hr_names]
+    if extra:
+        raise DataError(f"--hr {hr_dir}: no HR for {len(extra)} LR images (e.g. {', '.join(extra[:3])})")
+    return dataset_from_pairs(hr_files, [by_name[hr.stem] for hr in hr_files], scale, name=name or dataset_name(hr_dir))
 
 
 def dataset_from_pairs(
@@ -161,3 +219,27 @@ def dataset_from_pairs(
     if len(set(names)) != len(names):
         raise DataError(f"--hr: image names repeat ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
     return Dataset(name, scale, tuple(pairs), "pairs" if lr else "hr-only")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where one dataset is, before the scale is known: a folder (``--data DIR``: benchmark layout or
+    HR images alone) or an HR folder with its LR folder (``--hr DIR --lr DIR``)."""
+
+    folder: Path
+    lr: Path | None = None
+
+    def open(self, scale: int) -> Dataset:
+        if self.lr is None:
+            return dataset_from_folder(self.folder, scale)
+        return dataset_from_dirs(self.folder, self.lr, scale)
+
+
+def data_sources(data: Sequence[str | Path], hr: Sequence[str | Path], lr: Sequence[str | Path]) -> list[DataSource]:
+    """``--data`` folders, then ``--hr`` folders paired by position with ``--lr`` folders (if any)."""
+    if lr and len(lr) != len(hr):
+        raise DataError(f"--hr/--lr: {len(hr)} --hr but {len(lr)} --lr folders (give one --lr per --hr, or none)")
+    sources = [DataSource(Path(d)) for d in data]
+    lrs: list[Path | None] = [Path(p) for p in lr] if lr else [None] * len(hr)
+    sources += [DataSource(Path(h), low) for h, low in zip(hr, lrs, strict=True)]
+    return sources

@@ -178,7 +178,10 @@ def apply_plan(model: nn.Module, report: RewriteReport, maker: BinaryMaker | Non
 def _swap_all(student: nn.Module, report: RewriteReport, maker: BinaryMaker) -> None:
     for d in report.binarized:
         old = student.get_submodule(d.path)
-        new = maker(old, d.options)
+        try:
+            new = maker(old, d.options)
+        except RecipeError as exc:  # e.g. a geometry the spatial branch cannot match: name the layer and rule
+            raise RecipeError(f"recipe {report.recipe}: layer {d.path} (rule {d.rule!r}): {exc.message}") from None
         new.train(old.training)
         parent_path, _, child = d.path.rpartition(".")
         parent = student.get_submodule(parent_path) if parent_path else student

@@ -45,6 +45,8 @@ DEFAULTS_KEYS: tuple[str, ...] = ("preset", "options")
 RULE_KEYS: tuple[str, ...] = ("name", "select", "action", "preset", "options", "required")
 SELECT_KEYS: tuple[str, ...] = ("region", "path", "exclude", "type", "kernel", "last", "depthwise")
 OPTION_FIELDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(BinaryOptions)}
+# Kernel sizes of the re-scaling branches: odd, so a centred k // 2 padding keeps the map size.
+ODD_OPTIONS: tuple[str, ...] = ("spatial_kernel", "channel_kernel")
 _MAX_EXTENDS_DEPTH = 8
 
 
@@ -151,7 +153,9 @@ def _load(name_or_path: str | Path, base_dir: Path, depth: int) -> Recipe:
     if builtin.is_file():
         return parse_recipe(builtin.read_text(encoding="utf-8"), source=f"built-in {text_name}", name=text_name, depth=depth)
     names = builtin_names()
-    raise RecipeError(f"unknown recipe {text_name!r}{_did_you_mean(text_name, names)} (built-in: {', '.join(names)}; or a path to a .yaml file)")
+    local = next((p for p in (path.with_name(path.name + ext) for ext in (".yaml", ".yml")) if p.is_file()), None)
+    hint = f" (did you mean the file {local}?)" if local is not None else _did_you_mean(text_name, names)
+    raise RecipeError(f"unknown recipe {text_name!r}{hint} (built-in: {', '.join(names)}; or a path to a .yaml file)")
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -264,6 +268,8 @@ class _Ctx:
             raise self.fail(where, f"expected true or false, got {value!r}")
         if kind == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise self.fail(where, f"expected a positive integer, got {value!r}")
+        if key in ODD_OPTIONS and value % 2 == 0:
+            raise self.fail(where, f"expected an odd kernel size (1, 3, 5, ...), got {value!r}")
         if kind == "str":
             choices = option_choices().get(key)
             if not isinstance(value, str) or (choices is not None and value not in choices):

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..metrics.cost import DEFAULT_INPUT_SIZE, CostReport, count_cost
-from ..metrics.datasets import Dataset, dataset_from_folder
+from ..metrics.datasets import Dataset, DataSource
 from ..metrics.evaluate import BICUBIC_LABEL, EvalResult, evaluate_bicubic, evaluate_model
 from ..metrics.quality import Channel, GrayConvention
 
@@ -106,7 +106,7 @@ def _environment(device: str) -> dict[str, Any]:
 
 def build_report(
     model_paths: Sequence[Path],
-    data_dirs: Sequence[Path],
+    data_dirs: Sequence[Path | DataSource],
     *,
     scale: int | None = None,
     bicubic: bool = False,
@@ -122,11 +122,12 @@ def build_report(
 ) -> Report:
     """Evaluate every model (and the bicubic baseline) on every dataset, grouped by scale.
 
-    ``loader(path) -> SRDescriptor`` defaults to :func:`scales_cli.archs.load`. ``on_plan(n)`` is
+    ``data_dirs``: folders (benchmark layout or HR images alone) or :class:`DataSource` (HR folder +
+    LR folder). ``loader(path) -> SRDescriptor`` defaults to :func:`scales_cli.archs.load`. ``on_plan(n)`` is
     told the number of images that will be scored; ``on_image(label)`` is called after each.
     """
     if not data_dirs:
-        raise DataError("no --data DIR given (expected a folder such as ../shared/data/benchmarks/Set5)")
+        raise DataError("no --data DIR (or --hr DIR [--lr DIR]) given (expected a folder such as ../shared/data/benchmarks/Set5)")
     if loader is None:
         from ..archs import load as loader
     if not model_paths and not bicubic:
@@ -161,8 +162,9 @@ def build_report(
     return Report(tuple(groups), gray, channel, tuple(input_size), device, _environment(device))
 
 
-def _open_datasets(data_dirs: Sequence[Path], scale: int) -> tuple[Dataset, ...]:
-    datasets = [dataset_from_folder(d, scale) for d in data_dirs]
+def _open_datasets(data_dirs: Sequence[Path | DataSource], scale: int) -> tuple[Dataset, ...]:
+    sources = [d if isinstance(d, DataSource) else DataSource(Path(d)) for d in data_dirs]
+    datasets = [src.open(scale) for src in sources]
     names = [d.name for d in datasets]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

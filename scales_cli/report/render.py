@@ -2,7 +2,8 @@
 
 Cells are ``PSNR / SSIM`` (dB, 2 and 4 decimals as papers print them). Params and OPs follow the
 BNN convention of :mod:`scales_cli.metrics.cost` (``P_fp + P_bin/32``, ``MAC_fp + MAC_bin/64``) at
-the report's input size. The JSON layout is documented in docs/report-json.md.
+the report's input size; with ``flops=True`` the cost column is FLOPs = 2 x OPs (one MAC is a
+multiply and an add) and says so. The JSON layout is documented in docs/report-json.md.
 """
 
 from __future__ import annotations
@@ -28,25 +29,28 @@ def cell(psnr: float, ssim: float) -> str:
     return f"{'inf' if math.isinf(psnr) else f'{psnr:.2f}'} / {ssim:.4f}"
 
 
-def protocol_line(report: Report, scale: int) -> str:
+def protocol_line(report: Report, scale: int, *, flops: bool = False) -> str:
     w, h = report.input_size
+    cost = "Params/FLOPs" if flops else "Params/OPs"
+    tail = "; FLOPs = 2 x OPs" if flops else ""
     return (
         f"PSNR/SSIM on {report.channel.value.upper()}, border {scale}, {report.gray.value}; "
-        f"Params/OPs at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + bin/32, OPs = FP MACs + bin MACs/64)"
+        f"{cost} at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + bin/32, OPs = FP MACs + bin MACs/64{tail})"
     )
 
 
-def _cost_cells(row: Row) -> tuple[str, str]:
+def _cost_cells(row: Row, flops: bool = False) -> tuple[str, str]:
     if row.cost is None:
         return "-", "-"
-    return human(row.cost.params), human(row.cost.ops)
+    return human(row.cost.params), human(row.cost.flops if flops else row.cost.ops)
 
 
-def summary_table(report: Report, group: Group) -> Table:
-    table = Table(title=f"x{group.scale}", caption=protocol_line(report, group.scale), caption_justify="left")
+def summary_table(report: Report, group: Group, *, flops: bool = False) -> Table:
+    caption = protocol_line(report, group.scale, flops=flops)
+    table = Table(title=f"x{group.scale}", caption=caption, caption_justify="left")
     table.add_column("Method", style="bold")
     table.add_column("Params", justify="right")
-    table.add_column("OPs", justify="right")
+    table.add_column("FLOPs" if flops else "OPs", justify="right")
     for d in group.datasets:
         table.add_column(f"{d.name} ({len(d)})", justify="right")
     best = _best_psnr(group)
@@ -55,7 +59,7 @@ def summary_table(report: Report, group: Group) -> Table:
         for r in row.results:
             text = cell(r.mean_psnr, r.mean_ssim)
             cells.append(f"[bold green]{text}[/]" if row.kind == "model" and r.mean_psnr == best[r.dataset] else text)
-        table.add_row(row.label, *_cost_cells(row), *cells)
+        table.add_row(row.label, *_cost_cells(row, flops), *cells)
     return table
 
 
@@ -97,17 +101,17 @@ def layer_table(label: str, cost: CostReport) -> Table:
     return table
 
 
-def markdown(report: Report) -> str:
+def markdown(report: Report, *, flops: bool = False) -> str:
     """One GitHub Markdown table per scale group, each followed by its protocol line."""
     parts = []
     for group in report.groups:
-        header = ["Method", "Params", "OPs", *[f"{d.name} PSNR / SSIM" for d in group.datasets]]
+        header = ["Method", "Params", "FLOPs" if flops else "OPs", *[f"{d.name} PSNR / SSIM" for d in group.datasets]]
         lines = [f"**x{group.scale}**", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
         for row in group.rows:
             cells = [cell(r.mean_psnr, r.mean_ssim) for r in row.results]
-            lines.append("| " + " | ".join([row.label, *_cost_cells(row), *cells]) + " |")
-        lines += ["", f"_{protocol_line(report, group.scale)}_", ""]
+            lines.append("| " + " | ".join([row.label, *_cost_cells(row, flops), *cells]) + " |")
+        lines += ["", f"_{protocol_line(report, group.scale, flops=flops)}_", ""]
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
