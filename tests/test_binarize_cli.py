@@ -159,7 +159,7 @@ def test_dry_run_table_keeps_every_figure_on_a_narrow_terminal():
 def test_existing_output_and_bad_calibration_folder_fail_before_any_work(teacher: Path, monkeypatch, capsys):
     import scales_cli.recipe as recipe_pkg
 
-    def no_rewrite(*args, **kwargs):  # noqa: ANN002, ANN003
+    def no_rewrite(*args, **kwargs):
         raise AssertionError("the rewrite ran although the command was bound to fail")
 
     (teacher.parent / "taken.safetensors").write_bytes(b"user data")
