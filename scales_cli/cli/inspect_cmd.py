@@ -38,5 +38,7 @@ def inspect(
         shown = ", ".join(paths[:6]) + (f" … (+{len(paths) - 6})" if len(paths) > 6 else "")
         table.add_row(f"region {region}", shown or "-")
     for key, value in desc.extra.items():
-        table.add_row(key, str(value)[:120])
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, val in items:
+            table.add_row(f"{key} {sub}".strip(), str(val))
     console.print(table)
