@@ -1,4 +1,4 @@
-"""Pieces shared by the distillation family (IMDN, RFDN, RLFN, BSRN).
+"""Pieces shared by the distillation family (IMDN, RFDN, RLFN, BSRN, IMDTN).
 
 The enhanced-spatial-attention (ESA) block of RFDN, RLFN and BSRN shrinks the feature map with a
 stride-2 3x3 conv (no padding), then a 7x7/stride-3 max pool, works on that tiny map and stretches
@@ -8,6 +8,8 @@ pixels works and larger inputs give the official result.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,3 +48,36 @@ def numbered_blocks(sd: dict[str, torch.Tensor], prefix: str, suffix: str) -> in
     if f"{prefix}{n + 2}{suffix}" in sd:
         raise ValueError(f"block {prefix}{n + 1} is missing between {prefix}1 and {prefix}{n + 2}")
     return n
+
+
+class DistillationNet(nn.Module):
+    """The skeleton IMDN, RFDN and IMDTN share, with their official attribute names::
+
+        fea = fea_conv(x);  h_i = {prefix}i(h_{i-1}), h_0 = fea
+        out = upsampler(LR_conv(c(concat(h_1 .. h_N))) + fea)
+
+    ``c`` is a 1x1 fusion conv + LeakyReLU; ``upsampler`` is a 3x3 conv + PixelShuffle. The blocks
+    are attributes ``{prefix}1 .. {prefix}N`` (not a list), as in the official code, so the
+    checkpoints' keys match. The upsampler is registered last: recipes treat the last conv as the
+    network's output conv.
+    """
+
+    def __init__(
+        self, prefix: str, blocks: Sequence[nn.Module], *, in_nc: int, nf: int, out_nc: int, scale: int, slope: float
+    ) -> None:
+        super().__init__()
+        self.block_names = tuple(f"{prefix}{i}" for i in range(1, len(blocks) + 1))
+        self.fea_conv = same_conv(in_nc, nf, 3)
+        for name, block in zip(self.block_names, blocks):
+            self.add_module(name, block)
+        self.c = nn.Sequential(nn.Conv2d(nf * len(blocks), nf, 1), nn.LeakyReLU(slope))
+        self.LR_conv = same_conv(nf, nf, 3)
+        self.upsampler = nn.Sequential(same_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.fea_conv(x)
+        outs, h = [], fea
+        for name in self.block_names:
+            h = getattr(self, name)(h)
+            outs.append(h)
+        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import numbered_blocks, same_conv
+from ._distill import DistillationNet, numbered_blocks, same_conv
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
@@ -70,26 +70,10 @@ class IMDModule(nn.Module):
         return self.c5(self.cca(out)) + x
 
 
-class IMDN(nn.Module):
+class IMDN(DistillationNet):
     def __init__(self, scale: int = 4, in_nc: int = 3, nf: int = 64, num_modules: int = 6, out_nc: int = 3) -> None:
-        super().__init__()
-        self.num_modules = num_modules
-        self.fea_conv = same_conv(in_nc, nf, 3)
-        for i in range(1, num_modules + 1):
-            self.add_module(f"IMDB{i}", IMDModule(nf))
-        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(LRELU_SLOPE))
-        self.LR_conv = same_conv(nf, nf, 3)
-        self.upsampler = nn.Sequential(same_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs = []
-        h = fea
-        for i in range(1, self.num_modules + 1):
-            h = getattr(self, f"IMDB{i}")(h)
-            outs.append(h)
-        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
-        return self.upsampler(lr)
+        blocks = [IMDModule(nf) for _ in range(num_modules)]
+        super().__init__("IMDB", blocks, in_nc=in_nc, nf=nf, out_nc=out_nc, scale=scale, slope=LRELU_SLOPE)
 
 
 def infer(sd: StateDict) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._distill import DistillationNet
 from ._shapes import count_keys, shuffle_factor, window_from_bias_table
 from ._swin import SWIN_BUFFER_GLOBS, BasicLayer, PatchEmbed, PatchUnEmbed, crop_to, pad_to_multiple
 from .descriptor import ArchSpec, StateDict
@@ -73,7 +74,10 @@ class IMDTBlock(nn.Module):
         return self.transformer(torch.cat([d1, d2, d3, self.c4(r)], dim=1)) + x
 
 
-class IMDTN(nn.Module):
+class IMDTN(DistillationNet):
+    """The distillation skeleton around IMDT blocks; the input is padded (always by 1..window
+    pixels, flipped copies, as the official code does) and the output cropped back."""
+
     def __init__(
         self,
         scale: int,
@@ -85,25 +89,14 @@ class IMDTN(nn.Module):
         mlp_ratio: float = 2.0,
         in_nc: int = 3,
     ) -> None:
-        super().__init__()
-        self.scale, self.window_size, self.num_modules = scale, window_size, num_modules
-        self.fea_conv = nn.Conv2d(in_nc, nf, 3, 1, 1)
-        for i in range(1, num_modules + 1):  # official names IMDTB1, IMDTB2, ... (attributes, not a list)
-            setattr(self, f"IMDTB{i}", IMDTBlock(nf, depth, num_heads, window_size, mlp_ratio))
-        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
-        self.LR_conv = nn.Conv2d(nf, nf, 3, 1, 1)
-        self.upsampler = nn.Sequential(nn.Conv2d(nf, in_nc * scale**2, 3, 1, 1), nn.PixelShuffle(scale))
+        blocks = [IMDTBlock(nf, depth, num_heads, window_size, mlp_ratio) for _ in range(num_modules)]
+        super().__init__("IMDTB", blocks, in_nc=in_nc, nf=nf, out_nc=in_nc, scale=scale, slope=LEAKY_SLOPE)
+        self.scale, self.window_size = scale, window_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.window_size, always=True, mode="symmetric")
-        fea = self.fea_conv(x)
-        outs, out = [], fea
-        for i in range(1, self.num_modules + 1):
-            out = getattr(self, f"IMDTB{i}")(out)
-            outs.append(out)
-        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
-        return crop_to(self.upsampler(lr), h * self.scale, w * self.scale)
+        return crop_to(super().forward(x), h * self.scale, w * self.scale)
 
 
 def infer(sd: StateDict) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import esa_max_pool, numbered_blocks, resize_like, same_conv
+from ._distill import DistillationNet, esa_max_pool, numbered_blocks, resize_like, same_conv
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
@@ -75,27 +75,12 @@ class RFDB(nn.Module):
         return self.esa(self.c5(torch.cat([d1, d2, d3, r4], dim=1)))
 
 
-class RFDN(nn.Module):
+class RFDN(DistillationNet):
     def __init__(
         self, scale: int = 4, in_nc: int = 3, nf: int = 50, num_modules: int = 4, out_nc: int = 3, esa_channels: int = 12
     ) -> None:
-        super().__init__()
-        self.num_modules = num_modules
-        self.fea_conv = same_conv(in_nc, nf, 3)
-        for i in range(1, num_modules + 1):
-            self.add_module(f"B{i}", RFDB(nf, esa_channels))
-        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(LRELU_SLOPE))
-        self.LR_conv = same_conv(nf, nf, 3)
-        self.upsampler = nn.Sequential(same_conv(nf, out_nc * scale**2, 3), nn.PixelShuffle(scale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs = []
-        h = fea
-        for i in range(1, self.num_modules + 1):
-            h = getattr(self, f"B{i}")(h)
-            outs.append(h)
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea)
+        blocks = [RFDB(nf, esa_channels) for _ in range(num_modules)]
+        super().__init__("B", blocks, in_nc=in_nc, nf=nf, out_nc=out_nc, scale=scale, slope=LRELU_SLOPE)
 
 
 def infer(sd: StateDict) -> dict[str, Any]:
