@@ -140,3 +140,21 @@ def test_binarized_layer_from_the_library_is_split():
 def test_json_carries_flops_as_twice_ops():
     doc = count_cost(_Net(), input_size=(5, 4)).to_json()
     assert doc["flops"] == 2 * doc["ops"] and doc["ops"] == doc["macs_fp"] + doc["macs_binary"] / 64
+
+
+def test_attention_macs_can_be_left_out_as_swinir_publishes():
+    """--no-attention-macs drops exactly the window-attention matmuls: 2 * B_ * heads * N^2 * head_dim
+    per attention call, i.e. 2 * tokens * window^2 * embed_dim per Swin block (tokens after padding)."""
+    from scales_cli.archs._registry import spec_by_name
+    from scales_cli.metrics.cost import count_cost
+
+    spec = spec_by_name("swinir")
+    config = {"scale": 2, "embed_dim": 12, "depths": (2, 2), "num_heads": (2, 2), "window_size": 4,
+              "mlp_ratio": 2.0, "upsampler": "pixelshuffledirect"}
+    model = spec.build(**{**spec.defaults, **config}).eval()
+    with_attn = count_cost(model, (16, 12))
+    without = count_cost(model, (16, 12), attention=False)
+    blocks, tokens = 4, 16 * 12  # 16x12 is a multiple of the window: no padding
+    assert with_attn.macs_fp - without.macs_fp == 2 * blocks * tokens * 4**2 * 12
+    assert with_attn.attention and not without.attention
+    assert without.to_json()["attention_macs_counted"] is False

@@ -63,6 +63,14 @@ def report(
     flops: Annotated[
         bool, typer.Option("--flops", help="Show FLOPs = 2 x OPs instead of OPs (one MAC = a multiply and an add).")
     ] = False,
+    attention_macs: Annotated[
+        bool,
+        typer.Option(
+            "--attention-macs/--no-attention-macs",
+            help="Count attention matmuls (q k^T, attn v) in OPs; --no-attention-macs counts conv/linear only, "
+            "the convention of SwinIR's published Mult-Adds.",
+        ),
+    ] = True,
     input_size: Annotated[
         str, typer.Option("--input-size", help="LR size WxH for Params/OPs (default 320x180 -> 1280x720 at x4).")
     ] = "320x180",
@@ -107,7 +115,7 @@ def report(
         task = progress.add_task("scoring images", total=None)
         result = build_report(
             models or [], sources, scale=scale, loader=lambda p: load_model(p, arch, arch_opt), bicubic=bicubic, gray=gray_convention, channel=channel,
-            input_size=size, group_by_scale=group_by_scale, device=device, keep_outputs=pictures is not None,
+            input_size=size, attention_macs=attention_macs, group_by_scale=group_by_scale, device=device, keep_outputs=pictures is not None,
             on_plan=lambda n: progress.update(task, total=n),
             on_image=lambda name: progress.advance(task),
         )

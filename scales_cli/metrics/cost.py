@@ -110,6 +110,7 @@ class CostReport:
     output_size: tuple[int, int]  # (width, height) of the output
     layers: tuple[LayerCost, ...]
     convention: str = CONVENTION
+    attention: bool = True  # attention matmuls counted (False: conv/linear only, SwinIR's convention)
 
     @property
     def params_fp(self) -> int:
@@ -154,6 +155,7 @@ class CostReport:
     def to_json(self) -> dict:
         return {
             "convention": self.convention,
+            "attention_macs_counted": self.attention,
             "input_size": list(self.input_size),
             "output_size": list(self.output_size),
             "params_fp": self.params_fp,
@@ -202,8 +204,14 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _trace_macs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, list[int]], torch.Tensor]:
-    """Run ``model(x)`` with hooks; per module path: [calls, fp MACs, binary MACs]."""
+def _trace_macs(
+    model: nn.Module, x: torch.Tensor, attention: bool = True
+) -> tuple[dict[str, list[int]], torch.Tensor]:
+    """Run ``model(x)`` with hooks; per module path: [calls, fp MACs, binary MACs].
+
+    ``attention=False`` leaves out the ``extra_macs`` of attention matmuls (q k^T, attn v): the
+    convention of SwinIR's published Mult-Adds, which count conv and linear layers only.
+    """
     counts: dict[str, list[int]] = {}
     handles = []
 
@@ -216,7 +224,7 @@ def _trace_macs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, list[int]]
                 macs = int(formula(module, inputs, output))
                 entry[2 if bit_widths(module) == (1, 1) else 1] += macs
             extra = getattr(module, "extra_macs", None)
-            if callable(extra):
+            if attention and callable(extra):
                 entry[1] += int(extra(inputs, output))
 
         return hook
@@ -237,19 +245,20 @@ def count_cost(
     *,
     input_range: float = 1.0,
     in_channels: int = 3,
+    attention: bool = True,
 ) -> CostReport:
     """Count ``model``'s parameters and MACs for one ``(width, height)`` LR input (see module doc)."""
     width, height = input_size
     counts: dict[str, list[int]] | None = None
     try:  # shapes only: fast and memory-free for the big 1280x720 activations
         meta_model = copy.deepcopy(model).to("meta")
-        counts, out = _trace_macs(meta_model, torch.empty(1, in_channels, height, width, device="meta"))
+        counts, out = _trace_macs(meta_model, torch.empty(1, in_channels, height, width, device="meta"), attention)
     except (RuntimeError, TypeError, ValueError):  # also ops with no meta kernel (a RuntimeError subclass)
         counts = None  # data-dependent code (``.item()``, CPU-made tensors): fall back to a real pass
     if counts is None:
         gen = torch.Generator().manual_seed(0)
         x = torch.rand(1, in_channels, height, width, generator=gen) * input_range
-        counts, out = _trace_macs(model, x)
+        counts, out = _trace_macs(model, x, attention)
     seen: set[int] = set()
     layers = []
     for name, module in model.named_modules():
@@ -261,5 +270,6 @@ def count_cost(
                 LayerCost(name, type(module).__name__, int(w_bits), int(a_bits), calls, fp, binary, macs_fp, macs_binary)
             )
     return CostReport(
-        input_size=(width, height), output_size=(int(out.shape[-1]), int(out.shape[-2])), layers=tuple(layers)
+        input_size=(width, height), output_size=(int(out.shape[-1]), int(out.shape[-2])), layers=tuple(layers),
+        attention=attention,
     )

@@ -54,6 +54,7 @@ class Report:
     input_size: tuple[int, int]
     device: str
     environment: dict[str, Any] = field(default_factory=dict)
+    attention_macs: bool = True  # False: attention matmuls left out of OPs (SwinIR's Mult-Adds convention)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def build_report(
     gray: GrayConvention | str = GrayConvention.AS_Y,
     channel: Channel | str = Channel.Y,
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+    attention_macs: bool = True,
     group_by_scale: bool = False,
     device: str = "cpu",
     keep_outputs: bool = False,
@@ -151,7 +153,7 @@ def build_report(
             results = tuple(evaluate_bicubic(d, **kwargs) for d in datasets)
             rows.append(Row(BICUBIC_LABEL, "bicubic", results, seconds=time.perf_counter() - start))
         for m in members:
-            cost = count_cost(m.desc.model, input_size, input_range=m.desc.input_range)
+            cost = count_cost(m.desc.model, input_size, input_range=m.desc.input_range, attention=attention_macs)
             start = time.perf_counter()
             results = tuple(evaluate_model(m.desc, d, label=m.label, device=device, **kwargs) for d in datasets)
             rows.append(
@@ -159,7 +161,7 @@ def build_report(
                     cost=cost, seconds=time.perf_counter() - start)
             )
         groups.append(Group(s, datasets, tuple(rows)))
-    return Report(tuple(groups), gray, channel, tuple(input_size), device, _environment(device))
+    return Report(tuple(groups), gray, channel, tuple(input_size), device, _environment(device), attention_macs)
 
 
 def _open_datasets(data_dirs: Sequence[Path | DataSource], scale: int) -> tuple[Dataset, ...]:

@@ -33,6 +33,8 @@ def protocol_line(report: Report, scale: int, *, flops: bool = False) -> str:
     w, h = report.input_size
     cost = "Params/FLOPs" if flops else "Params/OPs"
     tail = "; FLOPs = 2 x OPs" if flops else ""
+    if not report.attention_macs:
+        tail += "; attention matmuls not counted"
     return (
         f"PSNR/SSIM on {report.channel.value.upper()}, border {scale}, {report.gray.value}; "
         f"{cost} at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + bin/32, OPs = FP MACs + bin MACs/64{tail})"
@@ -129,6 +131,7 @@ def to_json(report: Report, *, layers: bool = False) -> dict[str, Any]:
             "border": "scale",
             "input_size": list(report.input_size),
             "cost_convention": "bnn",
+            "attention_macs_counted": report.attention_macs,
         },
         "environment": dict(report.environment),
         "groups": [
