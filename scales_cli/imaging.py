@@ -100,7 +100,7 @@ def _unsupported(p: Path, mode: str) -> DataError:
 
 def _to_loaded(p: Path, im: Image.Image) -> LoadedImage:
     mode = im.mode
-    if mode == "P" or mode == "PA":
+    if mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info
         im = im.convert("RGBA" if has_alpha else "RGB")
     elif mode in _UNSUPPORTED_MODES:

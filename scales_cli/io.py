@@ -14,7 +14,7 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,7 @@ class Checkpoint:
 
 
 def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (checkpoints are matched against published digests)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -185,16 +186,14 @@ def strip_prefixes(state: StateDict) -> StateDict:
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
 
 
-def atomic_write(path: str | os.PathLike[str], write, *, force: bool = False, suffix: str = "") -> Path:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[Path], object], *, force: bool = False, suffix: str = ""
+) -> Path:
     """Write via ``write(tmp_path)`` to a temp file in the target folder, then rename over ``path``.
 
     Refuses to replace an existing file unless ``force``: a user's file is never overwritten silently.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise OutputExistsError(f"{target}: is a directory (expected a file path to write)")
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
+    target = refuse_existing(path, force=force)
     ensure_dir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
     os.close(fd)
@@ -207,6 +206,16 @@ def atomic_write(path: str | os.PathLike[str], write, *, force: bool = False, su
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return target
+
+
+def refuse_existing(path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """The checks :func:`atomic_write` makes, for commands to make before minutes of work too."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputExistsError(f"{target}: is a directory (expected a file path to write)")
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
     return target
 
 

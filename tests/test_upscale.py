@@ -387,3 +387,13 @@ def test_device_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, name: str, 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     with pytest.raises(ScalesError, match=match):
         _device(name)
+
+
+@pytest.mark.parametrize("name", ["cuda:", "cpu:0", "cuda:x"])
+def test_device_index_must_be_a_number(monkeypatch: pytest.MonkeyPatch, name: str):
+    """Every command checks --device with one rule (``cli._common.parse_device``): cpu or cuda[:N]."""
+    from scales_cli.cli.upscale_cmd import _device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ScalesError, match="expected cpu or cuda"):
+        _device(name)

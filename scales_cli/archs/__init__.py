@@ -115,6 +115,11 @@ def load(
 
 
 def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -> SRDescriptor:
+    """Infer ``spec``'s hyper-parameters from ``ckpt`` (``defaults`` < inferred < ``arch_opts``), build, load strictly.
+
+    Shapes that do not fit the spec, or hyper-parameters its network rejects, are one-line
+    :class:`DetectionError` messages naming the file.
+    """
     sd = spec.clean(ckpt.state_dict)
     try:
         hparams = {**spec.defaults, **spec.infer(sd)}
@@ -215,11 +220,7 @@ def _load_user_arch(ckpt: Checkpoint, arch: str, opts: dict[str, Any]) -> SRDesc
         build=lambda **kw: cls(**{k: v for k, v in kw.items() if _takes(cls, k)}),
         head=head, tail=tail, input_range=input_range,
     )
-    return SRDescriptor(
-        arch=spec.name, scale=int(scale), hparams={**kwargs, "scale": int(scale)}, input_range=input_range,
-        params=count_params(model), sha256=ckpt.sha256, source=ckpt.path,
-        regions=region_summary(spec, model), spec=spec, model=model,
-    )
+    return describe(spec, model, {**kwargs, "scale": int(scale)}, ckpt)
 
 
 def _where(exc: BaseException, fpath: Path) -> str:

@@ -15,13 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._layers import same_conv
+from ._shapes import StateDict, shuffle_factor
+
 ESA_POOL_KERNEL = 7
 ESA_POOL_STRIDE = 3
-
-
-def same_conv(cin: int, cout: int, k: int) -> nn.Conv2d:
-    """k x k conv with bias and padding k//2, so the output keeps the input's size (official conv_layer)."""
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
 
 
 def esa_max_pool(x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +33,7 @@ def resize_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def numbered_blocks(sd: dict[str, torch.Tensor], prefix: str, suffix: str) -> int:
+def numbered_blocks(sd: StateDict, prefix: str, suffix: str) -> int:
     """How many blocks ``{prefix}1{suffix}``, ``{prefix}2{suffix}``, ... exist (1-based, no gaps).
 
     The official code names its blocks B1..B4 / IMDB1..IMDB6 as separate attributes, not a list.
@@ -48,6 +46,22 @@ def numbered_blocks(sd: dict[str, torch.Tensor], prefix: str, suffix: str) -> in
     if f"{prefix}{n + 2}{suffix}" in sd:
         raise ValueError(f"block {prefix}{n + 1} is missing between {prefix}1 and {prefix}{n + 2}")
     return n
+
+
+def skeleton_hparams(sd: StateDict, prefix: str, suffix: str) -> dict[str, int]:
+    """Hyper-parameters of a :class:`DistillationNet` checkpoint, read off its shapes.
+
+    ``nf, in_nc`` from ``fea_conv``; N blocks ``{prefix}1..N`` (counted by ``{prefix}i{suffix}``);
+    the fusion conv ``c.0`` must take ``N * nf`` channels; ``upsampler.0`` has ``out_nc * s^2``
+    outputs with ``out_nc = in_nc`` (RGB in, RGB out), which gives the scale s.
+    """
+    nf, in_nc = (int(n) for n in sd["fea_conv.weight"].shape[:2])
+    num_modules = numbered_blocks(sd, prefix, suffix)
+    fused_in = sd["c.0.weight"].shape[1]
+    if fused_in != nf * num_modules:
+        raise ValueError(f"c.0 takes {fused_in} channels, expected {num_modules} blocks x {nf}")
+    scale = shuffle_factor(sd["upsampler.0.weight"].shape[0], in_nc)
+    return {"scale": scale, "in_nc": in_nc, "nf": nf, "num_modules": num_modules, "out_nc": in_nc}
 
 
 class DistillationNet(nn.Module):

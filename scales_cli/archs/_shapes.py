@@ -15,9 +15,8 @@ def seq_len(sd: StateDict, prefix: str) -> int:
 
     ``seq_len(sd, "body.")`` counts ``body.0.…, body.1.…``; returns 0 when no key matches.
     """
-    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
-    idx = [int(m.group(1)) for k in sd if (m := pat.match(k))]
-    return max(idx) + 1 if idx else 0
+    idx = indices(sd, prefix)
+    return idx[-1] + 1 if idx else 0
 
 
 def indices(sd: StateDict, prefix: str) -> list[int]:
@@ -30,6 +29,12 @@ def count_keys(sd: StateDict, pattern: str) -> int:
     """Number of keys matching a regular expression (fullmatch)."""
     pat = re.compile(pattern)
     return sum(1 for k in sd if pat.fullmatch(k))
+
+
+def keys_fit(sd: StateDict, prefix: str, allowed: str) -> bool:
+    """Every key under ``prefix`` matches the regular expression ``allowed`` (look-alike guard)."""
+    pat = re.compile(allowed)
+    return all(pat.fullmatch(k) for k in sd if k.startswith(prefix))
 
 
 def shuffle_factor(out_channels: int, channels: int) -> int:
@@ -47,3 +52,17 @@ def window_from_bias_table(table_rows: int) -> int:
     if side * side != table_rows or side % 2 == 0:
         raise ValueError(f"bias table with {table_rows} rows is not (2w-1)^2")
     return (side + 1) // 2
+
+
+def upsampler_scale(sd: StateDict, prefix: str, num_feat: int) -> int:
+    """Total factor of a sub-pixel upsampler at ``prefix`` (convs at ``prefix0``, ``prefix2``, ...).
+
+    ``scale = prod_i r_i`` with conv i having ``num_feat * r_i^2`` outputs; no conv there is a
+    ``ValueError`` (a scale of 1 is no upsampler).
+    """
+    scale = 1
+    for i in indices(sd, prefix):
+        scale *= shuffle_factor(sd[f"{prefix}{i}.weight"].shape[0], num_feat)
+    if scale == 1:
+        raise ValueError(f"no upsampler convs under {prefix!r}")
+    return scale

@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from ._shapes import indices, shuffle_factor
+from ._layers import DIV2K_MEAN
 
 # Buffers that official checkpoints carry but that are pure functions of the window (index) or of
 # the training patch size (mask): recomputed here, so dropped before the strict load.
@@ -319,36 +319,10 @@ def drop_path_rates(rate: float, depths: tuple[int, ...]) -> list[list[float]]:
     return out
 
 
-class PixelShuffleUpsample(nn.Sequential):
-    """SwinIR/HAT ``Upsample``: conv(C -> 4C) + shuffle(2) per factor of 2, or conv(C -> 9C) + shuffle(3)."""
-
-    def __init__(self, scale: int, num_feat: int) -> None:
-        layers: list[nn.Module] = []
-        if scale & (scale - 1) == 0:
-            for _ in range(scale.bit_length() - 1):
-                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"scale {scale}: this upsampler supports 2^n and 3")
-        super().__init__(*layers)
-
-
-def upsample_scale(sd: dict[str, torch.Tensor], prefix: str, num_feat: int) -> int:
-    """Total factor of a :class:`PixelShuffleUpsample` stored at ``prefix`` (convs at even indices)."""
-    scale = 1
-    for i in indices(sd, prefix):
-        scale *= shuffle_factor(sd[f"{prefix}{i}.weight"].shape[0], num_feat)
-    return scale
-
-
-MEAN_RGB: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)  # DIV2K mean used by SwinIR and HAT
-
-
 def mean_buffer(in_chans: int) -> torch.Tensor:
     """SwinIR/HAT subtract the DIV2K RGB mean (zeros for other channel counts)."""
     if in_chans == 3:
-        return torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
+        return torch.tensor(DIV2K_MEAN).view(1, 3, 1, 1)
     return torch.zeros(1, 1, 1, 1)
 
 
@@ -389,7 +363,7 @@ class SwinBackbone(nn.Module, ABC):
 
 __all__ = [
     "RSTB", "SWIN_BUFFER_GLOBS", "BasicLayer", "DropPath", "Mlp", "PatchEmbed", "PatchUnEmbed",
-    "PixelShuffleUpsample", "SwinBackbone", "SwinTransformerBlock", "WindowAttention", "crop_to", "drop_path_rates",
+    "SwinBackbone", "SwinTransformerBlock", "WindowAttention", "crop_to", "drop_path_rates",
     "mean_buffer", "overlap_offsets_index", "pad_to_multiple", "relative_offsets_index", "resi_conv",
-    "shifted_window_mask", "upsample_scale", "window_partition", "window_reverse",
+    "shifted_window_mask", "window_partition", "window_reverse",
 ]

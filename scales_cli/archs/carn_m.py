@@ -25,23 +25,20 @@ import torch
 from torch import nn
 
 from ..errors import DetectionError
-from ._shapes import StateDict, indices, shuffle_factor
+from . import _layers
+from ._layers import pixel_shuffle_steps
+from ._shapes import StateDict, upsampler_scale
 from .descriptor import ArchSpec
 
-RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)  # DIV2K mean, [0,1] range
 BRANCH_SCALES: tuple[int, ...] = (2, 3, 4)  # the multi-scale upsampler's branches
 
 
 class MeanShift(nn.Module):
-    """``y = x + sign * mean`` as a frozen 1x1 conv (identity weight): the checkpoint stores it."""
+    """``y = x + sign * mean`` (DIV2K mean, [0, 1] range) as a frozen 1x1 conv under CARN's name ``shifter``."""
 
     def __init__(self, sign: float) -> None:
         super().__init__()
-        self.shifter = nn.Conv2d(3, 3, 1)
-        with torch.no_grad():
-            self.shifter.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-            self.shifter.bias.copy_(sign * torch.tensor(RGB_MEAN))
-        self.shifter.requires_grad_(False)
+        self.shifter = _layers.MeanShift(1.0, sign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shifter(x)
@@ -115,11 +112,10 @@ class ShuffleUpsampler(nn.Module):
 
 def _factors(scale: int) -> list[int]:
     """Pixel-shuffle steps: 2^k -> k twos, 3 -> one three (what the official upsampler supports)."""
-    if scale == 3:
-        return [3]
-    if scale >= 2 and scale & (scale - 1) == 0:
-        return [2] * (scale.bit_length() - 1)
-    raise DetectionError(f"CARN-M: scale {scale} is not supported (expected 2, 3, 4 or 8)")
+    try:
+        return pixel_shuffle_steps(scale)
+    except ValueError:
+        raise DetectionError(f"CARN-M: scale {scale} is not supported (expected 2, 3, 4 or 8)") from None
 
 
 class Upsampler(nn.Module):
@@ -175,10 +171,7 @@ def infer(sd: StateDict) -> dict[str, Any]:
     multi_scale = "upsample.up2.body.0.weight" in sd
     out: dict[str, Any] = {"num_feat": num_feat, "group": group, "multi_scale": multi_scale}
     if not multi_scale:
-        scale = 1
-        for i in indices(sd, "upsample.up.body."):
-            scale *= shuffle_factor(int(sd[f"upsample.up.body.{i}.weight"].shape[0]), num_feat)
-        out["scale"] = scale
+        out["scale"] = upsampler_scale(sd, "upsample.up.body.", num_feat)
     return out
 
 

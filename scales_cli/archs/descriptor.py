@@ -130,9 +130,7 @@ class SRDescriptor:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, list):
+    if isinstance(v, tuple | list):
         return [_jsonable(x) for x in v]
     if isinstance(v, Mapping):
         return {str(k): _jsonable(x) for k, x in v.items()}

@@ -12,75 +12,20 @@ Both ResBlocks compute ``x + res_scale * conv2(relu(conv1(x)))``. ``res_scale`` 
 weights: the official templates use 0.1 for the 32-block / 256-feature paper model and 1 otherwise,
 so :func:`official_res_scale` picks that and ``--arch-opt res_scale=...`` overrides it.
 
-The pieces shared with RCAN (mean shift, upsampler, reading the scale and range back) live here.
+The mean shift, upsampler and residual block live in :mod:`._layers` (shared with RCAN, CARN-M, MSRResNet
+and SwinIR/HAT); reading ``rgb_range`` back from the mean shift lives here.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._shapes import StateDict, seq_len, shuffle_factor
+from ._layers import DIV2K_MEAN, MeanShift, PixelShuffleUpsampler, ResidualBlockNoBN, same_conv
+from ._shapes import StateDict, keys_fit, seq_len, upsampler_scale
 from .descriptor import ArchSpec
-
-# DIV2K RGB mean used by every EDSR-PyTorch model and by BasicSR's EDSR.
-DIV2K_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
-
-
-def conv3x3(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Conv2d:
-    """'Same'-padded conv with bias (EDSR-PyTorch ``default_conv``)."""
-    return nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=True)
-
-
-class MeanShift(nn.Conv2d):
-    """Frozen 1x1 conv ``y = x + sign * rgb_range * mean`` (identity weight, std = 1 as released).
-
-    Its weight and bias are saved in official checkpoints (keys ``sub_mean.*`` / ``add_mean.*``);
-    they are excluded from the trainable count (``requires_grad=False``) as in the original code.
-    """
-
-    def __init__(self, rgb_range: float, sign: int, mean: tuple[float, float, float] = DIV2K_MEAN) -> None:
-        super().__init__(3, 3, kernel_size=1)
-        with torch.no_grad():
-            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(mean))
-        self.requires_grad_(False)
-
-
-class Upsampler(nn.Sequential):
-    """Sub-pixel upsampler: ``log2(scale)`` stages of conv(C→4C)+PixelShuffle(2), or one 9C stage for x3.
-
-    Keys ``0.weight``, ``2.weight``, … (convs at even indices) — EDSR-PyTorch ``tail.0.*`` and BasicSR
-    ``upsample.*`` share this layout.
-    """
-
-    def __init__(self, scale: int, n_feats: int) -> None:
-        layers: list[nn.Module] = []
-        for factor in upsample_stages(scale):
-            layers += [conv3x3(n_feats, factor * factor * n_feats), nn.PixelShuffle(factor)]
-        super().__init__(*layers)
-
-
-def upsample_stages(scale: int) -> list[int]:
-    """Pixel-shuffle factors of the official upsampler: 2^n → [2]*n, 3 → [3]."""
-    if scale == 3:
-        return [3]
-    if scale >= 2 and scale & (scale - 1) == 0:
-        return [2] * (scale.bit_length() - 1)
-    raise ValueError(f"scale {scale} is not supported by the EDSR upsampler (2^n or 3)")
-
-
-def scale_from_upsampler(sd: StateDict, prefix: str, n_feats: int) -> int:
-    """Product of the pixel-shuffle factors of the convs at ``prefix0.weight``, ``prefix2.weight``, …"""
-    scale = 1
-    for i in range(0, seq_len(sd, prefix), 2):
-        scale *= shuffle_factor(sd[f"{prefix}{i}.weight"].shape[0], n_feats)
-    if scale == 1:
-        raise ValueError(f"no upsampler convs under {prefix!r}")
-    return scale
 
 
 def range_from_mean_shift(sd: StateDict, key: str = "sub_mean") -> float:
@@ -95,12 +40,6 @@ def official_res_scale(n_resblocks: int, n_feats: int) -> float:
     return 0.1 if (n_resblocks, n_feats) == (32, 256) else 1.0
 
 
-def keys_fit(sd: StateDict, prefix: str, allowed: str) -> bool:
-    """Every key under ``prefix`` matches the regular expression ``allowed`` (look-alike guard)."""
-    pat = re.compile(allowed)
-    return all(pat.fullmatch(k) for k in sd if k.startswith(prefix))
-
-
 # ---------------------------------------------------------------- EDSR-PyTorch layout
 
 
@@ -109,7 +48,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, n_feats: int, res_scale: float) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv3x3(n_feats, n_feats), nn.ReLU(True), conv3x3(n_feats, n_feats))
+        self.body = nn.Sequential(same_conv(n_feats, n_feats), nn.ReLU(True), same_conv(n_feats, n_feats))
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,9 +64,9 @@ class EDSR(nn.Module):
         super().__init__()
         self.sub_mean = MeanShift(input_range, sign=-1)
         self.add_mean = MeanShift(input_range, sign=1)
-        self.head = nn.Sequential(conv3x3(3, n_feats))
-        self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], conv3x3(n_feats, n_feats))
-        self.tail = nn.Sequential(Upsampler(scale, n_feats), conv3x3(n_feats, 3))
+        self.head = nn.Sequential(same_conv(3, n_feats))
+        self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], same_conv(n_feats, n_feats))
+        self.tail = nn.Sequential(PixelShuffleUpsampler(scale, n_feats), same_conv(n_feats, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.sub_mean(x))
@@ -138,7 +77,7 @@ def infer_edsr(sd: StateDict) -> dict[str, Any]:
     n_feats = sd["head.0.weight"].shape[0]
     n_resblocks = seq_len(sd, "body.") - 1
     return {
-        "scale": scale_from_upsampler(sd, "tail.0.", n_feats),
+        "scale": upsampler_scale(sd, "tail.0.", n_feats),
         "n_resblocks": n_resblocks,
         "n_feats": n_feats,
         "res_scale": official_res_scale(n_resblocks, n_feats),
@@ -179,20 +118,6 @@ SPEC_EDSR = ArchSpec(
 # ---------------------------------------------------------------- BasicSR layout
 
 
-class ResidualBlockNoBN(nn.Module):
-    """BasicSR residual block: ``x + res_scale * conv2(relu(conv1(x)))``."""
-
-    def __init__(self, num_feat: int, res_scale: float) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(num_feat, num_feat)
-        self.conv2 = conv3x3(num_feat, num_feat)
-        self.relu = nn.ReLU(inplace=True)
-        self.res_scale = res_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
-
-
 class EDSRBasicSR(nn.Module):
     """BasicSR EDSR; forward takes RGB in ``[0, 1]`` and works on ``(x - mean) * img_range`` inside."""
 
@@ -205,11 +130,11 @@ class EDSRBasicSR(nn.Module):
         self.img_range = img_range
         # Not saved by BasicSR (a plain attribute there): non-persistent so it follows .to(device).
         self.register_buffer("mean", torch.tensor(DIV2K_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.conv_first = conv3x3(3, num_feat)
+        self.conv_first = same_conv(3, num_feat)
         self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat, res_scale) for _ in range(num_block)])
-        self.conv_after_body = conv3x3(num_feat, num_feat)
-        self.upsample = Upsampler(scale, num_feat)
-        self.conv_last = conv3x3(num_feat, 3)
+        self.conv_after_body = same_conv(num_feat, num_feat)
+        self.upsample = PixelShuffleUpsampler(scale, num_feat)
+        self.conv_last = same_conv(num_feat, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_first((x - self.mean) * self.img_range)
@@ -221,7 +146,7 @@ def infer_edsr_basicsr(sd: StateDict) -> dict[str, Any]:
     num_feat = sd["conv_first.weight"].shape[0]
     num_block = seq_len(sd, "body.")
     return {
-        "scale": scale_from_upsampler(sd, "upsample.", num_feat),
+        "scale": upsampler_scale(sd, "upsample.", num_feat),
         "num_feat": num_feat,
         "num_block": num_block,
         "res_scale": official_res_scale(num_block, num_feat),

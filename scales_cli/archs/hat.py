@@ -20,18 +20,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._shapes import seq_len, window_from_bias_table
+from ._layers import PixelShuffleUpsampler
+from ._shapes import seq_len, upsampler_scale, window_from_bias_table
 from ._swin import (
     SWIN_BUFFER_GLOBS,
     Mlp,
     PatchEmbed,
     PatchUnEmbed,
-    PixelShuffleUpsample,
     SwinBackbone,
     SwinTransformerBlock,
     drop_path_rates,
     overlap_offsets_index,
-    upsample_scale,
     window_partition,
     window_reverse,
 )
@@ -212,7 +211,7 @@ class HAT(SwinBackbone):
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
         self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
-        self.upsample = PixelShuffleUpsample(scale, num_feat)
+        self.upsample = PixelShuffleUpsampler(scale, num_feat)
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
 
     def reconstruct(self, feat: torch.Tensor) -> torch.Tensor:
@@ -241,7 +240,7 @@ def infer(sd: StateDict) -> dict[str, Any]:
         raise ValueError(f"overlap bias table with {oca_rows} rows is not (w + o - 1)^2 for window {window}")
     num_feat = int(sd["conv_before_upsample.0.weight"].shape[0])
     return {
-        "scale": upsample_scale(sd, "upsample.", num_feat),
+        "scale": upsampler_scale(sd, "upsample.", num_feat),
         "embed_dim": embed_dim,
         "depths": depths,
         "num_heads": tuple(

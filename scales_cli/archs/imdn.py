@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import DistillationNet, numbered_blocks, same_conv
-from ._shapes import StateDict, shuffle_factor
+from ._distill import DistillationNet, same_conv, skeleton_hparams
+from ._shapes import StateDict
 from .descriptor import ArchSpec
 
 DISTILLATION_RATE = 0.25
@@ -77,14 +77,7 @@ class IMDN(DistillationNet):
 
 
 def infer(sd: StateDict) -> dict[str, Any]:
-    nf, in_nc = sd["fea_conv.weight"].shape[:2]
-    num_modules = numbered_blocks(sd, "IMDB", ".c1.weight")
-    fused_in = sd["c.0.weight"].shape[1]
-    if fused_in != nf * num_modules:
-        raise ValueError(f"c.0 takes {fused_in} channels, expected {num_modules} blocks x {nf}")
-    out_nc = in_nc  # out_nc * s^2 channels feed the shuffle; RGB in, RGB out
-    scale = shuffle_factor(sd["upsampler.0.weight"].shape[0], out_nc)
-    return {"scale": scale, "in_nc": int(in_nc), "nf": int(nf), "num_modules": num_modules, "out_nc": int(out_nc)}
+    return skeleton_hparams(sd, "IMDB", ".c1.weight")
 
 
 def build(**hparams: Any) -> nn.Module:

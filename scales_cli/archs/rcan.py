@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._shapes import StateDict, seq_len
+from ._layers import MeanShift, PixelShuffleUpsampler, same_conv
+from ._shapes import StateDict, keys_fit, seq_len, upsampler_scale
 from .descriptor import ArchSpec
-from .edsr import MeanShift, Upsampler, conv3x3, keys_fit, range_from_mean_shift, scale_from_upsampler
+from .edsr import range_from_mean_shift
 
 
 class CALayer(nn.Module):
@@ -45,7 +46,7 @@ class RCAB(nn.Module):
     def __init__(self, n_feats: int, reduction: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            conv3x3(n_feats, n_feats), nn.ReLU(True), conv3x3(n_feats, n_feats), CALayer(n_feats, reduction)
+            same_conv(n_feats, n_feats), nn.ReLU(True), same_conv(n_feats, n_feats), CALayer(n_feats, reduction)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +58,7 @@ class ResidualGroup(nn.Module):
 
     def __init__(self, n_feats: int, reduction: int, n_resblocks: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(*[RCAB(n_feats, reduction) for _ in range(n_resblocks)], conv3x3(n_feats, n_feats))
+        self.body = nn.Sequential(*[RCAB(n_feats, reduction) for _ in range(n_resblocks)], same_conv(n_feats, n_feats))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -77,11 +78,11 @@ class RCAN(nn.Module):
     ) -> None:
         super().__init__()
         self.sub_mean = MeanShift(input_range, sign=-1)
-        self.head = nn.Sequential(conv3x3(3, n_feats))
+        self.head = nn.Sequential(same_conv(3, n_feats))
         self.body = nn.Sequential(
-            *[ResidualGroup(n_feats, reduction, n_resblocks) for _ in range(n_resgroups)], conv3x3(n_feats, n_feats)
+            *[ResidualGroup(n_feats, reduction, n_resblocks) for _ in range(n_resgroups)], same_conv(n_feats, n_feats)
         )
-        self.tail = nn.Sequential(Upsampler(scale, n_feats), conv3x3(n_feats, 3))
+        self.tail = nn.Sequential(PixelShuffleUpsampler(scale, n_feats), same_conv(n_feats, 3))
         self.add_mean = MeanShift(input_range, sign=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,7 @@ def infer_rcan(sd: StateDict) -> dict[str, Any]:
     n_feats = sd["head.0.weight"].shape[0]
     squeezed = sd["body.0.body.0.body.3.conv_du.0.weight"].shape[0]
     return {
-        "scale": scale_from_upsampler(sd, "tail.0.", n_feats),
+        "scale": upsampler_scale(sd, "tail.0.", n_feats),
         "n_resgroups": seq_len(sd, "body.") - 1,
         "n_resblocks": seq_len(sd, "body.0.body.") - 1,
         "n_feats": n_feats,

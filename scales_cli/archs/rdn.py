@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._shapes import StateDict, seq_len, shuffle_factor
+from ._shapes import StateDict, keys_fit, seq_len, shuffle_factor
 from .descriptor import ArchSpec
-from .edsr import keys_fit
 
 
 def _conv(in_ch: int, out_ch: int, k: int) -> nn.Conv2d:

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import DistillationNet, esa_max_pool, numbered_blocks, resize_like, same_conv
-from ._shapes import StateDict, shuffle_factor
+from ._distill import DistillationNet, esa_max_pool, resize_like, same_conv, skeleton_hparams
+from ._shapes import StateDict
 from .descriptor import ArchSpec
 
 LRELU_SLOPE = 0.05
@@ -84,20 +84,7 @@ class RFDN(DistillationNet):
 
 
 def infer(sd: StateDict) -> dict[str, Any]:
-    nf, in_nc = sd["fea_conv.weight"].shape[:2]
-    num_modules = numbered_blocks(sd, "B", ".c1_d.weight")
-    fused_in = sd["c.0.weight"].shape[1]
-    if fused_in != nf * num_modules:
-        raise ValueError(f"c.0 takes {fused_in} channels, expected {num_modules} blocks x {nf}")
-    out_nc = in_nc
-    return {
-        "scale": shuffle_factor(sd["upsampler.0.weight"].shape[0], out_nc),
-        "in_nc": int(in_nc),
-        "nf": int(nf),
-        "num_modules": num_modules,
-        "out_nc": int(out_nc),
-        "esa_channels": int(sd["B1.esa.conv1.weight"].shape[0]),
-    }
+    return {**skeleton_hparams(sd, "B", ".c1_d.weight"), "esa_channels": int(sd["B1.esa.conv1.weight"].shape[0])}
 
 
 def build(*, input_range: float = 255.0, **hparams: Any) -> nn.Module:

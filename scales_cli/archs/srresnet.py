@@ -1,7 +1,7 @@
 """MSRResNet ("modified SRResNet": SRResNet without BN) in the BasicSR layout
 (XPixelGroup/BasicSR ``basicsr/archs/srresnet_arch.py``).
 
-    feat = lrelu(conv_first(x));  out = body(feat)            body = n x [x + conv2(relu(conv1(x)))]
+    feat = lrelu(conv_first(x));  out = body(feat)            body = n x [x + conv2(relu(conv1(x)))] (res_scale 1)
     x2/x3: out = lrelu(shuffle_s(upconv1(out)))             upconv1: C -> C s^2
     x4:    out = lrelu(shuffle_2(upconv2(lrelu(shuffle_2(upconv1(out))))))
     y = conv_last(lrelu(conv_hr(out))) + bilinear_s(x)        lrelu slope 0.1; RGB in [0, 1]
@@ -20,23 +20,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import DetectionError
+from ._layers import ResidualBlockNoBN
 from ._shapes import StateDict, seq_len, shuffle_factor
 from .descriptor import ArchSpec
 
 SCALES: tuple[int, ...] = (2, 3, 4)
-
-
-class ResidualBlockNoBN(nn.Module):
-    """``x + conv2(relu(conv1(x)))``."""
-
-    def __init__(self, num_feat: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.relu(self.conv1(x)))
 
 
 class MSRResNet(nn.Module):

@@ -21,17 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._shapes import seq_len, shuffle_factor, window_from_bias_table
+from ._layers import PixelShuffleUpsampler
+from ._shapes import seq_len, shuffle_factor, upsampler_scale, window_from_bias_table
 from ._swin import (
     RSTB,
     SWIN_BUFFER_GLOBS,
     PatchEmbed,
     PatchUnEmbed,
-    PixelShuffleUpsample,
     SwinBackbone,
     drop_path_rates,
     resi_conv,
-    upsample_scale,
 )
 from .descriptor import ArchSpec, StateDict
 
@@ -74,7 +73,7 @@ class SwinIR(SwinBackbone):
         self.conv_after_body = resi_conv(embed_dim, resi_connection)
         if upsampler == "pixelshuffle":
             self.conv_before_upsample = _conv_lrelu(embed_dim, num_feat)
-            self.upsample = PixelShuffleUpsample(scale, num_feat)
+            self.upsample = PixelShuffleUpsampler(scale, num_feat)
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
         elif upsampler == "pixelshuffledirect":
             self.upsample = nn.Sequential(nn.Conv2d(embed_dim, in_chans * scale**2, 3, 1, 1), nn.PixelShuffle(scale))
@@ -138,7 +137,7 @@ def infer(sd: StateDict) -> dict[str, Any]:
     num_feat = int(sd["conv_before_upsample.0.weight"].shape[0])
     hp["num_feat"] = num_feat
     if upsampler == "pixelshuffle":
-        hp["scale"] = upsample_scale(sd, "upsample.", num_feat)
+        hp["scale"] = upsampler_scale(sd, "upsample.", num_feat)
     else:
         hp["scale"] = 4 if "conv_up2.weight" in sd else 2
     return hp

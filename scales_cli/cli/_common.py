@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ..errors import ScalesError
+
 ArchOpt = Annotated[
     str | None,
     typer.Option("--arch", help="Architecture name, or FILE.py:ClassName for your own nn.Module (default: auto-detect)."),
@@ -28,6 +30,7 @@ err_console = Console(stderr=True)
 
 
 def emit_json(payload: Any) -> None:
+    """Write ``payload`` as indented JSON, alone on stdout (paths and tuples made JSON-friendly)."""
     sys.stdout.write(json.dumps(payload, indent=2, default=_default) + "\n")
 
 
@@ -39,7 +42,8 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # noqa: ANN201
+def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # noqa: ANN201 - SRDescriptor
+    """:func:`scales_cli.archs.load` with raw ``--arch-opt`` strings; torch is imported only when a command runs."""
     from ..archs import load, parse_arch_opts
 
     return load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts))
@@ -49,14 +53,13 @@ def parse_device(name: str) -> str:
     """Check ``--device`` before any work: ``cpu``, or ``cuda[:N]`` when CUDA has that device."""
     import torch
 
-    from ..errors import ScalesError
-
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+    kind, sep, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (sep and (kind == "cpu" or not index.isdigit())):
         raise ScalesError(f"--device {name}: expected cpu or cuda[:N]")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ScalesError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        if index and int(index) >= torch.cuda.device_count():
-            raise ScalesError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise ScalesError(f"--device {name}: this machine has {count} CUDA device(s) (expected cuda:0..cuda:{count - 1})")
     return name

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import OutputExistsError, ScalesError
 from . import app
-from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model
+from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model, parse_device
 
 
 @app.command("upscale")
@@ -74,20 +74,10 @@ def upscale(
 
 
 def _device(name: str):  # noqa: ANN202 - torch.device
+    """``--device`` checked by :func:`parse_device` (one rule for every command), as a ``torch.device``."""
     import torch
 
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ScalesError(f"--device {name}: expected cpu or cuda[:N]")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ScalesError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ScalesError(f"--device {name}: {exc}") from None
-    count = torch.cuda.device_count() if device.type == "cuda" else 0
-    if device.type == "cuda" and device.index is not None and device.index >= count:
-        raise ScalesError(f"--device {name}: this machine has {count} CUDA device(s) (expected cuda:0..cuda:{count - 1})")
-    return device
+    return torch.device(parse_device(name))
 
 
 def _refuse_existing(targets: list[Path], force: bool) -> None:
