@@ -171,3 +171,19 @@ def test_data_sources_and_hr_folder_names(tmp_path: Path):
     assert data_sources([], [root / "HR"], [])[0].open(2).origin == "hr-only"
     with pytest.raises(DataError, match="2 --hr but 1 --lr"):
         data_sources([], [root / "HR", root / "HR"], [root])
+
+
+@pytest.mark.parametrize("scale", [0, -2])
+def test_non_positive_scale_is_a_data_error_in_every_builder(tmp_path: Path, scale: int):
+    """A zero scale once reached min_hr_side's integer division (ZeroDivisionError, not exit 2)."""
+    from scales_cli.metrics.datasets import dataset_from_dirs
+
+    root = _benchmark(tmp_path / "S")
+    hr = sorted((root / "HR").glob("*.png"))
+    for build in (
+        lambda: dataset_from_folder(root, scale),
+        lambda: dataset_from_dirs(root / "HR", root / "LR_bicubic" / "X2", scale),
+        lambda: dataset_from_pairs(hr, None, scale),
+    ):
+        with pytest.raises(DataError, match=f"scale {scale}: expected a positive integer"):
+            build()

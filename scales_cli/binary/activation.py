@@ -8,7 +8,7 @@ tokens ``(B, N, C)``. Binarizers with learnable state also expose ``set_statisti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -77,6 +77,30 @@ class ScalesBinarizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.beta.numel()}, channel_dim={self.channel_dim}, alpha_grad={'lsq' if self.lsq else 'ste'}"
+
+
+def channel_rows(x: Tensor, dim: int) -> Tensor:
+    """(..., C, ...) -> (C, N): one row per channel, every other position pooled."""
+    return x.movedim(dim, 0).reshape(x.shape[dim], -1)
+
+
+THRESHOLDS: dict[str, Callable[[Tensor], Tensor]] = {
+    "mean": lambda rows: rows.mean(dim=1),
+    "median": lambda rows: rows.median(dim=1).values,
+}
+"""Calibration's threshold choice -> beta from the (C, N) activations of one layer."""
+
+
+def act_statistics(inputs: Sequence[Tensor], channel_dim: int, threshold: str = "mean") -> tuple[Tensor, Tensor]:
+    """``(beta, alpha)`` in float64 for :meth:`ScalesBinarizer.set_statistics` from a layer's FP inputs.
+
+    beta_c = mean (or median) of channel c over every other position of every input; alpha =
+    mean |x - beta|, the least-squares scale of a two-level code: argmin_a ||u - a sign(u)||^2 = mean|u|.
+    """
+    dim = channel_dim % inputs[0].ndim
+    rows = torch.cat([channel_rows(x, dim) for x in inputs], dim=1).double()
+    beta = lookup(THRESHOLDS, threshold, "calibration threshold")(rows)
+    return beta, (rows - beta[:, None]).abs().mean()
 
 
 ALPHA_GRADS: dict[str, bool] = {"ste": False, "lsq": True}

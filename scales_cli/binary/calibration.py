@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from scales_cli.binary._registry import lookup
+from scales_cli.binary.activation import THRESHOLDS, act_statistics, channel_rows
 from scales_cli.binary.layers import BinaryLayer, quantizers_off
 from scales_cli.binary.ste import channel_view
 from scales_cli.errors import DataError
@@ -72,18 +73,6 @@ class CalibrationOptions:
         lookup(BRANCH_INITS, self.branches, "calibration branches")
         lookup(CORRECTIONS, self.correction, "calibration correction")
         lookup(TARGETS, self.target, "calibration target")
-
-
-def _channels_first(x: Tensor, dim: int) -> Tensor:
-    """(..., C, ...) -> (C, N): one row per channel, every other position pooled."""
-    return x.movedim(dim, 0).reshape(x.shape[dim], -1)
-
-
-THRESHOLDS: dict[str, Callable[[Tensor], Tensor]] = {
-    "mean": lambda rows: rows.mean(dim=1),
-    "median": lambda rows: rows.median(dim=1).values,
-}
-"""beta from the (C, N) activations of one layer."""
 
 
 CORRECTIONS: dict[str, tuple[bool, bool]] = {"none": (False, False), "bias": (False, True), "affine": (True, True)}
@@ -158,10 +147,7 @@ def _quantize(layer: BinaryLayer, on: bool) -> Iterator[None]:
 def _set_threshold(layer: BinaryLayer, inputs: list[Tensor], threshold: str) -> bool:
     if not hasattr(layer.act, "set_statistics"):
         return False
-    dim = layer.act_channel_dim % inputs[0].ndim
-    rows = torch.cat([_channels_first(x, dim) for x in inputs], dim=1)
-    beta = THRESHOLDS[threshold](rows.double())
-    alpha = (rows.double() - beta[:, None]).abs().mean()
+    beta, alpha = act_statistics(inputs, layer.act_channel_dim, threshold)
     return layer.set_act_statistics(beta.to(layer.weight), alpha.to(layer.weight))
 
 
@@ -207,7 +193,7 @@ class _ChannelMoments:
         self.zr: Tensor | float = 0.0
 
     def add(self, z: Tensor, r: Tensor, dim: int) -> None:
-        z, r = _channels_first(z, dim).double(), _channels_first(r, dim).double()
+        z, r = channel_rows(z, dim).double(), channel_rows(r, dim).double()
         self.n += z.shape[1]
         self.z = self.z + z.sum(1)
         self.r = self.r + r.sum(1)
@@ -244,7 +230,7 @@ def _fit_output(layer: BinaryLayer, inputs: list[Tensor], targets: list[Tensor],
         changed = True
     if fit_bias and layer.bias is not None:
         dim = layer.act_channel_dim % targets[0].ndim
-        residual = sum(_channels_first(t - layer(x), dim).double().sum(1) for x, t in zip(inputs, targets))  # type: ignore[operator]
+        residual = sum(channel_rows(t - layer(x), dim).double().sum(1) for x, t in zip(inputs, targets))  # type: ignore[operator]
         count = sum(t.numel() // t.shape[dim] for t in targets)
         layer.bias.add_((residual / count).to(layer.bias))  # type: ignore[operator]
         changed = True

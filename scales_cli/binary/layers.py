@@ -28,12 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scales_cli.binary.activation import make_activation
+from scales_cli.binary.activation import act_statistics, make_activation
 from scales_cli.binary.options import BinaryOptions
 from scales_cli.binary.packing import pack_sign_bits
 from scales_cli.binary.protocol import FP_BITS
 from scales_cli.binary.rescale import ChannelRescale, SpatialRescale2d, TokenSpatialRescale
-from scales_cli.binary.ste import channel_view, sum_except
 from scales_cli.binary.weight import make_weight_binarizer
 from scales_cli.errors import RecipeError
 
@@ -100,10 +99,8 @@ class BinaryLayer:
 
         beta_c = mean of x over every dim but the channel dim; alpha = mean |x - beta|.
         """
-        dim = self.act_channel_dim % x.ndim
-        beta = sum_except(x, dim) / (x.numel() // x.shape[dim])
-        alpha = (x - channel_view(beta, x.ndim, dim)).abs().mean()
-        return self.set_act_statistics(beta, alpha)
+        beta, alpha = act_statistics([x], self.act_channel_dim)
+        return self.set_act_statistics(beta.to(self.weight), alpha.to(self.weight))
 
     def extra_repr(self) -> str:
         # super() is the float layer that follows this mixin in the MRO (nn.Conv2d / nn.Linear)

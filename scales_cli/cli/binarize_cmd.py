@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -11,6 +12,13 @@ from rich.table import Table
 
 from . import app
 from ._common import ArchOpt, ArchOpts, ForceFlag, JsonFlag, console, emit_json, err_console, load_model
+
+if TYPE_CHECKING:  # the command imports torch-backed modules lazily: `scales --help` stays fast
+    from ..archs.descriptor import SRDescriptor
+    from ..binary.options import BinaryOptions
+    from ..metrics.cost import CostReport
+    from ..recipe import RewriteReport
+    from ..recipe.calibrate import CalibrationInfo
 
 RecipeOpt = Annotated[
     str | None,
@@ -33,6 +41,7 @@ def binarize(
     json_out: JsonFlag = False,
 ) -> None:
     """Binarize CHECKPOINT with a recipe and save the student as safetensors."""
+    from ..io import refuse_existing
     from ..metrics.cost import count_cost
     from ..recipe import apply_plan, default_recipe_name, load_recipe, plan, save_student
     from ..recipe.calibrate import calibrate_student, calibration_images
@@ -45,7 +54,7 @@ def binarize(
     chosen = load_recipe(recipe or default_recipe_name(desc))
     target = output or Path.cwd() / f"{checkpoint.stem}-{chosen.name}.safetensors"
     if not dry_run:  # a bad output path or calibration folder fails before the rewrite, not after it
-        _refuse_existing(target, force)
+        refuse_existing(target, force=force)
         if calibrate is not None:
             calibration_images(calibrate, calib_images)
     report = plan(desc, chosen)
@@ -54,11 +63,12 @@ def binarize(
     student_cost = count_cost(student, input_range=desc.input_range)
 
     if dry_run:
+        planned = _Outcome(desc, chosen.name, report, teacher_cost, student_cost)
         if json_out:
-            emit_json({"dry_run": True, **_summary(desc, chosen.name, report, teacher_cost, student_cost, None, None)})
+            emit_json({"dry_run": True, **planned.to_json()})
         else:
             console.print(_layer_table(checkpoint, report, student_cost))
-            console.print(_summary_table(desc, chosen.name, report, teacher_cost, student_cost, None, None))
+            console.print(planned.table())
         return
 
     calibration = None
@@ -73,54 +83,75 @@ def binarize(
         target, student, desc, chosen, force,
         binarized=len(report.binarized), calibration=calibration.to_json() if calibration else None,
     )
-    summary = _summary(desc, chosen.name, report, teacher_cost, student_cost, written, calibration)
+    outcome = _Outcome(desc, chosen.name, report, teacher_cost, student_cost, written, calibration)
     if json_out:
-        emit_json(summary)
+        emit_json(outcome.to_json())
         return
-    console.print(_summary_table(desc, chosen.name, report, teacher_cost, student_cost, written, calibration))
+    console.print(outcome.table())
     err_console.print(f"wrote {written}  (next: scales report {written} --data DIR --ops)")
 
 
-def _refuse_existing(target: Path, force: bool) -> None:
-    """The checks :func:`scales_cli.io.atomic_write` makes again at the end, made before any work."""
-    from ..errors import OutputExistsError
+@dataclass(frozen=True)
+class _Outcome:
+    """What one run produced (a dry run has no ``written`` file and no ``calibration``): the JSON
+    summary and the teacher-vs-student table are two views of it."""
 
-    if target.is_dir():
-        raise OutputExistsError(f"{target}: is a directory (expected a file path to write)")
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
+    desc: SRDescriptor
+    recipe_name: str
+    report: RewriteReport
+    teacher_cost: CostReport
+    student_cost: CostReport
+    written: Path | None = None
+    calibration: CalibrationInfo | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        student = self.student_cost
+        return {
+            "checkpoint": str(self.desc.source),
+            "arch": self.desc.arch,
+            "scale": self.desc.scale,
+            "recipe": self.recipe_name,
+            "output": str(self.written) if self.written else None,
+            "calibration": self.calibration.to_json() if self.calibration else None,
+            "teacher": {"params": self.teacher_cost.params, "ops": self.teacher_cost.ops},
+            "student": {
+                "params": student.params,
+                "params_fp": student.params_fp,
+                "params_binary": student.params_binary,
+                "ops": student.ops,
+                "macs_fp": student.macs_fp,
+                "macs_binary": student.macs_binary,
+            },
+            "ops_input_size": list(student.input_size),
+            "convention": student.convention,
+            "rewrite": self.report.to_json(),
+        }
+
+    def table(self) -> Table:
+        teacher, student = self.teacher_cost, self.student_cost
+        w, h = student.input_size
+        table = Table(title=f"{self.desc.arch} x{self.desc.scale} -> binary student ({self.recipe_name})", show_header=True)
+        table.add_column("", style="bold")
+        table.add_column("teacher (FP)", justify="right")
+        table.add_column("student", justify="right")
+        table.add_row("layers binarized", "0", f"{len(self.report.binarized)} of {len(self.report.layers)}")
+        table.add_row("params (BNN: FP + bin/32)", f"{teacher.params:,.0f}", f"{student.params:,.0f}")
+        table.add_row(f"OPs @ {w}x{h} (FP + bin/64)", f"{teacher.ops / 1e9:,.2f}G", f"{student.ops / 1e9:,.2f}G")
+        if self.calibration is not None:
+            c = self.calibration
+            table.add_row("calibration", "", f"{c.images} crops {c.crop}px, {c.layers} layers")
+        if self.written is not None:
+            table.add_row("written", "", str(self.written))
+        return table
 
 
-def _summary(desc, recipe_name, report, teacher_cost, student_cost, written, calibration) -> dict[str, Any]:  # noqa: ANN001
-    return {
-        "checkpoint": str(desc.source),
-        "arch": desc.arch,
-        "scale": desc.scale,
-        "recipe": recipe_name,
-        "output": str(written) if written else None,
-        "calibration": calibration.to_json() if calibration else None,
-        "teacher": {"params": teacher_cost.params, "ops": teacher_cost.ops},
-        "student": {
-            "params": student_cost.params,
-            "params_fp": student_cost.params_fp,
-            "params_binary": student_cost.params_binary,
-            "ops": student_cost.ops,
-            "macs_fp": student_cost.macs_fp,
-            "macs_binary": student_cost.macs_binary,
-        },
-        "ops_input_size": list(student_cost.input_size),
-        "convention": student_cost.convention,
-        "rewrite": report.to_json(),
-    }
-
-
-def _subtree(cost, path: str) -> tuple[float, float]:  # noqa: ANN001
+def _subtree(cost: CostReport, path: str) -> tuple[float, float]:
     """BNN-convention params and OPs of the layer at ``path`` plus its children (re-scaling branches)."""
     rows = [c for c in cost.layers if c.name == path or c.name.startswith(path + ".")]
     return sum(c.params for c in rows), sum(c.ops for c in rows)
 
 
-def _options_text(options) -> str:  # noqa: ANN001
+def _options_text(options: BinaryOptions | None) -> str:
     """The preset the options equal (``scales``), else the nearest preset plus the fields that differ."""
     if options is None:
         return ""
@@ -137,7 +168,7 @@ def _options_text(options) -> str:  # noqa: ANN001
 _TYPE_ABBR = {"conv2d": "conv", "linear": "fc"}
 
 
-def _layer_table(checkpoint: Path, report, cost) -> Table:  # noqa: ANN001
+def _layer_table(checkpoint: Path, report: RewriteReport, cost: CostReport) -> Table:
     table = Table(
         title=f"{checkpoint.name}: recipe {report.recipe} (dry run: nothing written)", box=box.SIMPLE_HEAD, pad_edge=False
     )
@@ -157,20 +188,4 @@ def _layer_table(checkpoint: Path, report, cost) -> Table:  # noqa: ANN001
             d.path, d.region, f"{_TYPE_ABBR.get(d.type, d.type)} {'x'.join(map(str, d.shape))}", f"[{style}]{d.decision}[/]", d.rule,
             _options_text(d.options), f"{params:,.0f}", f"{ops / 1e6:,.1f}",
         )
-    return table
-
-
-def _summary_table(desc, recipe_name, report, teacher_cost, student_cost, written, calibration) -> Table:  # noqa: ANN001
-    w, h = student_cost.input_size
-    table = Table(title=f"{desc.arch} x{desc.scale} -> binary student ({recipe_name})", show_header=True)
-    table.add_column("", style="bold")
-    table.add_column("teacher (FP)", justify="right")
-    table.add_column("student", justify="right")
-    table.add_row("layers binarized", "0", f"{len(report.binarized)} of {len(report.layers)}")
-    table.add_row("params (BNN: FP + bin/32)", f"{teacher_cost.params:,.0f}", f"{student_cost.params:,.0f}")
-    table.add_row(f"OPs @ {w}x{h} (FP + bin/64)", f"{teacher_cost.ops / 1e9:,.2f}G", f"{student_cost.ops / 1e9:,.2f}G")
-    if calibration is not None:
-        table.add_row("calibration", "", f"{calibration.images} crops {calibration.crop}px, {calibration.layers} layers")
-    if written is not None:
-        table.add_row("written", "", str(written))
     return table

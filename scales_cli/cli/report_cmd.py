@@ -28,13 +28,13 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _refuse_existing(files: list[Path | None], pictures: Path | None, force: bool) -> None:
-    """Fail before any work rather than after minutes of evaluation."""
-    if force:
-        return
+    """Fail before any work rather than after minutes of evaluation (the writes check again)."""
+    from ..io import refuse_existing  # torch-backed: imported when the command runs
+
     for f in files:
-        if f is not None and f.exists():
-            raise OutputExistsError(f"{f}: already exists (pass --force to overwrite)")
-    if pictures is not None and pictures.is_dir() and any(pictures.glob("x*_*.png")):
+        if f is not None:
+            refuse_existing(f, force=force)
+    if not force and pictures is not None and pictures.is_dir() and any(pictures.glob("x*_*.png")):
         raise OutputExistsError(f"{pictures}: already holds report pictures (pass --force to overwrite)")
 
 

@@ -84,7 +84,7 @@ def load_image(path: str | Path) -> np.ndarray:
             else:
                 arr = np.array(im.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{p}: unreadable image ({str(exc).splitlines()[0][:120]})") from None
+        raise _unreadable(p, exc) from None
     return arr
 
 
@@ -97,12 +97,11 @@ def image_size(path: str | Path) -> tuple[int, int]:
         with Image.open(p) as im:
             w, h = im.size
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{p}: unreadable image ({str(exc).splitlines()[0][:120]})") from None
+        raise _unreadable(p, exc) from None
     return h, w
 
 
-def save_image(path: str | Path, img: np.ndarray) -> None:
-    """Write a ``uint8`` HxW or HxWx3 array as PNG (or whatever the suffix says)."""
-    from PIL import Image
-
-    Image.fromarray(np.ascontiguousarray(img)).save(Path(path), format="PNG")
+def _unreadable(p: Path, exc: BaseException) -> DataError:
+    """One line naming the file: PIL's messages can span lines (or be empty), so only the first is kept."""
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return DataError(f"{p}: unreadable image ({first[:120]})")

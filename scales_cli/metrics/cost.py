@@ -41,12 +41,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..binary.protocol import bit_widths
+from ..binary.protocol import bit_widths, is_binary
 
 BNN_PARAM_DIVISOR = 32  # a 1-bit weight stores 1/32 of a float32 one
 BNN_OPS_DIVISOR = 64  # a 64-bit XNOR-popcount word does 64 binary MACs
 CONVENTION = "BNN: Params = FP + binary/32, OPs = FP MACs + binary MACs/64"
 DEFAULT_INPUT_SIZE: tuple[int, int] = (320, 180)  # (width, height) of the LR input
+
+def bnn_params(fp: int, binary: int) -> float:
+    """``P_fp + P_binary / 32``."""
+    return fp + binary / BNN_PARAM_DIVISOR
+
+
+def bnn_ops(fp: int, binary: int) -> float:
+    """``MAC_fp + MAC_binary / 64``."""
+    return fp + binary / BNN_OPS_DIVISOR
+
 
 MacFormula = Callable[[nn.Module, tuple, torch.Tensor], int]
 
@@ -95,11 +105,11 @@ class LayerCost:
 
     @property
     def params(self) -> float:
-        return self.params_fp + self.params_binary / BNN_PARAM_DIVISOR
+        return bnn_params(self.params_fp, self.params_binary)
 
     @property
     def ops(self) -> float:
-        return self.macs_fp + self.macs_binary / BNN_OPS_DIVISOR
+        return bnn_ops(self.macs_fp, self.macs_binary)
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,7 @@ class CostReport:
     @property
     def params(self) -> float:
         """BNN-convention parameters: ``P_fp + P_binary / 32``."""
-        return self.params_fp + self.params_binary / BNN_PARAM_DIVISOR
+        return bnn_params(self.params_fp, self.params_binary)
 
     @property
     def macs_fp(self) -> int:
@@ -145,7 +155,7 @@ class CostReport:
     @property
     def ops(self) -> float:
         """BNN-convention OPs: ``MAC_fp + MAC_binary / 64``."""
-        return self.macs_fp + self.macs_binary / BNN_OPS_DIVISOR
+        return bnn_ops(self.macs_fp, self.macs_binary)
 
     @property
     def flops(self) -> float:
@@ -222,7 +232,7 @@ def _trace_macs(
             formula = mac_formula(module)
             if formula is not None:
                 macs = int(formula(module, inputs, output))
-                entry[2 if bit_widths(module) == (1, 1) else 1] += macs
+                entry[2 if is_binary(module) else 1] += macs
             extra = getattr(module, "extra_macs", None)
             if attention and callable(extra):
                 entry[1] += int(extra(inputs, output))

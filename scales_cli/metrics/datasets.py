@@ -93,6 +93,12 @@ def _check_lr_size(hr_path: Path, hr_hw: tuple[int, int], lr_path: Path, lr_hw: 
         )
 
 
+def _check_scale(scale: int) -> None:
+    """Every builder checks the scale first: 0 would divide by zero in :func:`min_hr_side`."""
+    if scale < 1:
+        raise DataError(f"scale {scale}: expected a positive integer")
+
+
 def min_hr_side(scale: int) -> int:
     """Smallest HR side that can be scored: ``modcrop`` keeps a multiple of ``scale``, the border
     shaves ``scale`` pixels from each side, and SSIM needs an 11x11 window in what is left."""
@@ -123,8 +129,7 @@ def dataset_from_folder(root: str | Path, scale: int) -> Dataset:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such dataset folder (expected DIR/HR[/..] or a folder of images)")
-    if scale < 1:
-        raise DataError(f"scale {scale}: expected a positive integer")
+    _check_scale(scale)
     hr_dir = root / HR_DIR
     base = hr_dir if hr_dir.is_dir() else root
     hr_files = _images_in(base)
@@ -168,6 +173,7 @@ def dataset_from_dirs(hr_dir: str | Path, lr_dir: str | Path, scale: int, name: 
 
     Every HR needs its LR and every LR its HR: an unpaired file is a :class:`DataError` naming it.
     """
+    _check_scale(scale)
     hr_dir, lr_dir = Path(hr_dir), Path(lr_dir)
     for flag, folder in (("--hr", hr_dir), ("--lr", lr_dir)):
         if not folder.is_dir():
@@ -199,6 +205,7 @@ def dataset_from_pairs(
     hr: Sequence[str | Path], lr: Sequence[str | Path] | None, scale: int, name: str = "pairs"
 ) -> Dataset:
     """A dataset from explicit HR files and LR files paired by position (no LR: made on the fly)."""
+    _check_scale(scale)
     hr_paths = [Path(p) for p in hr]
     if not hr_paths:
         raise DataError("--hr: no HR images given")

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..binary.calibration import CalibrationOptions
+from ..binary.calibration import CalibrationOptions, calibrate
 from ..errors import DataError
+from ..metrics.color import gray_to_rgb, load_image
 
 CALIB_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 DEFAULT_IMAGES = 16
@@ -71,14 +72,10 @@ def calibration_batches(
 
     Images smaller than ``crop`` contribute their largest centred square instead (batched alone).
     """
-    from ..metrics.color import gray_to_rgb, load_image
-
     rng = np.random.default_rng(seed)
     crops: list[np.ndarray] = []
     for path in calibration_images(folder, n_images):
-        img = load_image(path)
-        if img.ndim == 2:
-            img = gray_to_rgb(img)
+        img = gray_to_rgb(load_image(path))  # RGB comes back as is
         h, w = img.shape[:2]
         size = min(crop, h, w)
         top = int(rng.integers(0, h - size + 1))
@@ -106,8 +103,6 @@ def calibrate_student(
     options: CalibrationOptions | None = None,
 ) -> CalibrationInfo:
     """Fit the student's binary layers on ``folder``'s crops (see :mod:`scales_cli.binary.calibration`)."""
-    from ..binary import calibrate
-
     options = options or CalibrationOptions()
     batches = calibration_batches(folder, n_images, crop=crop, seed=seed, input_range=input_range)
     calibrated = calibrate(student, batches, options)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..binary import make_binary
 from ..binary.options import BinaryOptions
 from ..errors import RecipeError
 from .schema import Recipe, Rule
@@ -166,12 +167,10 @@ def apply_plan(model: nn.Module, report: RewriteReport, maker: BinaryMaker | Non
     New branch weights are drawn from a private generator state seeded with ``REWRITE_SEED``, so the
     same model and recipe always give the same student, and the caller's RNG stream is untouched.
     """
-    if maker is None:
-        from ..binary import make_binary as maker
     student = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(REWRITE_SEED)
-        _swap_all(student, report, maker)
+        _swap_all(student, report, maker or make_binary)
     return student
 
 

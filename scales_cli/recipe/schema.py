@@ -34,7 +34,10 @@ from typing import Any
 
 import yaml
 
+from ..binary.activation import ACTIVATIONS, ALPHA_GRADS
 from ..binary.options import BinaryOptions
+from ..binary.presets import PRESETS, preset
+from ..binary.weight import WEIGHT_BINARIZERS
 from ..errors import RecipeError
 from .selection import VALID_REGIONS, VALID_TYPES, Selector, parse_kernel_test
 
@@ -45,6 +48,12 @@ DEFAULTS_KEYS: tuple[str, ...] = ("preset", "options")
 RULE_KEYS: tuple[str, ...] = ("name", "select", "action", "preset", "options", "required")
 SELECT_KEYS: tuple[str, ...] = ("region", "path", "exclude", "type", "kernel", "last", "depthwise")
 OPTION_FIELDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(BinaryOptions)}
+# Allowed values of the string-valued BinaryOptions fields, read from the binary registries.
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
+    "act": tuple(sorted(ACTIVATIONS)),
+    "alpha_grad": tuple(sorted(ALPHA_GRADS)),
+    "weight": tuple(sorted(WEIGHT_BINARIZERS)),
+}
 # Kernel sizes of the re-scaling branches: odd, so a centred k // 2 padding keeps the map size.
 ODD_OPTIONS: tuple[str, ...] = ("spatial_kernel", "channel_kernel")
 _MAX_EXTENDS_DEPTH = 8
@@ -58,7 +67,7 @@ class OptionSet:
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def resolve(self) -> BinaryOptions:
-        base = preset_options(self.preset) if self.preset else BinaryOptions()
+        base = preset(self.preset) if self.preset else BinaryOptions()
         return dataclasses.replace(base, **dict(self.overrides))
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,10 +90,7 @@ class Rule:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "select": self.select.to_dict(), "action": self.action}
-        if self.preset:
-            out["preset"] = self.preset
-        if self.overrides:
-            out["options"] = dict(self.overrides)
+        out.update(OptionSet(self.preset, self.overrides).to_dict())
         if not self.required:
             out["required"] = False
         return out
@@ -250,9 +256,8 @@ class _Ctx:
     def preset(self, value: Any, where: str) -> str | None:
         if value is None:
             return None
-        names = tuple(preset_registry())
-        if value not in names:
-            raise self.fail(where, f"unknown preset {value!r}{_did_you_mean(str(value), names)} (allowed: {', '.join(names)})")
+        if value not in PRESETS:
+            raise self.fail(where, f"unknown preset {_one_of(value, tuple(PRESETS))}")
         return str(value)
 
     def options(self, node: Any, where: str) -> tuple[tuple[str, Any], ...]:
@@ -270,12 +275,8 @@ class _Ctx:
             raise self.fail(where, f"expected a positive integer, got {value!r}")
         if key in ODD_OPTIONS and value % 2 == 0:
             raise self.fail(where, f"expected an odd kernel size (1, 3, 5, ...), got {value!r}")
-        if kind == "str":
-            choices = option_choices().get(key)
-            if not isinstance(value, str) or (choices is not None and value not in choices):
-                hint = _did_you_mean(str(value), choices or ())
-                allowed = f" (allowed: {', '.join(sorted(choices))})" if choices else ""
-                raise self.fail(where, f"unknown value {value!r}{hint}{allowed}")
+        if kind == "str" and value not in OPTION_CHOICES[key]:
+            raise self.fail(where, f"unknown value {_one_of(value, OPTION_CHOICES[key])}")
         return value
 
     def rule(self, node: Any, index: int) -> Rule:
@@ -290,7 +291,7 @@ class _Ctx:
             raise self.fail(where, "has no 'select' (use select: {} to select every conv/linear layer)")
         action = node.get("action", "binarize")
         if action not in ACTIONS:
-            raise self.fail(f"{where}.action", f"unknown action {action!r}{_did_you_mean(str(action), ACTIONS)} (allowed: {', '.join(ACTIONS)})")
+            raise self.fail(f"{where}.action", f"unknown action {_one_of(action, ACTIONS)}")
         required = node.get("required", True)
         if not isinstance(required, bool):
             raise self.fail(f"{where}.required", f"expected true or false, got {required!r}")
@@ -331,7 +332,7 @@ class _Ctx:
         items = self.strings(value, where)
         for item in items:
             if item not in allowed:
-                raise self.fail(where, f"unknown value {item!r}{_did_you_mean(item, allowed)} (allowed: {', '.join(allowed)})")
+                raise self.fail(where, f"unknown value {_one_of(item, allowed)}")
         return items
 
     def kernel(self, value: Any, where: str) -> tuple[tuple[str, int], ...]:
@@ -355,27 +356,6 @@ def _did_you_mean(word: str, choices: tuple[str, ...] | Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-# ------------------------------------------------------------------------ the binary package's registries
-
-
-def preset_registry() -> Mapping[str, BinaryOptions]:
-    """Named BinaryOptions (``scales``, ``xnor``, ...) from :mod:`scales_cli.binary.presets`."""
-    from ..binary.presets import PRESETS
-
-    return PRESETS
-
-
-def preset_options(name: str) -> BinaryOptions:
-    registry = preset_registry()
-    if name not in registry:
-        names = tuple(registry)
-        raise RecipeError(f"unknown preset {name!r}{_did_you_mean(name, names)} (allowed: {', '.join(names)})")
-    return registry[name]
-
-
-def option_choices() -> dict[str, tuple[str, ...]]:
-    """Allowed values of the string-valued BinaryOptions fields, read from the binary registries."""
-    from ..binary.activation import ACTIVATIONS, ALPHA_GRADS
-    from ..binary.weight import WEIGHT_BINARIZERS
-
-    return {"act": tuple(ACTIVATIONS), "alpha_grad": tuple(ALPHA_GRADS), "weight": tuple(WEIGHT_BINARIZERS)}
+def _one_of(value: Any, allowed: tuple[str, ...]) -> str:
+    """``'sgn' (did you mean 'sign'?) (allowed: a, b)``: the tail of every "unknown X" message."""
+    return f"{value!r}{_did_you_mean(str(value), allowed)} (allowed: {', '.join(allowed)})"

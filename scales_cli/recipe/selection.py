@@ -121,20 +121,19 @@ class Selector:
         return not self.failures(layer)
 
     def describe(self) -> str:
-        """Compact one-line form for messages: ``region=body type=conv2d kernel>=3``."""
+        """Compact one-line form of :meth:`to_dict` for messages: ``region=body type=conv2d kernel>=3``."""
         bits = []
-        for key in ("region", "path", "exclude", "type"):
-            values = getattr(self, key)
-            if values:
-                bits.append(f"{key}={','.join(values)}")
-        if self.kernel:
-            bits.append("kernel" + "|".join(f"{op}{v}" for op, v in self.kernel))
-        for flag in ("last", "depthwise"):
-            if getattr(self, flag) is not None:
-                bits.append(f"{flag}={str(getattr(self, flag)).lower()}")
+        for key, value in self.to_dict().items():
+            if key == "kernel":
+                bits.append("kernel" + "|".join(value))  # type: ignore[arg-type]
+            elif isinstance(value, bool):
+                bits.append(f"{key}={str(value).lower()}")
+            else:
+                bits.append(f"{key}={','.join(value)}")  # type: ignore[arg-type]
         return " ".join(bits) or "any layer"
 
     def to_dict(self) -> dict[str, object]:
+        """The non-empty criteria in recipe YAML form (what a stored recipe writes back)."""
         out: dict[str, object] = {}
         for key in ("region", "path", "exclude", "type"):
             values = getattr(self, key)

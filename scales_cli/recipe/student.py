@@ -28,6 +28,7 @@ from typing import Any
 from torch import nn
 
 from ..archs.descriptor import SRDescriptor
+from ..binary.protocol import is_binary
 from ..errors import CheckpointError, ScalesError
 from ..io import Checkpoint, atomic_write
 from .rewrite import rewrite
@@ -74,16 +75,10 @@ def save_student(
     from safetensors.torch import save_file
 
     if binarized is None:
-        binarized = sum(1 for m in student.modules() if _is_binary(m))
+        binarized = sum(1 for m in student.modules() if is_binary(m))
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
     meta = student_metadata(desc, recipe, binarized, calibration)
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), force=force)
-
-
-def _is_binary(module: nn.Module) -> bool:
-    from ..binary.protocol import is_binary
-
-    return is_binary(module)
 
 
 def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -> SRDescriptor:

@@ -9,6 +9,7 @@ multiply and an add) and says so. The JSON layout is documented in docs/report-j
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -75,7 +76,7 @@ def _best_psnr(group: Group) -> dict[str, float]:
     return best
 
 
-def _split(fp: float, binary: float, fmt) -> str:  # noqa: ANN001 - a number formatter
+def _split(fp: float, binary: float, fmt: Callable[[float], str]) -> str:
     """``'19,920'`` for an FP-only figure, ``'212 + 2,304b'`` when part of it is binary."""
     return f"{fmt(fp)} + {fmt(binary)}b" if binary else fmt(fp)
 
