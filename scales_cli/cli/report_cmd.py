@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import DataError, OutputExistsError
-from ..metrics.quality import Channel, GrayConvention
+from ..metrics.conventions import Channel, GrayConvention
 from . import app
 from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device
 

@@ -31,30 +31,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
 from .color import gray_to_rgb, is_gray, rgb_to_luma, rgb_to_y, shave
+from .conventions import Channel, GrayConvention
 
 DATA_RANGE = 255.0
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
-
-
-class GrayConvention(str, Enum):
-    """How a single-channel benchmark image is scored (see the module docstring)."""
-
-    RAW = "gray-raw"
-    AS_Y = "gray-as-y"
-
-
-class Channel(str, Enum):
-    """Which planes are scored: BT.601 Y (the SR benchmark standard) or the RGB channels."""
-
-    Y = "y"
-    RGB = "rgb"
 
 
 # Colour image (HxWx3, 0..255) -> scored planes (HxW or HxWx3 float64).
