@@ -105,7 +105,7 @@ def test_window_attention_reports_attention_macs():
 
 
 def test_ocab_reports_overlap_macs():
-    model = hat.build(**SMALL_HAT, conv_scale=0.01)
+    model = hat.HAT(**SMALL_HAT, conv_scale=0.01)
     ocab = model.layers[0].residual_group.overlap_attn
     x = torch.rand(1, 16 * 16, 24)
     # per query: o*o keys (o = 8 + 4 = 12) in C dims, for q@k^T and attn@v
@@ -120,20 +120,20 @@ BIAS = "relative_position_bias_table"
 @pytest.mark.parametrize("scale, published_k", [(2, 878), (4, 897)])
 def test_swinir_lightweight_published_params(scale: int, published_k: int):
     """The SwinIR paper's 878K / 897K leave out the 24 relative-position bias tables (24 * 225 * 6 = 32,400)."""
-    model = swinir.build(**{**swinir.SPEC.examples[0], "scale": scale})
+    model = swinir.SwinIR(**{**swinir.SPEC.examples[0], "scale": scale})
     assert round(_params(model, skip=BIAS) / 1000) == published_k
     assert _params(model) - _params(model, skip=BIAS) == 24 * 225 * 6
 
 
 def test_swinir_classical_x4_params():
-    model = swinir.build(**next(ex for ex in swinir.SPEC.examples if ex["embed_dim"] == 180))
+    model = swinir.SwinIR(**next(ex for ex in swinir.SPEC.examples if ex["embed_dim"] == 180))
     assert round(_params(model) / 1e5) / 10 == 11.9  # SwinIR paper: 11.9M
 
 
 @pytest.mark.parametrize("embed_dim, published_m", [(144, 9.6), (180, 20.8)])  # HAT README: HAT-S 9.6M, HAT 20.8M
 def test_hat_published_params(embed_dim: int, published_m: float):
     config = next(ex for ex in hat.SPEC.examples if ex["embed_dim"] == embed_dim and ex["window_size"] == 16)
-    model = hat.build(**hat.SPEC.defaults, **config)
+    model = hat.HAT(**hat.SPEC.defaults, **config)
     assert round(_params(model) / 1e5) / 10 == published_m
 
 
@@ -165,7 +165,7 @@ def _official_format(model: torch.nn.Module, windows: dict[str, tuple[int, int]]
     ids=["swinir", "hat", "imdtn"],
 )
 def test_official_state_dict_format_loads_strictly(module, config, extra, tmp_path: Path):
-    model = module.build(**{**module.SPEC.defaults, **config})
+    model = module.SPEC.build(**{**module.SPEC.defaults, **config})
     path = tmp_path / "official.pth"
     torch.save(_official_format(model, extra, train_size=48), path)
     assert any(k.endswith("attn_mask") for k in torch.load(path)["params"])
@@ -178,8 +178,8 @@ def test_official_state_dict_format_loads_strictly(module, config, extra, tmp_pa
 
 
 def test_hat_and_swinir_are_told_apart():
-    hat_sd = hat.build(**SMALL_HAT, conv_scale=0.01).state_dict()
-    swinir_sd = swinir.build(**SMALL_SWINIR).state_dict()
+    hat_sd = hat.HAT(**SMALL_HAT, conv_scale=0.01).state_dict()
+    swinir_sd = swinir.SwinIR(**SMALL_SWINIR).state_dict()
     assert not swinir.SPEC.matches(hat_sd)
     assert not hat.SPEC.matches(swinir_sd)
     assert detect(hat_sd).name == "hat" and detect(swinir_sd).name == "swinir"
@@ -192,7 +192,7 @@ def test_hat_and_swinir_are_told_apart():
 )
 @pytest.mark.parametrize("size", [(13, 11), (5, 3), (1, 1), (16, 24)])
 def test_any_input_size(module, config, size):
-    model = module.build(**{**module.SPEC.defaults, **config}).eval()
+    model = module.SPEC.build(**{**module.SPEC.defaults, **config}).eval()
     with torch.no_grad():
         y = model(torch.rand(2, 3, *size))
     s = config["scale"]
@@ -203,7 +203,7 @@ def test_any_input_size(module, config, size):
 def test_window_padding_crops_back_consistently():
     """Internal padding is the official one: a 13x19 input gives exactly the crop of the output for its
     reflect-padded 16x24 version (which is a window multiple, so not padded again)."""
-    model = swinir.build(**SMALL_SWINIR).eval()
+    model = swinir.SwinIR(**SMALL_SWINIR).eval()
     x = torch.rand(1, 3, 16, 24)
     with torch.no_grad():
         assert model(x).shape == (1, 3, 48, 72)

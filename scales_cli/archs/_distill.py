@@ -48,6 +48,13 @@ def numbered_blocks(sd: StateDict, prefix: str, suffix: str) -> int:
     return n
 
 
+# Regions of the whole family (IMDN, RFDN, RLFN, BSRN, IMDTN): the first conv, and the upsampler.
+HEAD: tuple[str, ...] = ("fea_conv",)
+TAIL: tuple[str, ...] = ("upsampler",)
+# Keys every DistillationNet checkpoint holds, whatever its blocks (specs add their block keys).
+SKELETON_KEYS: tuple[str, ...] = ("fea_conv.weight", "c.0.weight", "LR_conv.weight", "upsampler.0.weight")
+
+
 def skeleton_hparams(sd: StateDict, prefix: str, suffix: str) -> dict[str, int]:
     """Hyper-parameters of a :class:`DistillationNet` checkpoint, read off its shapes.
 

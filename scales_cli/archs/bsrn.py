@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import esa_max_pool, numbered_blocks, resize_like
+from ._distill import HEAD, TAIL, esa_max_pool, numbered_blocks, resize_like
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
@@ -158,9 +158,6 @@ def infer(sd: StateDict) -> dict[str, Any]:
     }
 
 
-def build(**hparams: Any) -> nn.Module:
-    return BSRN(**hparams)
-
 
 SPEC = ArchSpec(
     name="bsrn",
@@ -177,9 +174,9 @@ SPEC = ArchSpec(
         "upsampler.upsampleOneStep.0.weight",
     ),
     infer=infer,
-    build=build,
-    head=("fea_conv",),
-    tail=("upsampler",),
+    build=BSRN,
+    head=HEAD,
+    tail=TAIL,
     input_range=1.0,
     description="BSRN (XPixel, NTIRE 2022 ESR): blueprint-separable distillation blocks, pixel-shuffle-direct",
     examples=(

@@ -256,9 +256,6 @@ def infer(sd: StateDict) -> dict[str, Any]:
     }
 
 
-def build(**hp: Any) -> HAT:
-    return HAT(**hp)
-
 
 _COMMON = {"depths": (6,) * 6, "num_heads": (6,) * 6, "window_size": 16, "overlap_ratio": 0.5, "mlp_ratio": 2.0}
 
@@ -273,7 +270,7 @@ SPEC = ArchSpec(
         "conv_last.weight",
     ),
     infer=infer,
-    build=build,
+    build=HAT,
     head=("conv_first",),
     tail=("conv_before_upsample", "upsample", "conv_last"),
     # conv_scale multiplies the CAB branch and leaves no trace in the weights

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import DistillationNet, same_conv, skeleton_hparams
+from ._distill import HEAD, SKELETON_KEYS, TAIL, DistillationNet, same_conv, skeleton_hparams
 from ._shapes import StateDict
 from .descriptor import ArchSpec
 
@@ -80,26 +80,20 @@ def infer(sd: StateDict) -> dict[str, Any]:
     return skeleton_hparams(sd, "IMDB", ".c1.weight")
 
 
-def build(**hparams: Any) -> nn.Module:
-    return IMDN(**hparams)
-
 
 SPEC = ArchSpec(
     name="imdn",
     required_keys=(
-        "fea_conv.weight",
+        *SKELETON_KEYS,
         "IMDB1.c1.weight",
         "IMDB1.c4.weight",
         "IMDB1.c5.weight",
         "IMDB1.cca.conv_du.0.weight",
-        "c.0.weight",
-        "LR_conv.weight",
-        "upsampler.0.weight",
     ),
     infer=infer,
-    build=build,
-    head=("fea_conv",),
-    tail=("upsampler",),
+    build=IMDN,
+    head=HEAD,
+    tail=TAIL,
     input_range=1.0,
     description="IMDN (Zheng222/IMDN): information multi-distillation blocks with contrast-aware attention",
     examples=(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import DistillationNet
+from ._distill import HEAD, SKELETON_KEYS, TAIL, DistillationNet
 from ._shapes import count_keys, shuffle_factor, window_from_bias_table
 from ._swin import SWIN_BUFFER_GLOBS, BasicLayer, PatchEmbed, PatchUnEmbed, crop_to, pad_to_multiple
 from .descriptor import ArchSpec, StateDict
@@ -115,25 +115,19 @@ def infer(sd: StateDict) -> dict[str, Any]:
     }
 
 
-def build(**hp: Any) -> IMDTN:
-    return IMDTN(**hp)
-
 
 SPEC = ArchSpec(
     name="imdtn",
     required_keys=(
-        "fea_conv.weight",
+        *SKELETON_KEYS,
         "IMDTB1.c1.weight",
         "IMDTB1.c4.weight",
         "IMDTB1.transformer.residual_group.blocks.0.attn.relative_position_bias_table",
-        "c.0.weight",
-        "LR_conv.weight",
-        "upsampler.0.weight",
     ),
     infer=infer,
-    build=build,
-    head=("fea_conv",),
-    tail=("upsampler",),
+    build=IMDTN,
+    head=HEAD,
+    tail=TAIL,
     input_range=1.0,
     ignore_keys=SWIN_BUFFER_GLOBS,
     description="IMDTN: IMDN-style distillation blocks each followed by a conv-free Swin stage (NTIRE 2022 ESR)",

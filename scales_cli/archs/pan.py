@@ -125,9 +125,6 @@ def infer(sd: StateDict) -> dict[str, Any]:
     return hp
 
 
-def build(**hparams: Any) -> nn.Module:
-    return PAN(**hparams)
-
 
 SPEC = ArchSpec(
     name="pan",
@@ -143,7 +140,7 @@ SPEC = ArchSpec(
         "conv_last.weight",
     ),
     infer=infer,
-    build=build,
+    build=PAN,
     head=("conv_first",),
     tail=("upconv1", "att1", "HRconv1", "upconv2", "att2", "HRconv2", "conv_last"),
     # Inferred (4) when upconv2 exists; x2 and x3 checkpoints are identical in shape: pass scale=3.

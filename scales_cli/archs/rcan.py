@@ -112,7 +112,7 @@ SPEC = ArchSpec(
         "tail.0.0.weight", "tail.1.weight",
     ),
     infer=infer_rcan,
-    build=lambda **hp: RCAN(**hp),
+    build=RCAN,
     head=("sub_mean", "head"),
     tail=("tail", "add_mean"),
     input_range=255.0,

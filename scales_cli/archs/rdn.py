@@ -117,7 +117,7 @@ SPEC = ArchSpec(
         "GFF.0.weight", "GFF.1.weight", "UPNet.0.weight", "UPNet.2.weight",
     ),
     infer=infer_rdn,
-    build=lambda **hp: RDN(**hp),
+    build=RDN,
     head=("SFENet1",),
     tail=("UPNet",),
     defaults={"input_range": 255.0},

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import DistillationNet, esa_max_pool, resize_like, same_conv, skeleton_hparams
+from ._distill import HEAD, SKELETON_KEYS, TAIL, DistillationNet, esa_max_pool, resize_like, same_conv, skeleton_hparams
 from ._shapes import StateDict
 from .descriptor import ArchSpec
 
@@ -100,7 +100,7 @@ def _conv_distillers(sd: StateDict) -> bool:
 SPEC = ArchSpec(
     name="rfdn",
     required_keys=(
-        "fea_conv.weight",
+        *SKELETON_KEYS,
         "B1.c1_d.weight",
         "B1.c1_r.weight",
         "B1.c4.weight",
@@ -108,14 +108,11 @@ SPEC = ArchSpec(
         "B1.esa.conv1.weight",
         "B1.esa.conv_max.weight",
         "B1.esa.conv3_.weight",
-        "c.0.weight",
-        "LR_conv.weight",
-        "upsampler.0.weight",
     ),
     infer=infer,
     build=build,
-    head=("fea_conv",),
-    tail=("upsampler",),
+    head=HEAD,
+    tail=TAIL,
     defaults={"input_range": 255.0},  # NTIRE 2022 ESR baseline; the AIM 2020 code uses [0, 1]
     input_range=255.0,
     accept=_conv_distillers,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import esa_max_pool, numbered_blocks, resize_like, same_conv
+from ._distill import HEAD, TAIL, esa_max_pool, numbered_blocks, resize_like, same_conv
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
@@ -117,8 +117,8 @@ SPEC = ArchSpec(
     ),
     infer=infer,
     build=build,
-    head=("fea_conv",),
-    tail=("upsampler",),
+    head=HEAD,
+    tail=TAIL,
     defaults={"input_range": 255.0},  # NTIRE 2022 test code; other RLFN releases may use [0, 1]
     input_range=255.0,
     # RFDN shares the B*.c*_r / esa names but also has distillers, the full ESA and the c fusion conv.

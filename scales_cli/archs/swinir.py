@@ -143,9 +143,6 @@ def infer(sd: StateDict) -> dict[str, Any]:
     return hp
 
 
-def build(**hp: Any) -> SwinIR:
-    return SwinIR(**hp)
-
 
 _LIGHT = {"embed_dim": 60, "depths": (6,) * 4, "num_heads": (6,) * 4, "window_size": 8, "mlp_ratio": 2.0,
           "upsampler": "pixelshuffledirect"}
@@ -161,7 +158,7 @@ SPEC = ArchSpec(
         "norm.weight",
     ),
     infer=infer,
-    build=build,
+    build=SwinIR,
     head=("conv_first",),
     tail=("conv_before_upsample", "upsample", "conv_up1", "conv_up2", "conv_hr", "conv_last"),
     defaults={"img_range": 1.0},
