@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import OutputExistsError, ScalesError
+from ..errors import ScalesError
 from . import app
 from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model, parse_device
 
@@ -33,6 +33,7 @@ def upscale(
 ) -> None:
     """Upscale IMAGES with CHECKPOINT into OUT as 8-bit PNGs (alpha upscaled bicubically alongside)."""
     from ..imaging import output_name, probe_image, read_image, upscale_image, write_png
+    from ..io import refuse_existing
     from ..tiling import plan_tiles, window_alignment
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -42,7 +43,8 @@ def upscale(
     torch_device = _device(device)
     desc = load_model(checkpoint, arch, arch_opt)
     targets = [out_dir / output_name(path, desc.scale) for path in images]
-    _refuse_existing(targets, force)
+    for target in targets:  # before any work: the first output that exists (or is a folder) stops the run
+        refuse_existing(target, force=force)
     _refuse_duplicates(images, targets)
     model = desc.model.to(torch_device)
     align = window_alignment(model)
@@ -78,13 +80,6 @@ def _device(name: str):  # noqa: ANN202 - torch.device
     import torch
 
     return torch.device(parse_device(name))
-
-
-def _refuse_existing(targets: list[Path], force: bool) -> None:
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise OutputExistsError(f"{existing[0]}: already exists{more} (pass --force to overwrite)")
 
 
 def _refuse_duplicates(images: list[Path], targets: list[Path]) -> None:
