@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.metrics.datasets import dataset_from_folder
 from scales_cli.metrics.evaluate import evaluate_model
 from scales_cli.recipe import load_recipe, rewrite

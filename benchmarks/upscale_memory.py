@@ -25,7 +25,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from scales_cli.archs import SRDescriptor, load  # noqa: E402
+from scales_cli.archs import SRDescriptor  # noqa: E402
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name  # noqa: E402
 from scales_cli.imaging import read_image, upscale_image, write_png  # noqa: E402
 from scales_cli.tiling import plan_tiles, tile_spans, window_alignment  # noqa: E402

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (resolved on first access)
 _API = {
-    "load": "scales_cli.archs",
+    "load": "scales_cli.loading",
     "detect": "scales_cli.archs",
     "load_recipe": "scales_cli.recipe",
     "rewrite": "scales_cli.recipe",

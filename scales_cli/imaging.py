@@ -32,20 +32,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .decode import DecodedImage, decode_image, probe_image
 from .errors import DataError
 from .io import atomic_write
+from .metrics.color import LUMA_COEFFS
 from .tiling import TileCallback, TilePlan, iter_tiled_bands
 
-# BT.601 luma weights (R, G, B): Y = 0.299 R + 0.587 G + 0.114 B.
-LUMA_601: tuple[float, float, float] = (0.299, 0.587, 0.114)
-# What Pillow raises for a file that is not an image, or whose data is cut short or corrupt.
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-_NATIVE_MODES = {"RGB", "RGBA", "L", "LA"}
-_SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
-# Modes with no faithful 8-bit mapping (the range of float samples is unknown); known from the header.
-_UNSUPPORTED_MODES = {"F"}
+__all__ = ["LoadedImage", "decode_image", "probe_image", "read_image", "upscale_image", "write_png"]
+
+# BT.601 luma weights (R, G, B): Y = 0.299 R + 0.587 G + 0.114 B (one copy, in metrics.color).
+LUMA_601: tuple[float, float, float] = tuple(float(c) for c in LUMA_COEFFS)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -70,63 +68,18 @@ class LoadedImage:
 
 
 def read_image(path: str | Path) -> LoadedImage:
-    """Decode ``path`` into a :class:`LoadedImage`; any unreadable file is a one-line :class:`DataError`."""
-    p = _existing_file(path)
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return _to_loaded(p, im)
-    except _DECODE_ERRORS as exc:
-        raise _unreadable(p, exc) from None
+    """Decode ``path`` (:func:`scales_cli.decode.decode_image`) into a network-ready :class:`LoadedImage`."""
+    return to_loaded(decode_image(path))
 
 
-def _existing_file(path: str | Path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory (expected an image file)")
-    if not p.is_file():
-        raise DataError(f"{p}: no such image file")
-    return p
-
-
-def _unreadable(p: Path, exc: BaseException) -> DataError:
-    text = str(exc).strip().splitlines()
-    return DataError(f"{p}: not a readable image ({text[0][:160] if text else exc.__class__.__name__})")
-
-
-def _unsupported(p: Path, mode: str) -> DataError:
-    return DataError(f"{p}: {mode} (32-bit float) images are not supported (expected 8/16-bit RGB, gray or palette)")
-
-
-def _to_loaded(p: Path, im: Image.Image) -> LoadedImage:
-    mode = im.mode
-    if mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in im.info
-        im = im.convert("RGBA" if has_alpha else "RGB")
-    elif mode in _UNSUPPORTED_MODES:
-        raise _unsupported(p, mode)
-    elif mode not in _NATIVE_MODES and mode not in _SIXTEEN_BIT_GRAY:  # 1, CMYK, YCbCr, RGBX, La ...
-        im = im.convert("RGBA" if mode.endswith(("A", "a")) else ("L" if mode == "1" else "RGB"))
-
-    alpha: Image.Image | None = None
-    if im.mode in ("RGBA", "LA"):
-        alpha = im.getchannel("A")
-        im = im.convert("RGB" if im.mode == "RGBA" else "L")
-
-    if im.mode in _SIXTEEN_BIT_GRAY:
-        values = np.asarray(im).astype(np.float32)
-        if values.size and (values.max() > 65535 or values.min() < 0):
-            raise DataError(f"{p}: {mode} image has values outside 0..65535 (expected 16-bit gray)")
-        plane = values / 65535.0
-        return LoadedImage(p, _gray_to_rgb(plane), alpha, gray=True, mode=mode)
-    if im.mode == "L":
-        plane = np.asarray(im, dtype=np.float32) / 255.0
-        return LoadedImage(p, _gray_to_rgb(plane), alpha, gray=True, mode=mode)
-    if im.mode != "RGB":
-        raise DataError(f"{p}: unsupported image mode {mode} (expected RGB, RGBA, L, LA, P or 16-bit gray)")
-    pixels = torch.from_numpy(np.asarray(im).copy())  # (H, W, 3) uint8: one float copy is made below
+def to_loaded(image: DecodedImage) -> LoadedImage:
+    """Integer pixels -> float ``(1, 3, H, W)`` in ``[0, 1]`` (one float copy; gray replicated)."""
+    if image.gray:
+        plane = image.pixels.astype(np.float32) / float(image.max_value)
+        return LoadedImage(image.path, _gray_to_rgb(plane), image.alpha, gray=True, mode=image.mode)
+    pixels = torch.from_numpy(np.ascontiguousarray(image.pixels))  # (H, W, 3) uint8
     rgb = pixels.permute(2, 0, 1).unsqueeze(0).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
-    return LoadedImage(p, rgb, alpha, gray=False, mode=mode)
+    return LoadedImage(image.path, rgb, image.alpha, gray=False, mode=image.mode)
 
 
 def _gray_to_rgb(plane: np.ndarray) -> torch.Tensor:
@@ -177,22 +130,6 @@ def write_png(image: Image.Image, target: Path, *, force: bool = False) -> Path:
     return atomic_write(target, lambda tmp: image.save(tmp, format="PNG"), force=force, suffix=".png")
 
 
-def probe_image(path: str | Path) -> tuple[int, int]:
-    """Read only the header of ``path``: its (width, height); a one-line :class:`DataError` if it is no image.
-
-    Used to reject bad inputs (and unsupported modes) before a model is loaded or any output is
-    written; pixel data errors surface in :func:`read_image`.
-    """
-    p = _existing_file(path)
-    try:
-        with Image.open(p) as im:
-            if im.mode in _UNSUPPORTED_MODES:
-                raise _unsupported(p, im.mode)
-            return im.size
-    except _DECODE_ERRORS as exc:
-        raise _unreadable(p, exc) from None
-
-
 def upscale_image(
     model: torch.nn.Module,
     scale: int,
@@ -200,6 +137,7 @@ def upscale_image(
     image: LoadedImage,
     plan: TilePlan,
     *,
+    min_size: int = 1,
     on_tile: TileCallback | None = None,
 ) -> Image.Image:
     """Run ``image`` through ``model`` tile by tile and return the 8-bit output (alpha re-attached).
@@ -209,10 +147,37 @@ def upscale_image(
     """
     x = image.rgb if input_range == 1.0 else image.rgb * input_range
     width, height = image.size
+    if width < min_size or height < min_size:
+        # A tiny image (1x1 is a valid PNG) is edge-padded to the network's smallest input, run whole,
+        # and its output cropped back: the padding replicates the border pixels the image has.
+        x = torch.nn.functional.pad(x, (0, max(0, min_size - width), 0, max(0, min_size - height)), mode="replicate")
+        plan = TilePlan(tile=max(x.shape[-2:]), overlap=0, align=plan.align)
     canvas = new_canvas((scale * width, scale * height), image.gray)
-    for first_row, band in iter_tiled_bands(model, x, scale, plan, on_tile=on_tile):
-        if input_range != 1.0:
-            band = band.div_(input_range)
-        canvas.paste(band_to_image(band, image.gray), (0, first_row))
-        del band
+    try:
+        for first_row, band in _bands(model, x, scale, plan, on_tile):
+            band = band[:, : max(0, scale * height - first_row), : scale * width]
+            if input_range != 1.0:
+                band = band.div_(input_range)
+            if band.shape[1]:
+                canvas.paste(band_to_image(band, image.gray), (0, first_row))
+            del band
+    except _TooSmall as exc:
+        raise DataError(f"{image.path}: {width}x{height} px is too small for this network ({exc})") from None
     return attach_alpha(canvas, image.alpha)
+
+
+class _TooSmall(Exception):
+    """A forward pass refused a small input (a kernel or pooling window larger than the map)."""
+
+
+# Below this side a RuntimeError from the forward pass is the input's size, not a bug of ours.
+_SMALL_SIDE = 64
+
+
+def _bands(model: torch.nn.Module, x: torch.Tensor, scale: int, plan: TilePlan, on_tile: TileCallback | None):  # noqa: ANN202
+    try:
+        yield from iter_tiled_bands(model, x, scale, plan, on_tile=on_tile)
+    except RuntimeError as exc:
+        if min(x.shape[-2:]) >= _SMALL_SIDE:
+            raise
+        raise _TooSmall(next(iter(str(exc).strip().splitlines()), type(exc).__name__)[:160]) from None

@@ -14,6 +14,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,18 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     else:
         raw = _read_pickle(p)
     state = unwrap_state_dict(raw, p)
+    check_finite(state, p)
     return Checkpoint(path=p, state_dict=state, sha256=sha256_of(p), metadata=metadata)
+
+
+def check_finite(state: StateDict, p: Path) -> None:
+    """Refuse NaN/inf weights, naming the first bad tensor: they would run and write garbage images."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{p}: tensor {key} holds {bad} non-finite value{'s' if bad > 1 else ''} (NaN/inf); expected finite weights"
+            )
 
 
 def _looks_like_safetensors(p: Path) -> bool:
@@ -99,7 +111,9 @@ def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
 
 def _read_pickle(p: Path) -> object:
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol ..." around a refusal: ours is the one line
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         unsafe = _UNSAFE_GLOBAL.search(text)
@@ -195,7 +209,10 @@ def atomic_write(
     """
     target = refuse_existing(path, force=force)
     ensure_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
     os.close(fd)
     try:
         write(Path(tmp))
@@ -203,10 +220,17 @@ def atomic_write(
         # give the finished file the usual permissions, after the write
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, target)
+    except OSError as exc:  # disk full, a folder that went read-only: one line naming the file
+        Path(tmp).unlink(missing_ok=True)
+        raise _unwritable(target, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _unwritable(target: Path, exc: OSError) -> ScalesError:
+    return ScalesError(f"{target}: cannot be written ({exc.strerror or exc})")
 
 
 def refuse_existing(path: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -216,7 +240,28 @@ def refuse_existing(path: str | os.PathLike[str], *, force: bool = False) -> Pat
         raise OutputExistsError(f"{target}: is a directory (expected a file path to write)")
     if target.exists() and not force:
         raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
+    check_writable(target.parent, target)
     return target
+
+
+def check_writable(folder: str | os.PathLike[str], target: Path | None = None) -> Path:
+    """Fail now, in one line, if files cannot be created in ``folder`` (or the nearest folder that exists).
+
+    Permission bits do not tell (root may write anywhere but ``/proc``, a read-only mount refuses
+    everyone), so a temp file is made and removed: the only test that asks the file system itself.
+    """
+    p = Path(folder)
+    base = next((q for q in (p, *p.parents) if q.exists()), None)
+    if base is None or not base.is_dir():
+        return p  # ensure_dir reports a file in the way when the folder is created
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".scales-write-test.", dir=base)
+    except OSError as exc:
+        what = f"{target}: cannot be written" if target is not None else f"{p}: files cannot be written there"
+        raise ScalesError(f"{what} ({base}: {exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return p
 
 
 def ensure_dir(folder: str | os.PathLike[str]) -> Path:

@@ -3,7 +3,11 @@ SCALES_REQUIRE_SHARED=1 (CI), where its absence is a failure."""
 
 from __future__ import annotations
 
+import io
 import os
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,34 @@ def benchmarks(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def train_data(shared: Path) -> Path:
     return _need(shared / "data" / "train")
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: object) -> CliResult:
+    """``scales ARGS`` in-process through the real entry point (:func:`scales_cli.cli.main`).
+
+    Library errors become their one line and exit code exactly as in the console script; anything
+    uncaught propagates as the exception it is (the test fails, as a traceback would). A subprocess
+    costs ~1.5 s of start-up per call, so only one test per command runs the console script.
+    """
+    from scales_cli.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["scales", *map(str, args)]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    return CliResult(code, out.getvalue(), err.getvalue())

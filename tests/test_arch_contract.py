@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from scales_cli.archs import all_specs, load
+from scales_cli.archs import all_specs
+from scales_cli.loading import load
 
 CASES = [(spec, i) for spec in all_specs() for i in range(len(spec.examples))]
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from scales_cli.archs import all_specs, load
+from scales_cli.archs import all_specs
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.archs.edsr import EDSR, EDSRBasicSR, MeanShift
 from scales_cli.archs.rcan import RCAN

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from scales_cli.archs import all_specs, detect, load
+from scales_cli.archs import all_specs, detect
+from scales_cli.loading import load
 from scales_cli.archs._distill import esa_max_pool
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.errors import DetectionError

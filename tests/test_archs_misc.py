@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from scales_cli.archs import detect, load
+from scales_cli.archs import detect
+from scales_cli.loading import load
 from scales_cli.archs import carn_m, srgan, srresnet
 from scales_cli.cli import app
 from scales_cli.errors import DetectionError

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from scales_cli.archs import detect, load
+from scales_cli.archs import detect
+from scales_cli.loading import load
 from scales_cli.archs import hat, imdtn, swinir
 from scales_cli.archs._swin import (
     WindowAttention,

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.cli import main
 from scales_cli.recipe import default_recipe_name, load_recipe, rewrite

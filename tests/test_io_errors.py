@@ -3,8 +3,6 @@ real console entry point — and the wrappers official repositories use all load
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,10 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from scales_cli.archs import detect, load
+from conftest import run_cli
+
+from scales_cli.archs import detect
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.errors import DetectionError
 from scales_cli.io import read_checkpoint
@@ -21,13 +22,11 @@ from scales_cli.io import read_checkpoint
 
 def _inspect(path: Path) -> str:
     """Run ``python -m scales_cli inspect PATH``; assert exit 2 and a single traceback-free line naming it."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "scales_cli", "inspect", str(path)], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+    proc = run_cli("inspect", path)
+    assert proc.code == 2, (proc.code, proc.err[-2000:])
+    assert "Traceback" not in proc.err
+    lines = proc.err.strip().splitlines()
+    assert len(lines) == 1, proc.err
     assert str(path) in lines[0]
     return lines[0]
 

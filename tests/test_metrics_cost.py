@@ -118,7 +118,7 @@ def test_msrresnet_x4_at_320x180():
 
 
 def test_imdn_x4_real_checkpoint(checkpoints: Path):
-    from scales_cli.archs import load
+    from scales_cli.loading import load
 
     report = count_cost(load(checkpoints / "IMDN_x4.pth").model)
     assert report.params_total == 715_176

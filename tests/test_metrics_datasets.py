@@ -80,7 +80,7 @@ def test_mismatched_size(tmp_path: Path):
 def test_unreadable_image(tmp_path: Path):
     root = _benchmark(tmp_path / "U")
     (root / "HR" / "img0.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="img0.png: unreadable image"):
+    with pytest.raises(DataError, match="img0.png: not a readable image"):
         dataset_from_folder(root, 2)
 
 
@@ -173,8 +173,8 @@ def test_data_sources_and_hr_folder_names(tmp_path: Path):
         data_sources([], [root / "HR", root / "HR"], [root])
 
 
-@pytest.mark.parametrize("scale", [0, -2])
-def test_non_positive_scale_is_a_data_error_in_every_builder(tmp_path: Path, scale: int):
+@pytest.mark.parametrize("scale", [0, -2, 17, 1000])
+def test_scale_out_of_range_is_a_data_error_in_every_builder(tmp_path: Path, scale: int):
     """A zero scale once reached min_hr_side's integer division (ZeroDivisionError, not exit 2)."""
     from scales_cli.metrics.datasets import dataset_from_dirs
 
@@ -185,5 +185,5 @@ def test_non_positive_scale_is_a_data_error_in_every_builder(tmp_path: Path, sca
         lambda: dataset_from_dirs(root / "HR", root / "LR_bicubic" / "X2", scale),
         lambda: dataset_from_pairs(hr, None, scale),
     ):
-        with pytest.raises(DataError, match=f"scale {scale}: expected a positive integer"):
+        with pytest.raises(DataError, match=f"scale {scale}: expected an integer from 1 to 16"):
             build()

@@ -88,7 +88,7 @@ PUBLISHED_IMDN = {  # (scale, dataset): (PSNR, SSIM) from the IMDN paper / READM
 @pytest.mark.slow
 @pytest.mark.parametrize(("scale", "dataset"), list(PUBLISHED_IMDN))
 def test_imdn_matches_published(checkpoints: Path, benchmarks: Path, scale: int, dataset: str):
-    from scales_cli.archs import load
+    from scales_cli.loading import load
 
     desc = load(checkpoints / f"IMDN_x{scale}.pth")
     result = evaluate_model(

@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 import scales_cli
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.binary import calibrate
 from scales_cli.errors import OutputExistsError

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.errors import ScalesError
 from scales_cli.tiling import (

@@ -16,10 +16,11 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.cli import app
 from scales_cli.errors import DataError, DetectionError, OutputExistsError, ScalesError
+from conftest import CliResult, run_cli
 from scales_cli.imaging import read_image, upscale_image
 from scales_cli.tiling import TilePlan, plan_tiles
 
@@ -313,14 +314,14 @@ def test_real_imdn_upscale_beats_bicubic_on_set5(tmp_path: Path, checkpoints: Pa
     assert model == pytest.approx(32.21, abs=0.03)
 
 
-def _upscale_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scales_cli", "upscale", *args], capture_output=True, text=True, timeout=120)
+def _upscale_cli(*args: str) -> CliResult:
+    return run_cli("upscale", *args)
 
 
-def _one_line(proc: subprocess.CompletedProcess, name: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+def _one_line(proc: CliResult, name: str) -> str:
+    assert proc.code == 2, (proc.code, proc.err[-2000:])
+    lines = proc.err.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.err, proc.err
     return lines[0]
 
 
@@ -360,9 +361,7 @@ def test_user_arch_that_fails_to_import_is_one_line(tmp_path: Path, carn_ckpt: P
     bad.write_text(source)
     with pytest.raises(DetectionError, match=match):
         load(carn_ckpt, arch=f"{bad}:Net")
-    proc = subprocess.run([sys.executable, "-m", "scales_cli", "inspect", str(carn_ckpt), "--arch", f"{bad}:Net"],
-                          capture_output=True, text=True, timeout=120)
-    _one_line(proc, "bad_net.py")
+    _one_line(run_cli("inspect", carn_ckpt, "--arch", f"{bad}:Net"), "bad_net.py")
 
 
 def test_user_arch_may_import_a_sibling_file(tmp_path: Path, user_module: Path):

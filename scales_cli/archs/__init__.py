@@ -1,32 +1,35 @@
-"""Architecture zoo: detect a state dict's architecture from its keys and shapes, rebuild, load.
+"""Architecture zoo: detect a state dict's architecture from its keys and shapes, and build it.
 
->>> from scales_cli.archs import load
->>> desc = load("IMDN_x4.pth")            # doctest: +SKIP
->>> desc.arch, desc.scale                  # doctest: +SKIP
+This package knows only specs; files (FP checkpoints, students, user modules) come in through the
+front door :func:`scales_cli.loading.load`.
+
+>>> from scales_cli.archs import detect, build_from_spec
+>>> from scales_cli.io import read_checkpoint
+>>> ckpt = read_checkpoint("IMDN_x4.pth")                    # doctest: +SKIP
+>>> desc = build_from_spec(detect(ckpt.state_dict), ckpt)    # doctest: +SKIP
+>>> desc.arch, desc.scale                                     # doctest: +SKIP
 ('imdn', 4)
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import inspect
 import re
-import sys
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..errors import DetectionError
-from ..io import Checkpoint, StateDict, read_checkpoint
-from ._registry import all_specs, spec_by_name
+from ..io import Checkpoint, StateDict
+from ._registry import all_specs
 from .descriptor import ArchSpec, SRDescriptor, count_params, region_summary
 
-__all__ = ["ArchSpec", "SRDescriptor", "describe", "detect", "load", "load_state_dict_into", "parse_arch_opts", "all_specs"]
+__all__ = [
+    "ArchSpec", "SRDescriptor", "all_specs", "build_from_spec", "check_arch_opts", "describe", "detect", "infer_hparams",
+    "load_state_dict_into",
+]
 
 
 def detect(sd: StateDict, source: str = "state dict") -> ArchSpec:
@@ -70,73 +73,97 @@ def _classifier_hint(sd: StateDict) -> str:
     return ""
 
 
-def parse_arch_opts(items: list[str] | None) -> dict[str, Any]:
-    """``["res_scale=0.1", "input_range=255"]`` -> ``{"res_scale": 0.1, "input_range": 255}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise DetectionError(f"--arch-opt {item!r}: expected key=value (e.g. res_scale=0.1)")
-        try:
-            value: Any = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip()
-        out[key.strip()] = value
-    return out
+def infer_hparams(spec: ArchSpec, ckpt: Checkpoint) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(defaults < inferred, inferred alone)`` for ``spec`` read off ``ckpt``'s shapes.
 
-
-def load(
-    path: str | Path,
-    *,
-    arch: str | None = None,
-    arch_opts: Mapping[str, Any] | None = None,
-) -> SRDescriptor:
-    """Load a checkpoint into its network.
-
-    ``arch``: None (auto-detect), a registered name, or ``FILE.py:ClassName`` for a user's module.
-    ``arch_opts`` override inferred or default hyper-parameters (or are the user class's kwargs).
-    Binarized students (safetensors written by ``scales binarize``) are recognised by their metadata.
+    Shapes that do not fit the spec are a one-line :class:`DetectionError` naming the file.
     """
-    ckpt = read_checkpoint(path)
-    if ckpt.metadata.get("scales.format") == "student":
-        from ..recipe.student import load_student  # student files carry arch + recipe in metadata
-
-        return load_student(ckpt, arch_opts=arch_opts)
-    if arch and ":" in arch and arch.split(":", 1)[0].endswith(".py"):
-        return _load_user_arch(ckpt, arch, dict(arch_opts or {}))
-    if arch:
-        spec = spec_by_name(arch)
-        if spec is None:
-            names = ", ".join(s.name for s in all_specs())
-            raise DetectionError(f"--arch {arch!r}: unknown architecture (known: {names}; or FILE.py:Class)")
-    else:
-        spec = detect(ckpt.state_dict, str(ckpt.path))
-    return build_from_spec(spec, ckpt, arch_opts)
+    sd = spec.clean(ckpt.state_dict)
+    try:
+        inferred = spec.infer(sd)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise DetectionError(f"{ckpt.path}: looks like {spec.name} but its shapes do not fit ({exc})") from None
+    return {**spec.defaults, **inferred}, inferred
 
 
 def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -> SRDescriptor:
     """Infer ``spec``'s hyper-parameters from ``ckpt`` (``defaults`` < inferred < ``arch_opts``), build, load strictly.
 
-    Shapes that do not fit the spec, or hyper-parameters its network rejects, are one-line
-    :class:`DetectionError` messages naming the file.
+    ``arch_opts`` are checked against the hyper-parameters' own types first (``input_range=banana``
+    is refused by name); shapes that do not fit, or values the network rejects, are one-line
+    :class:`DetectionError` messages naming the file — and the override, when one caused it.
     """
-    sd = spec.clean(ckpt.state_dict)
-    try:
-        hparams = {**spec.defaults, **spec.infer(sd)}
-    except (KeyError, ValueError, IndexError) as exc:
-        raise DetectionError(f"{ckpt.path}: looks like {spec.name} but its shapes do not fit ({exc})") from None
-    hparams.update(arch_opts or {})
+    opts = dict(arch_opts or {})
+    hparams, inferred = infer_hparams(spec, ckpt)
+    check_arch_opts(spec, hparams, opts)
+    hparams.update(opts)
     spec = spec.specialise(hparams)
     try:
         model = spec.build(**hparams)
     except (TypeError, ValueError) as exc:
         raise DetectionError(f"{ckpt.path}: cannot build {spec.name} with {hparams} ({exc})") from None
-    load_state_dict_into(model, sd, ckpt.path, spec.name)
-    return describe(spec, model, hparams, ckpt)
+    try:
+        load_state_dict_into(model, spec.clean(ckpt.state_dict), ckpt.path, spec.name)
+    except DetectionError as exc:
+        overridden = [f"{k}={opts[k]!r} (its shapes say {k}={inferred[k]!r})" for k in opts if k in inferred and opts[k] != inferred[k]]
+        if not overridden:
+            raise
+        raise DetectionError(f"--arch-opt {'; '.join(overridden)}: {exc.message}") from None
+    source = "--arch-opt" if "scale" in opts else ("shapes" if "scale" in inferred else "default")
+    return describe(spec, model, hparams, ckpt, scale_source=source)
+
+
+def check_arch_opts(spec: ArchSpec, hparams: Mapping[str, Any], opts: Mapping[str, Any]) -> None:
+    """Each ``--arch-opt`` must name a hyper-parameter of ``spec`` and have that hyper-parameter's type."""
+    accepted = _keywords(spec.build)
+    for key, value in opts.items():
+        if key == "scale":
+            expected: type | tuple[type, ...] = int
+        elif key == "input_range" or isinstance(hparams.get(key), float):
+            expected = (int, float)
+        elif key in hparams and hparams[key] is not None:
+            expected = (tuple, list) if isinstance(hparams[key], tuple | list) else type(hparams[key])
+        elif accepted is None or key in accepted:
+            continue  # no known type to hold it to (the network's constructor still checks it)
+        else:
+            known = ", ".join(sorted({*hparams, *accepted}))
+            raise DetectionError(f"--arch-opt {key}: {spec.name} has no such hyper-parameter (known: {known})")
+        if not _has_type(value, expected) or (key in ("scale", "input_range") and value <= 0):
+            raise DetectionError(
+                f"--arch-opt {key}={value!r}: expected {_TYPE_WORDS.get(expected, 'a value like the default')}"
+                f"{' > 0' if key in ('scale', 'input_range') else ''} (e.g. {key}={hparams.get(key, 1)!r})"
+            )
+
+
+_TYPE_WORDS: dict[Any, str] = {int: "an integer", (int, float): "a number", (tuple, list): "a list", bool: "True or False", str: "a string"}
+
+
+def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # True is an int to Python, not to a hyper-parameter
+    return isinstance(value, kinds)
+
+
+def _keywords(build: Any) -> set[str] | None:
+    """The keyword names ``build`` accepts (None when it takes ``**kwargs`` or hides its signature)."""
+    try:
+        params = inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
 
 
 def describe(
-    spec: ArchSpec, model: nn.Module, hparams: Mapping[str, Any], ckpt: Checkpoint, extra: Mapping[str, Any] | None = None
+    spec: ArchSpec,
+    model: nn.Module,
+    hparams: Mapping[str, Any],
+    ckpt: Checkpoint,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    scale_source: str = "shapes",
 ) -> SRDescriptor:
     """The descriptor of a loaded network (FP or student): one place that fills every field."""
     model.eval()
@@ -152,6 +179,9 @@ def describe(
         spec=spec,
         model=model,
         extra=dict(extra or {}),
+        scale_source=scale_source,
+        size_multiple=spec.size_multiple(hparams),
+        min_size=spec.min_size,
     )
 
 
@@ -161,6 +191,11 @@ def load_state_dict_into(model: nn.Module, sd: StateDict, path: Path | str, name
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+    # Integer tensors where the network holds floats would be cast silently by load_state_dict.
+    kinds = [f"{k} is {str(sd[k].dtype).removeprefix('torch.')}" for k in own
+             if k in sd and own[k].is_floating_point() and not sd[k].is_floating_point()]
+    if kinds:
+        raise DetectionError(f"{path}: tensor {kinds[0]} (expected floating-point weights for {name})")
     if missing or unexpected or wrong:
         bits = []
         if missing:
@@ -171,88 +206,3 @@ def load_state_dict_into(model: nn.Module, sd: StateDict, path: Path | str, name
             bits.append(f"shape mismatch {len(wrong)} (e.g. {'; '.join(wrong[:2])})")
         raise DetectionError(f"{path}: does not load into {name} with strict=True: {'; '.join(bits)}")
     model.load_state_dict(sd, strict=True)
-
-
-def _load_user_arch(ckpt: Checkpoint, arch: str, opts: dict[str, Any]) -> SRDescriptor:
-    file, _, cls_name = arch.rpartition(":")
-    fpath = Path(file)
-    if not fpath.is_file():
-        raise DetectionError(f"--arch {arch}: {fpath} not found (expected FILE.py:ClassName)")
-    spec_obj = importlib.util.spec_from_file_location(f"scales_user_arch_{fpath.stem}", fpath)
-    if spec_obj is None or spec_obj.loader is None:
-        raise DetectionError(f"--arch {arch}: cannot import {fpath}")
-    module = importlib.util.module_from_spec(spec_obj)
-    # Registered like an import, so dataclasses / typing in the user's file can resolve their module.
-    sys.modules[spec_obj.name] = module
-    # Its folder is importable while it runs, so ``import common`` of a sibling file works as in its repo.
-    folder = str(fpath.resolve().parent)
-    added = folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)
-    try:
-        spec_obj.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's file may raise anything; report where, in one line
-        sys.modules.pop(spec_obj.name, None)
-        raise DetectionError(f"--arch {arch}: importing {fpath} failed ({_where(exc, fpath)})") from None
-    finally:
-        if added:
-            sys.path.remove(folder)
-    cls = getattr(module, cls_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise DetectionError(f"--arch {arch}: {fpath} has no nn.Module class {cls_name!r}")
-    stated = {k: opts.pop(k) for k in ("scale", "input_range") if k in opts}
-    scale = stated.get("scale")
-    input_range = float(stated.get("input_range", 1.0))
-    head = tuple(str(opts.pop("head", "")).split(",")) if opts.get("head") else ()
-    tail = tuple(str(opts.pop("tail", "")).split(",")) if opts.get("tail") else ()
-    # scale / input_range describe the network to us; they are passed on too when the class takes them.
-    kwargs = {**opts, **{k: v for k, v in stated.items() if _takes(cls, k)}}
-    try:
-        model = cls(**kwargs)
-    except TypeError as exc:
-        raise DetectionError(f"--arch {arch}: cannot construct {cls_name}({kwargs}): {exc}") from None
-    load_state_dict_into(model, ckpt.state_dict, ckpt.path, cls_name)
-    model.eval()
-    if scale is None:
-        scale = _probe_scale(model, input_range, arch)
-    spec = ArchSpec(
-        name=f"user:{cls_name}", required_keys=(), infer=lambda sd: {},
-        build=lambda **kw: cls(**{k: v for k, v in kw.items() if _takes(cls, k)}),
-        head=head, tail=tail, input_range=input_range,
-    )
-    return describe(spec, model, {**kwargs, "scale": int(scale)}, ckpt)
-
-
-def _where(exc: BaseException, fpath: Path) -> str:
-    """``SyntaxError at line 3: invalid syntax`` / ``RuntimeError at line 7: boom`` for the user's file."""
-    if isinstance(exc, SyntaxError):
-        line, text = exc.lineno, exc.msg or ""
-    else:
-        target = fpath.resolve()
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == target]
-        line = frames[-1].lineno if frames else None
-        text = next(iter(str(exc).strip().splitlines()), "")
-    return f"{type(exc).__name__}{f' at line {line}' if line else ''}: {text[:160]}"
-
-
-def _takes(cls: type, name: str) -> bool:
-    """Whether ``cls(...)`` accepts the keyword ``name`` (explicitly or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def _probe_scale(model: nn.Module, input_range: float, arch: str) -> int:
-    """A user's module states no scale: measure it with one small forward pass (pass scale=N to skip)."""
-    size = 16
-    with torch.no_grad():
-        out = model(torch.rand(1, 3, size, size) * input_range)
-    scale, rem = divmod(out.shape[-1], size)
-    if out.dim() != 4 or rem or scale < 1 or out.shape[-2] != scale * size:
-        raise DetectionError(
-            f"--arch {arch}: returns shape {tuple(out.shape)} for a {size}x{size} input; "
-            "expected an integer upscale (or give --arch-opt scale=N)"
-        )
-    return scale

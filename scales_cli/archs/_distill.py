@@ -20,6 +20,8 @@ from ._shapes import StateDict, shuffle_factor
 
 ESA_POOL_KERNEL = 7
 ESA_POOL_STRIDE = 3
+# ESA's stride-2 3x3 conv has no padding: an input side under 3 px leaves it nothing to convolve.
+ESA_MIN_SIDE = 3
 
 
 def esa_max_pool(x: torch.Tensor) -> torch.Tensor:

@@ -85,7 +85,7 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int) -> torch.Tensor
     for i, rows in enumerate(cuts):
         for j, cols in enumerate(cuts):
             labels[:, rows, cols, :] = i * 3 + j
-    per_window = window_partition(labels, window).view(-1, window * window)
+    per_window = window_partition(labels, window).reshape(-1, window * window)
     diff = per_window.unsqueeze(1) - per_window.unsqueeze(2)
     return torch.where(diff != 0, torch.tensor(-100.0), torch.tensor(0.0))
 
@@ -229,7 +229,7 @@ class SwinTransformerBlock(nn.Module):
         if shift:
             y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
             mask = shifted_window_mask(h, w, ws, shift).to(device=y.device, dtype=y.dtype)
-        windows = window_partition(y, ws).view(-1, ws * ws, c)
+        windows = window_partition(y, ws).reshape(-1, ws * ws, c)
         y = window_reverse(self.attn(windows, mask).view(-1, ws, ws, c), ws, h, w)
         if shift:
             y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))

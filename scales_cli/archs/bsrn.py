@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import HEAD, TAIL, esa_max_pool, numbered_blocks, resize_like
+from ._distill import ESA_MIN_SIDE, HEAD, TAIL, esa_max_pool, numbered_blocks, resize_like
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
@@ -160,6 +160,7 @@ def infer(sd: StateDict) -> dict[str, Any]:
 
 
 SPEC = ArchSpec(
+    min_size=ESA_MIN_SIDE,
     name="bsrn",
     required_keys=(
         "fea_conv.pw.weight",

@@ -196,6 +196,7 @@ SPEC = ArchSpec(
     head=("sub_mean", "entry"),
     tail=("upsample", "exit", "add_mean"),
     defaults={"scale": 4},  # a multi-scale file holds every branch: the scale is the user's choice
+    ambiguous_scales=BRANCH_SCALES,  # only when infer() leaves scale out (the multi-scale file)
     input_range=1.0,
     description="CARN-M (nmhkahn/CARN-pytorch carn_m.py), multi-scale x2/x3/x4 or single-scale",
     examples=(

@@ -51,6 +51,22 @@ class ArchSpec:
     # For layouts whose head/tail names depend on hyper-parameters (numbered blocks, e.g. SRGAN's
     # block{n+3} upsampler): hparams -> (head, tail), applied by ``specialise`` after inference.
     regions_for: Callable[[Mapping[str, Any]], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+    # Scales whose checkpoints have identical tensors (PAN x2/x3, CARN-M's multi-scale file): when
+    # ``infer`` leaves ``scale`` out, the loader tells them apart by running the network (see
+    # :mod:`scales_cli.loading.scale`).
+    ambiguous_scales: tuple[int, ...] = ()
+    # The hyper-parameter that names the attention window input sides must be a multiple of (SwinIR,
+    # HAT): tiling starts tiles on that grid so tiled equals untiled away from seams.
+    window_hparam: str | None = None
+    # Smallest input side the network runs on (strided, unpadded convs and pooling in ESA blocks need
+    # 3 px); smaller images are edge-padded up to it by ``scales upscale`` and the output cropped.
+    min_size: int = 1
+
+    def size_multiple(self, hparams: Mapping[str, Any]) -> int:
+        """The grid this network partitions its input on (its window), 1 for convolutional networks."""
+        if self.window_hparam is None:
+            return 1
+        return int(hparams[self.window_hparam])
 
     def specialise(self, hparams: Mapping[str, Any]) -> ArchSpec:
         """This spec with ``head``/``tail`` for one configuration (itself unless ``regions_for``)."""
@@ -111,6 +127,14 @@ class SRDescriptor:
     spec: ArchSpec = field(repr=False, compare=False)
     model: nn.Module = field(repr=False, compare=False)
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. student recipe/manifest
+    # How ``scale`` was decided: "shapes", "--arch-opt", "student file", "probe: ..." or "default: ...".
+    scale_source: str = "shapes"
+    # Input sides are best multiples of this (attention windows); tiling aligns tiles to it.
+    size_multiple: int = 1
+    # Input sides below this are edge-padded before the forward pass (``ArchSpec.min_size``).
+    min_size: int = 1
+    # One-line notes the user should see (e.g. a scale the weights could not settle); the CLI prints them.
+    warnings: tuple[str, ...] = ()
 
     def region_of(self, module_path: str) -> str:
         return self.spec.region_of(module_path)
@@ -125,6 +149,10 @@ class SRDescriptor:
             "sha256": self.sha256,
             "source": str(self.source) if self.source else None,
             "regions": {k: list(v) for k, v in self.regions.items()},
+            "scale_source": self.scale_source,
+            "size_multiple": self.size_multiple,
+            "min_size": self.min_size,
+            "warnings": list(self.warnings),
             **{k: _jsonable(v) for k, v in self.extra.items()},
         }
 

@@ -122,7 +122,7 @@ class OCAB(nn.Module):
         ws, ows, heads = self.window_size, self.overlap_win_size, self.num_heads
         d = c // heads
         qkv = self.qkv(self.norm1(x)).reshape(b, h, w, 3, c).permute(3, 0, 4, 1, 2)  # 3, b, c, h, w
-        q = window_partition(qkv[0].permute(0, 2, 3, 1), ws).view(-1, ws * ws, c)
+        q = window_partition(qkv[0].permute(0, 2, 3, 1), ws).reshape(-1, ws * ws, c)
         kv = self.unfold(torch.cat((qkv[1], qkv[2]), dim=1))  # b, 2*c*o*o, nW
         kv = kv.view(b, 2, c, ows * ows, -1).permute(1, 0, 4, 3, 2).reshape(2, -1, ows * ows, c)
         b_ = q.shape[0]
@@ -260,6 +260,7 @@ def infer(sd: StateDict) -> dict[str, Any]:
 _COMMON = {"depths": (6,) * 6, "num_heads": (6,) * 6, "window_size": 16, "overlap_ratio": 0.5, "mlp_ratio": 2.0}
 
 SPEC = ArchSpec(
+    window_hparam="window_size",
     name="hat",
     required_keys=(
         "conv_first.weight",

@@ -145,6 +145,7 @@ SPEC = ArchSpec(
     tail=("upconv1", "att1", "HRconv1", "upconv2", "att2", "HRconv2", "conv_last"),
     # Inferred (4) when upconv2 exists; x2 and x3 checkpoints are identical in shape: pass scale=3.
     defaults={"scale": SINGLE_STAGE_SCALES[0]},
+    ambiguous_scales=SINGLE_STAGE_SCALES,  # settled by running the weights at each (loading.scale)
     input_range=1.0,
     description="PAN (zhaohengyuan1/PAN): SCPA blocks and pixel-attention upsampling with a bilinear skip",
     examples=(

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import HEAD, SKELETON_KEYS, TAIL, DistillationNet, esa_max_pool, resize_like, same_conv, skeleton_hparams
+from ._distill import ESA_MIN_SIDE, HEAD, SKELETON_KEYS, TAIL, DistillationNet, esa_max_pool, resize_like, same_conv, skeleton_hparams
 from ._shapes import StateDict
 from .descriptor import ArchSpec
 
@@ -98,6 +98,7 @@ def _conv_distillers(sd: StateDict) -> bool:
 
 
 SPEC = ArchSpec(
+    min_size=ESA_MIN_SIDE,
     name="rfdn",
     required_keys=(
         *SKELETON_KEYS,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._distill import HEAD, TAIL, esa_max_pool, numbered_blocks, resize_like, same_conv
+from ._distill import ESA_MIN_SIDE, HEAD, TAIL, esa_max_pool, numbered_blocks, resize_like, same_conv
 from ._shapes import StateDict, shuffle_factor
 from .descriptor import ArchSpec
 
@@ -100,6 +100,7 @@ def build(*, input_range: float = 255.0, **hparams: Any) -> nn.Module:
 
 
 SPEC = ArchSpec(
+    min_size=ESA_MIN_SIDE,
     name="rlfn",
     required_keys=(
         "fea_conv.weight",

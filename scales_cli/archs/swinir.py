@@ -150,6 +150,7 @@ _CLASSICAL = {"embed_dim": 180, "depths": (6,) * 6, "num_heads": (6,) * 6, "wind
               "upsampler": "pixelshuffle", "num_feat": 64}
 
 SPEC = ArchSpec(
+    window_hparam="window_size",
     name="swinir",
     required_keys=(
         "conv_first.weight",

@@ -7,6 +7,7 @@ code; nothing else is caught here, so real bugs still show a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -32,6 +33,8 @@ def _root() -> None:
 
 def main() -> None:
     """Console entry point: Typer handles usage errors (exit 2); ScalesError becomes one line."""
+    if not sys.warnoptions:  # library warnings are not for our users (``python -W ...`` still shows them)
+        warnings.simplefilter("ignore")
     try:
         app()
     except ScalesError as exc:

@@ -9,12 +9,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ScalesError
 
 ArchOpt = Annotated[
     str | None,
-    typer.Option("--arch", help="Architecture name, or FILE.py:ClassName for your own nn.Module (default: auto-detect)."),
+    typer.Option(
+        "--arch",
+        help="Architecture name, or FILE.py:ClassName for your own nn.Module (default: auto-detect). "
+        "FILE.py is imported, i.e. run: give only files you trust.",
+    ),
 ]
 ArchOpts = Annotated[
     list[str] | None,
@@ -26,7 +31,20 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 
 # Piped output gets 132 columns (rich would use 80), so wide per-layer tables keep every column.
 console = Console(width=None if sys.stdout.isatty() else 132)
-err_console = Console(stderr=True)
+# soft_wrap: a one-line message stays one line on a narrow or piped stderr.
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def progress_bar(*, quiet: bool = False) -> Progress:
+    """The progress bar every command shows on stderr: description, bar, n/total, elapsed.
+
+    Drawn only on a terminal: piped or logged stderr gets no control codes (rich would also leave a
+    stray blank line in front of an error message there).
+    """
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=quiet or not err_console.is_terminal,
+    )
 
 
 def emit_json(payload: Any) -> None:
@@ -43,10 +61,13 @@ def _default(obj: Any) -> Any:
 
 
 def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # noqa: ANN201 - SRDescriptor
-    """:func:`scales_cli.archs.load` with raw ``--arch-opt`` strings; torch is imported only when a command runs."""
-    from ..archs import load, parse_arch_opts
+    """:func:`scales_cli.loading.load` with raw ``--arch-opt`` strings; torch is imported only when a command runs."""
+    from ..loading import load, parse_arch_opts
 
-    return load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts))
+    desc = load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts))
+    for warning in desc.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
+    return desc
 
 
 def parse_device(name: str) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.rule import Rule
 
+from ..errors import OutputExistsError
 from . import app
 from ._common import ForceFlag, console
 
@@ -24,6 +25,15 @@ def _run(title: str, args: list[str]) -> None:
     console.print(Rule(f"[bold]{title}[/bold]"))
     console.print(f"[dim]$ scales {' '.join(args)}[/dim]")
     app(args, standalone_mode=False)
+
+
+def _refuse_existing(files: list[Path], folder: Path) -> None:
+    from ..io import refuse_existing
+
+    for path in files:
+        refuse_existing(path)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise OutputExistsError(f"{folder}: already holds files (pass --force to overwrite)")
 
 
 @app.command("demo")
@@ -37,6 +47,10 @@ def demo(
         data = demo_dir / "Set5-mini"
         student = out / "RLFN_x4-scales.safetensors"
         flags = ["--force"] if force else []
+        lr = sorted((data / "LR_bicubic" / "X4").glob("*.png"))
+        if not force:  # every output is checked before the first step writes anything
+            _refuse_existing([student, out / "report.md", *(out / d / f"{p.stem}_x4.png" for d in ("fp", "student") for p in lr)],
+                             out / "pictures")
         _run("1. what is this checkpoint?", ["inspect", str(ckpt)])
         _run(
             "2. binarize its body with the SCALES recipe (calibrated on demo/calib)",
@@ -49,7 +63,6 @@ def demo(
                 "--markdown", str(out / "report.md"), "--pictures", str(out / "pictures"), *flags,
             ],
         )
-        lr = sorted((data / "LR_bicubic" / "X4").glob("*.png"))
         _run("4. upscale with the FP model", ["upscale", str(ckpt), *map(str, lr), "-o", str(out / "fp"), *flags])
         _run("5. upscale with the binary student", ["upscale", str(student), *map(str, lr), "-o", str(out / "student"), *flags])
     console.print(Rule())

@@ -28,9 +28,11 @@ def inspect(
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("architecture", desc.arch)
-    table.add_row("scale", f"x{desc.scale}")
+    table.add_row("scale", f"x{desc.scale} ({desc.scale_source})")
     table.add_row("parameters", f"{desc.params:,}")
     table.add_row("input range", f"[0, {desc.input_range:g}]")
+    if desc.size_multiple > 1:
+        table.add_row("input sides", f"padded to multiples of {desc.size_multiple} (attention window)")
     table.add_row("sha256", (desc.sha256 or "")[:16])
     for key, value in desc.hparams.items():
         table.add_row(f"  {key}", str(value))

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import DataError, OutputExistsError
 from ..metrics.conventions import Channel, GrayConvention
 from . import app
-from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device
+from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device, progress_bar
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -108,10 +107,7 @@ def report(
         raise DataError("--lr needs the --hr folder it belongs to (--hr DIR --lr DIR)")
     sources = data_sources(data or [], hr or [], lr or [])
     _refuse_existing([json_file, markdown_file], pictures, force)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("scoring images", total=None)
         result = build_report(
             models or [], sources, scale=scale, loader=lambda p: load_model(p, arch, arch_opt), bicubic=bicubic, gray=gray_convention, channel=channel,

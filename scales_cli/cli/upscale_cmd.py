@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ScalesError
 from . import app
-from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model, parse_device
+from ._common import (
+    ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model, parse_device, progress_bar,
+)
 
 
 @app.command("upscale")
@@ -34,7 +35,7 @@ def upscale(
     """Upscale IMAGES with CHECKPOINT into OUT as 8-bit PNGs (alpha upscaled bicubically alongside)."""
     from ..imaging import output_name, probe_image, read_image, upscale_image, write_png
     from ..io import refuse_existing
-    from ..tiling import plan_tiles, window_alignment
+    from ..tiling import plan_tiles
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ScalesError(f"{out_dir}: is a file, not a folder (expected -o OUTDIR, a folder for the outputs)")
@@ -47,12 +48,9 @@ def upscale(
         refuse_existing(target, force=force)
     _refuse_duplicates(images, targets)
     model = desc.model.to(torch_device)
-    align = window_alignment(model)
+    align = desc.size_multiple
     written = []
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=json_out,
-    ) as progress:
+    with progress_bar(quiet=json_out) as progress:
         images_task = progress.add_task("images", total=len(images))
         for path, target in zip(images, targets, strict=True):
             image = read_image(path)
@@ -63,7 +61,7 @@ def upscale(
             def on_tile(done: int, total: int, _task=tiles_task) -> None:
                 progress.update(_task, completed=done, total=total)
 
-            result = upscale_image(model, desc.scale, desc.input_range, image, plan, on_tile=on_tile)
+            result = upscale_image(model, desc.scale, desc.input_range, image, plan, min_size=desc.min_size, on_tile=on_tile)
             write_png(result, target, force=force)
             progress.remove_task(tiles_task)
             progress.advance(images_task)

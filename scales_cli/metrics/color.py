@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
 
 # ITU-R BT.601 "studio swing" luma as MATLAB's rgb2ycbcr computes it from 8-bit RGB:
 #   Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, Y in [16, 235].
@@ -20,7 +19,6 @@ Y_COEFFS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 # The same weights without the offset and the 219/255 swing: full-range luma (PIL's mode-L formula).
 LUMA_COEFFS = Y_COEFFS / 219.0  # (0.299, 0.587, 0.114)
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -64,44 +62,19 @@ def shave(img: np.ndarray, border: int) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as ``uint8``: ``HxW`` for gray files (mode L/I;16/1), else ``HxWx3`` RGB.
+    """Read an image as ``uint8``: ``HxW`` for gray files (L/1/16-bit gray), else ``HxWx3`` RGB.
 
-    Alpha is dropped; palette images are expanded to RGB. Any failure is a one-line
-    :class:`DataError` naming the file.
+    Decoded by the project's one decoder (:func:`scales_cli.decode.decode_image`): alpha is dropped,
+    palettes expanded, 16-bit gray rounded to 8 bits; any failure is a one-line :class:`DataError`.
     """
-    from PIL import Image, UnidentifiedImageError
+    from ..decode import decode_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such image file")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode in ("L", "1"):
-                arr = np.array(im.convert("L"), dtype=np.uint8)
-            elif im.mode in ("I;16", "I;16B", "I"):
-                raise DataError(f"{p}: {im.mode} images are not supported (expected 8-bit gray or RGB)")
-            else:
-                arr = np.array(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise _unreadable(p, exc) from None
-    return arr
+    return decode_image(path).as_uint8()
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` read from the file header only (no decoding)."""
-    from PIL import Image, UnidentifiedImageError
+    from ..decode import probe_image
 
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise _unreadable(p, exc) from None
+    w, h = probe_image(path)
     return h, w
-
-
-def _unreadable(p: Path, exc: BaseException) -> DataError:
-    """One line naming the file: PIL's messages can span lines (or be empty), so only the first is kept."""
-    first = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return DataError(f"{p}: unreadable image ({first[:120]})")

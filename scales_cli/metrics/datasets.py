@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .color import IMAGE_SUFFIXES, image_size, load_image, modcrop
+from ..decode import IMAGE_SUFFIXES
+from .color import image_size, load_image, modcrop
 from .quality import SSIM_WINDOW
 from .resize import imresize
 
@@ -93,10 +94,15 @@ def _check_lr_size(hr_path: Path, hr_hw: tuple[int, int], lr_path: Path, lr_hw: 
         )
 
 
+# Super-resolution factors in use stop at x8 (x16 in a few papers); anything larger is a typo, and
+# would otherwise surface as "image too small" rather than as the scale it is.
+MAX_SCALE = 16
+
+
 def _check_scale(scale: int) -> None:
     """Every builder checks the scale first: 0 would divide by zero in :func:`min_hr_side`."""
-    if scale < 1:
-        raise DataError(f"scale {scale}: expected a positive integer")
+    if not 1 <= scale <= MAX_SCALE:
+        raise DataError(f"scale {scale}: expected an integer from 1 to {MAX_SCALE} (a super-resolution factor, e.g. --scale 4)")
 
 
 def min_hr_side(scale: int) -> int:

@@ -146,6 +146,16 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     return _load(name_or_path, base_dir=Path.cwd(), depth=0)
 
 
+def _read_text(path: Path, text_name: str) -> str:
+    """The recipe file as text; bytes that are not UTF-8 (a binary file given by mistake) are one line."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"recipe {text_name}: not a text file (byte {exc.start} is not UTF-8; expected a YAML recipe)") from None
+    except OSError as exc:
+        raise RecipeError(f"recipe {text_name}: cannot be read ({exc.strerror or exc})") from None
+
+
 def _load(name_or_path: str | Path, base_dir: Path, depth: int) -> Recipe:
     text_name = str(name_or_path)
     path = Path(text_name)
@@ -154,7 +164,7 @@ def _load(name_or_path: str | Path, base_dir: Path, depth: int) -> Recipe:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise RecipeError(f"recipe {text_name}: no such file")
-        return parse_recipe(path.read_text(encoding="utf-8"), source=str(path), name=path.stem, depth=depth)
+        return parse_recipe(_read_text(path, text_name), source=str(path), name=path.stem, depth=depth)
     builtin = builtin_dir() / f"{text_name}.yaml"
     if builtin.is_file():
         return parse_recipe(builtin.read_text(encoding="utf-8"), source=f"built-in {text_name}", name=text_name, depth=depth)

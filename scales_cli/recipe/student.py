@@ -83,7 +83,7 @@ def save_student(
 
 def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -> SRDescriptor:
     """Rebuild the student in ``ckpt`` (a file written by :func:`save_student`)."""
-    from ..archs import describe, load_state_dict_into
+    from ..archs import describe, load_state_dict_into  # recipe -> archs, never the reverse
     from ..archs._registry import spec_by_name
 
     meta = ckpt.metadata
@@ -95,12 +95,15 @@ def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -
             f"{src}: student of architecture {arch!r}, which this version does not register "
             "(students of FILE.py:Class networks cannot be rebuilt)"
         )
-    try:
-        hparams: dict[str, Any] = json.loads(_field(meta, "hparams", src))
-        calibration = json.loads(meta.get(f"{PREFIX}calibration") or "{}")
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{src}: corrupt student metadata ({exc})") from None
+    hparams = _json_object(meta, "hparams", src, required=True)
+    calibration = _json_object(meta, "calibration", src, required=False)
+    from ..archs import check_arch_opts
+
+    check_arch_opts(spec, hparams, arch_opts or {})
     hparams.update(arch_opts or {})
+    scale = hparams.get("scale")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise CheckpointError(f"{src}: student metadata {PREFIX}hparams has scale {scale!r} (expected a positive integer)")
     spec = spec.specialise(hparams)  # regions may depend on hparams (e.g. SRGAN's numbered tail)
     try:
         recipe = parse_recipe(_field(meta, "recipe", src), source=f"{src} (stored recipe)", name=meta.get(f"{PREFIX}recipe_name", "recipe"))
@@ -108,7 +111,7 @@ def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -
         raise CheckpointError(f"{src}: its stored recipe no longer validates ({exc.message})") from None
     try:
         fp_model = spec.build(**hparams)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{src}: cannot rebuild {arch} with {hparams} ({exc})") from None
     student, report = rewrite(fp_model, recipe, region_of=spec.region_of)
     load_state_dict_into(student, ckpt.state_dict, src, f"{arch} student ({recipe.name})")
@@ -117,6 +120,7 @@ def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -
         student,
         hparams,
         ckpt,
+        scale_source="student file",
         extra={
             "student": {
                 "recipe": recipe.name,
@@ -128,6 +132,18 @@ def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -
             }
         },
     )
+
+
+def _json_object(meta: Mapping[str, str], key: str, src: Path, *, required: bool) -> dict[str, Any]:
+    """A metadata field that must hold a JSON object (``null``, a list or broken JSON is refused by name)."""
+    raw = _field(meta, key, src) if required else (meta.get(PREFIX + key) or "{}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{src}: corrupt student metadata {PREFIX}{key} ({exc})") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise CheckpointError(f"{src}: student metadata {PREFIX}{key} is {type(value).__name__} {raw[:40]!r} (expected a JSON object)")
+    return value
 
 
 def _field(meta: Mapping[str, str], key: str, src: Path) -> str:

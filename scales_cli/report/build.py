@@ -125,13 +125,13 @@ def build_report(
     """Evaluate every model (and the bicubic baseline) on every dataset, grouped by scale.
 
     ``data_dirs``: folders (benchmark layout or HR images alone) or :class:`DataSource` (HR folder +
-    LR folder). ``loader(path) -> SRDescriptor`` defaults to :func:`scales_cli.archs.load`. ``on_plan(n)`` is
+    LR folder). ``loader(path) -> SRDescriptor`` defaults to :func:`scales_cli.loading.load`. ``on_plan(n)`` is
     told the number of images that will be scored; ``on_image(label)`` is called after each.
     """
     if not data_dirs:
         raise DataError("no --data DIR (or --hr DIR [--lr DIR]) given (expected a folder such as ../shared/data/benchmarks/Set5)")
     if loader is None:
-        from ..archs import load as loader
+        from ..loading import load as loader
     if not model_paths and not bicubic:
         raise DataError("nothing to report: pass checkpoints and/or --bicubic")
     gray, channel = GrayConvention(gray), Channel(channel)
