@@ -122,7 +122,7 @@ def test_pan_x3_needs_scale_option(tmp_path: Path):
 
 
 def test_pan_x4_refuses_wrong_scale(checkpoints: Path):
-    with pytest.raises(DetectionError, match="strict=True"):
+    with pytest.raises(DetectionError, match="scale=3 .*shapes say scale=4"):
         load(checkpoints / "PAN_x4.pth", arch_opts={"scale": 3})
 
 

@@ -96,6 +96,16 @@ def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, An
     opts = dict(arch_opts or {})
     hparams, inferred = infer_hparams(spec, ckpt)
     check_arch_opts(spec, hparams, opts)
+    # A value read off the shapes, overridden, can only fail the strict load — after building a
+    # network of the requested size (num_blocks=100000 would take all memory first): refuse now.
+    # (``defaults`` keys may be inferred by heuristics, e.g. EDSR's res_scale: those stay overridable.)
+    contradicted = [k for k in opts if k in inferred and opts[k] != inferred[k] and k not in spec.defaults]
+    if contradicted:
+        k = contradicted[0]
+        raise DetectionError(
+            f"--arch-opt {k}={opts[k]!r}: the tensor shapes of {ckpt.path} say {k}={inferred[k]!r} ({spec.name}); "
+            "override only what the shapes cannot tell"
+        )
     hparams.update(opts)
     spec = spec.specialise(hparams)
     try:
@@ -105,7 +115,7 @@ def build_from_spec(spec: ArchSpec, ckpt: Checkpoint, arch_opts: Mapping[str, An
     try:
         load_state_dict_into(model, spec.clean(ckpt.state_dict), ckpt.path, spec.name)
     except DetectionError as exc:
-        overridden = [f"{k}={opts[k]!r} (its shapes say {k}={inferred[k]!r})" for k in opts if k in inferred and opts[k] != inferred[k]]
+        overridden = [f"{k}={opts[k]!r} (its tensor shapes say {k}={inferred[k]!r})" for k in opts if k in inferred and opts[k] != inferred[k]]
         if not overridden:
             raise
         raise DetectionError(f"--arch-opt {'; '.join(overridden)}: {exc.message}") from None

@@ -31,12 +31,31 @@ def _root() -> None:
     """Binarize pretrained super-resolution networks with SCALES; measure and export them."""
 
 
+# Click's base exception for usage errors (missing argument, bad choice, unknown option). Typer
+# vendors click in recent releases, so it is found through a class Typer exports.
+_CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
-    """Console entry point: Typer handles usage errors (exit 2); ScalesError becomes one line."""
+    """Console entry point: usage errors and :class:`ScalesError` become one line and exit 2.
+
+    Click would print usage errors as a multi-line box; running it with ``standalone_mode=False``
+    lets us print them as every other refusal is printed, with the command's ``--help`` as the hint.
+    """
     if not sys.warnoptions:  # library warnings are not for our users (``python -W ...`` still shows them)
         warnings.simplefilter("ignore")
     try:
-        app()
+        code = app(standalone_mode=False)
     except ScalesError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except _CLICK_ERROR as exc:
+        command = getattr(getattr(exc, "ctx", None), "command_path", "scales")
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        if message:  # empty for "no arguments": click has just printed the help
+            print(f"error: {message} (see {command} --help)", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
