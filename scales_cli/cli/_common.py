@@ -70,6 +70,14 @@ def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # no
     return desc
 
 
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """``"320x180"`` -> ``(320, 180)`` (width, height in LR pixels); anything else names ``option``."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) < 1 or int(h) < 1:
+        raise ScalesError(f"{option} {text!r}: expected WIDTHxHEIGHT in LR pixels, e.g. 320x180")
+    return int(w), int(h)
+
+
 def parse_device(name: str) -> str:
     """Check ``--device`` before any work: ``cpu``, or ``cuda[:N]`` when CUDA has that device."""
     import torch

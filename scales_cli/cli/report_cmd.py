@@ -16,14 +16,7 @@ import typer
 from ..errors import DataError, OutputExistsError
 from ..metrics.conventions import Channel, GrayConvention
 from . import app
-from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device, progress_bar
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) < 1 or int(h) < 1:
-        raise DataError(f"--input-size {text!r}: expected WIDTHxHEIGHT in LR pixels, e.g. 320x180")
-    return int(w), int(h)
+from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device, parse_size, progress_bar
 
 
 def _refuse_existing(files: list[Path | None], pictures: Path | None, force: bool) -> None:
@@ -99,7 +92,7 @@ def report(
     from ..report.build import build_report
     from ..report.render import layer_table, markdown, summary_table, to_json
 
-    size = _parse_size(input_size)
+    size = parse_size(input_size, "--input-size")
     device = parse_device(device)
     if pictures is not None and not models:
         raise DataError("--pictures compares model outputs: pass at least one MODEL")

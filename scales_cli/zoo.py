@@ -1,0 +1,64 @@
+"""The binary model zoo: ready students in ``zoo/``, each a student file plus a JSON manifest.
+
+A manifest (``zoo/NAME.json``) says what the student is and how it was made, with the figures
+measured on the file as stored (``benchmarks/build_zoo.py`` writes both)::
+
+    name, file, teacher {file, sha256, license, source}, recipe, storage,
+    commands [...], data [...], steps, wall_time_s, device,
+    results {Set5: {psnr, ssim}, Set14: {...}}, teacher_results, bicubic_results,
+    params, ops, ops_input_size, export {sizes_bytes {...}, openvino_speedup, bench {...}}
+
+``scales report zoo/NAME.safetensors --data Set5 --data Set14`` reproduces ``results`` (a test checks
+it to 0.01 dB).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+MANIFEST_SUFFIX = ".json"
+
+
+def default_zoo_dir() -> Path:
+    """``zoo/`` of the source tree this package runs from, else ``./zoo``."""
+    here = Path(__file__).resolve().parents[1] / "zoo"
+    return here if here.is_dir() else Path.cwd() / "zoo"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One manifest, read as written (``raw``), with the fields the listing shows."""
+
+    name: str
+    path: Path  # the student file
+    manifest: Path
+    raw: dict[str, Any]
+
+    def psnr(self, dataset: str) -> float | None:
+        return (self.raw.get("results", {}).get(dataset) or {}).get("psnr")
+
+    @property
+    def teacher(self) -> str:
+        return str(self.raw.get("teacher", {}).get("file", "?"))
+
+
+def read_zoo(folder: str | Path | None = None) -> list[ZooEntry]:
+    """Every manifest in ``folder`` (sorted by name); a malformed one is a one-line error naming it."""
+    root = Path(folder) if folder is not None else default_zoo_dir()
+    if not root.is_dir():
+        raise DataError(f"{root}: no zoo folder (expected a folder of NAME.json manifests and student files)")
+    entries = []
+    for manifest in sorted(root.glob(f"*{MANIFEST_SUFFIX}")):
+        try:
+            raw = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{manifest}: not a readable zoo manifest ({exc})") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("file"), str):
+            raise DataError(f"{manifest}: zoo manifest lacks its student 'file'")
+        entries.append(ZooEntry(str(raw.get("name", manifest.stem)), root / raw["file"], manifest, raw))
+    return entries
