@@ -62,3 +62,24 @@ def read_zoo(folder: str | Path | None = None) -> list[ZooEntry]:
             raise DataError(f"{manifest}: zoo manifest lacks its student 'file'")
         entries.append(ZooEntry(str(raw.get("name", manifest.stem)), root / raw["file"], manifest, raw))
     return entries
+
+
+def store_float16(source: str | Path, target: str | Path) -> Path:
+    """Re-store a student file with float16 tensors (metadata kept, plus ``scales.storage``).
+
+    Halves the file; loaders cast floats back to float32 (:func:`scales_cli.io.read_checkpoint`), so the
+    stored file is what every figure in its manifest was measured on. Binary weights keep their signs
+    (a weight rounding to 0 in float16 reads as +1 — sign(0) = +1 — which the measured figures include).
+    """
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from .io import atomic_write
+
+    with safe_open(str(source), "pt") as fh:
+        meta = dict(fh.metadata() or {})
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    meta["scales.storage"] = "float16"
+    return atomic_write(target, lambda tmp: save_file(half, str(tmp), metadata=meta), force=True)

@@ -1,0 +1,169 @@
+"""Build (or rebuild) the binary model zoo in ``zoo/``: one fine-tuned student per MIT-licensed teacher.
+
+For each teacher, through the real CLI (every command is recorded in the manifest):
+
+1. ``scales binarize TEACHER --recipe <default> --calibrate T91``
+2. ``scales finetune`` by distillation on T91 + BSD200 (HR folders; disjoint from Set5/Set14)
+3. the fine-tuned student re-stored with float16 tensors (half the bytes; loaders read it as float32)
+4. ``scales report`` on Set5 and Set14 (student, teacher, bicubic) -> the manifest's figures
+5. ``scales export`` of the student (openvino, scales ONNX) and of the teacher (openvino, float ONNX)
+6. ``scales bench`` OpenVINO teacher vs OpenVINO student (and torch teacher) -> the speed-up
+
+    .venv/bin/python benchmarks/build_zoo.py --steps 1500 [--only rlfn_x4] [--shared ../shared]
+
+Figures are measured on the stored (float16) file, so ``scales report zoo/NAME.safetensors`` reproduces
+them exactly; tests/test_zoo.py checks it to 0.01 dB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCALES = [sys.executable, "-m", "scales_cli"]
+
+# MIT-licensed teachers in ../shared (MANIFEST.md: NTIRE2022_ESR model zoo and CARN-pytorch, both MIT).
+TEACHERS: dict[str, dict[str, str]] = {
+    "rlfn_x4": {"file": "RLFN_x4.pth", "source": "ofsoundof/NTIRE2022_ESR model_zoo/team04_rlfn.pth", "license": "MIT"},
+    "rfdn_x4": {"file": "RFDN_x4.pth", "source": "ofsoundof/NTIRE2022_ESR model_zoo/rfdn_baseline.pth", "license": "MIT"},
+    "bsrn_x4": {"file": "BSRN_x4.pth", "source": "ofsoundof/NTIRE2022_ESR model_zoo/team18_bsrn.pth", "license": "MIT"},
+    "imdtn_x4": {"file": "IMDTN_x4.pth", "source": "ofsoundof/NTIRE2022_ESR model_zoo/team09_imdtn.pth", "license": "MIT"},
+    "carn_m_x4": {"file": "CARN-M.pth", "source": "nmhkahn/CARN-pytorch checkpoint/carn_m.pth", "license": "MIT"},
+}
+
+
+def run(args: list[str | Path], log: list[str]) -> str:
+    """Run ``scales ARGS``; record the command as a user would type it; return stdout."""
+    words = [str(a) for a in args]
+    log.append("scales " + shlex.join(words))
+    proc = subprocess.run([*SCALES, *words], capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): scales {shlex.join(words)}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
+    from scales_cli.zoo import store_float16
+
+    shared = Path(args.shared).resolve()
+    ckpt = shared / "checkpoints" / teacher["file"]
+    bench_dir = shared / "data" / "benchmarks"
+    train = shared / "data" / "train"
+    work = REPO / "out" / "zoo-build" / name
+    work.mkdir(parents=True, exist_ok=True)
+    commands: list[str] = []
+    start = time.time()
+    calibrated = work / f"{name}-calibrated.safetensors"
+    run(["binarize", ckpt, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands)
+    finetuned = work / "finetune"
+    run(["finetune", calibrated, "--teacher", ckpt, "--data", train / "T91", "--data", train / "BSD200",
+         "--steps", args.steps, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
+         "--val-every", 0, "--seed", 0, "--out", finetuned, "--force", "--json"], commands)
+    target = REPO / "zoo" / f"{name}-{args.tag}.safetensors"
+    store_float16(finetuned / "last.safetensors", target)
+    commands.append(f"# {rel(target)} = {rel(finetuned / 'last.safetensors')} with float16 tensors (scales_cli.zoo.store_float16)")
+    wall = time.time() - start
+
+    report_json = work / "report.json"
+    run(["report", target, ckpt, "--data", bench_dir / "Set5", "--data", bench_dir / "Set14", "--bicubic", "--ops",
+         "--json", report_json, "--force"], commands)
+    report = json.loads(report_json.read_text())
+
+    files = {
+        "student_openvino": work / f"{name}.xml", "student_scales_onnx": work / f"{name}.onnx",
+        "teacher_openvino": work / f"{name}-teacher.xml", "teacher_float_onnx": work / f"{name}-teacher.onnx",
+    }
+    run(["export", target, "-o", files["student_openvino"], "--format", "openvino", "--force"], commands)
+    run(["export", target, "-o", files["student_scales_onnx"], "--format", "scales", "--force"], commands)
+    run(["export", ckpt, "-o", files["teacher_openvino"], "--format", "openvino", "--force"], commands)
+    run(["export", ckpt, "-o", files["teacher_float_onnx"], "--format", "float", "--force"], commands)
+    sizes = {k: v.stat().st_size + (v.with_suffix(".bin").stat().st_size if v.suffix == ".xml" else 0) for k, v in files.items()}
+    bench = json.loads(run(["bench", files["teacher_openvino"], files["student_openvino"], ckpt, "--repeats", args.repeats,
+                            "--threads", 2, "--json"], commands))
+    speed = {Path(m["label"]).name: m for m in bench["models"]}
+    ov_teacher, ov_student = speed[files["teacher_openvino"].name], speed[files["student_openvino"].name]
+    return {
+        "name": f"{name}-{args.tag}",
+        "file": target.name,
+        "teacher": {**teacher, "sha256": _sha(ckpt)},
+        "recipe": _meta(target).get("scales.recipe_name"),
+        "storage": "float16 tensors (read back as float32); binary weights keep their signs",
+        "commands": commands,
+        "data": {"train": [rel(train / "T91"), rel(train / "BSD200")], "test": ["Set5", "Set14"]},
+        "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr, "schedule": "cosine",
+        "wall_time_s": round(wall, 1),
+        "device": f"CPU ({platform.processor() or platform.machine()}, 2 cores, shared with other work)",
+        **_figures(report, target, ckpt),
+        "export": {
+            "sizes_bytes": sizes,
+            "openvino_speedup": ov_teacher["median_s"] / ov_student["median_s"],
+            "torch_teacher_over_openvino_student": speed[ckpt.name]["median_s"] / ov_student["median_s"],
+            "bench": bench,
+        },
+    }
+
+
+def _sha(path: Path) -> str:
+    from scales_cli.io import sha256_of
+
+    return sha256_of(path)
+
+
+def _meta(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        return dict(fh.metadata() or {})
+
+
+def _figures(report: dict, student: Path, teacher: Path) -> dict:
+    """Set5/Set14 PSNR/SSIM of student, teacher and bicubic, and the student's params/OPs, from report JSON."""
+    out: dict = {"results": {}, "teacher_results": {}, "bicubic_results": {}}
+    keys = {str(student): "results", str(teacher): "teacher_results"}
+    for row in report["groups"][0]["rows"]:
+        key = "bicubic_results" if row["kind"] == "bicubic" else keys.get(str(Path(row["checkpoint"])))
+        if key is None:
+            continue
+        for dataset, result in row["results"].items():
+            out[key][dataset] = {"psnr": result["psnr"], "ssim": result["ssim"]}
+        if key == "results":
+            out["params"], out["ops"] = row["cost"]["params"], row["cost"]["ops"]
+            out["ops_input_size"] = row["cost"]["input_size"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=str(REPO.parent / "shared"))
+    parser.add_argument("--only", nargs="*", choices=sorted(TEACHERS))
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--patch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--tag", default="cnn")
+    args = parser.parse_args()
+    for name in args.only or TEACHERS:
+        manifest = build(name, TEACHERS[name], args)
+        path = REPO / "zoo" / f"{manifest['name']}.json"
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"wrote {rel(path)}: Set5 {manifest['results']['Set5']['psnr']:.2f} dB, "
+              f"OpenVINO speed-up {manifest['export']['openvino_speedup']:.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
