@@ -102,3 +102,13 @@ def test_probe_settles_the_one_trained_scale(tmp_path: Path, checkpoints: Path):
 def test_scale_read_off_shapes_says_so(checkpoints: Path):
     desc = load(checkpoints / "PAN_x4.pth")
     assert desc.scale == 4 and desc.scale_source == "shapes"
+
+
+def test_inspect_shows_how_the_scale_was_decided_and_warns_in_one_line(checkpoints: Path):
+    from conftest import run_cli
+
+    result = run_cli("inspect", checkpoints / "CARN-M.pth")
+    assert result.code == 0
+    assert "x4 (default: several scales fit" in result.out
+    warnings = result.err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "--arch-opt scale=N" in warnings[0]
