@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -35,6 +36,7 @@ from scales_cli.binary.protocol import FP_BITS
 from scales_cli.binary.rescale import ChannelRescale, SpatialRescale2d, TokenSpatialRescale
 from scales_cli.binary.weight import make_weight_binarizer
 from scales_cli.errors import RecipeError
+from scales_cli.export.view import BinaryConvView, BinaryLinearView, ChannelBranch, SpatialBranch
 
 _BRANCHES = ("spatial", "channel", "bn")
 
@@ -84,6 +86,25 @@ class BinaryLayer:
         if self.bn is not None:
             params["bn.eps"] = torch.tensor([self.bn.eps], dtype=self.weight.dtype, device=self.weight.device)
         return params
+
+    def _view_parts(self) -> dict:
+        """The fields both views share, eval-mode, float32 NumPy (see :mod:`scales_cli.export.view`)."""
+        c_in = self.weight.shape[1] * getattr(self, "groups", 1)
+        act = self.act.side_parameters()
+        alpha = float(act["alpha"].reshape(-1)[0]) if "alpha" in act else 1.0
+        beta = act["beta"] if "beta" in act else torch.zeros(c_in)
+        parts = {
+            "bits": self.packed_weight_bits().numpy(),
+            "weight_scale": _np(self.wbin.scale(self.weight)),
+            "alpha": alpha,
+            "beta": _np(beta),
+            "bias": _np(self.bias) if self.bias is not None else None,
+        }
+        if self.bn is not None:
+            scale = self.bn.weight.detach() / torch.sqrt(self.bn.running_var + self.bn.eps)
+            parts["bn_scale"] = _np(scale)
+            parts["bn_shift"] = _np(self.bn.bias.detach() - self.bn.running_mean * scale)
+        return parts
 
     def set_act_statistics(self, beta: Tensor, alpha: Tensor) -> bool:
         """Give the activation binarizer its threshold (C_in,) and scale; False if it has none."""
@@ -237,6 +258,45 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
             z = z + self.bias.reshape(1, -1, 1, 1)
         return z + x if self.skip else z
 
+    def export_view(self) -> BinaryConvView:
+        """This layer's eval-mode computation as a frozen view (geometry, bits, scales, branches)."""
+        kh, kw = self.kernel_size
+        spatial = None
+        if self.spatial is not None:
+            sp = self.spatial
+            spatial = SpatialBranch(_np(sp.weight), _np(sp.bias), tuple(sp.stride), tuple(sp.padding))  # type: ignore[arg-type]
+        channel = None
+        if self.channel is not None:
+            channel = ChannelBranch(_np(self.channel.weight).reshape(-1), self.channel_from_input)
+        return BinaryConvView(
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel=(kh, kw),
+            stride=tuple(self.stride),  # type: ignore[arg-type]
+            padding=_explicit_padding(self),
+            dilation=tuple(self.dilation),  # type: ignore[arg-type]
+            groups=self.groups,
+            spatial=spatial,
+            channel=channel,
+            skip=self.skip,
+            **self._view_parts(),
+        )
+
+
+def _explicit_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right): "same" puts the odd pixel at the end, as torch does."""
+    if conv.padding == "valid":
+        return (0, 0, 0, 0)
+    if conv.padding == "same":
+        total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+        return (total[0] // 2, total[1] // 2, total[0] - total[0] // 2, total[1] - total[1] // 2)
+    ph, pw = conv.padding  # type: ignore[misc]
+    return (ph, pw, ph, pw)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().to(torch.float32).cpu().numpy().copy()
+
 
 class BinaryLinear(BinaryLayer, nn.Linear):
     """Binary linear layer for (B, N, C) or (N, C) inputs with SCALES token re-scaling.
@@ -295,6 +355,13 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         if self.spatial is not None:
             z = z * self.spatial(x)
         return z + self.bias if self.bias is not None else z
+
+    def export_view(self) -> BinaryLinearView:
+        """This layer's eval-mode computation as a frozen view (bits, scales, token branch)."""
+        spatial = None
+        if self.spatial is not None:
+            spatial = SpatialBranch(_np(self.spatial.weight), _np(self.spatial.bias))
+        return BinaryLinearView(in_features=self.in_features, out_features=self.out_features, spatial=spatial, **self._view_parts())
 
 
 def _copy_float_parameters(source: nn.Module, layer: nn.Module) -> None:

@@ -1,0 +1,209 @@
+"""OpenVINO IR (.xml + .bin) with real 1-bit convolutions, built from the ``scales`` ONNX graph.
+
+The ``scales`` ONNX (:mod:`.onnx_custom`) is read by OpenVINO's ONNX frontend with one conversion
+extension per custom op. ``scales::BinaryConv2d(X, bits, scale, alpha, beta, shift)`` becomes::
+
+    FakeQuantize(X, lo=hi=nextafter(beta, -inf) per channel, out 0/1, levels=2)   # 1 where X >= beta
+      -> BinaryConvolution(mode="xnor-popcount", pad_value=0.0, weights u1)      # sum of +-1 products
+      -> Multiply(alpha * scale[o]) -> Add(shift[o])
+
+FakeQuantize maps x <= lo to 0 and x > hi to 1, so a threshold one ulp below beta gives 1 exactly
+when x >= beta: sign(0) = +1 as in torch. ``pad_value=0.0`` makes padded taps contribute 0, as torch's
+zero padding of the +-alpha map does. u1 weights are packed LSB-first over the whole flattened
+(C_out, C_in, kh, kw) tensor (``np.packbits(bitorder="little")``); that is the order OpenVINO reads.
+Everything else (re-scaling branches, bias, skips, FP layers) converts as standard ONNX.
+
+BinaryConvolution has no groups: a grouped binary conv is refused (one line naming the layer). The CPU
+kernel needs C_in % 8 == 0: other even counts get cancelling channel pairs, odd counts are refused;
+it accepts padding up to 2 only: larger paddings are refused.
+BinaryLinear is written as a 1x1 BinaryConvolution over the tokens (N, C) -> (1, C, N, 1).
+Compile with ``INFERENCE_PRECISION_HINT=f32`` (:func:`compile_ir`): the CPU may otherwise pick bf16.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ScalesError
+from .view import LayerView, unpack_rows
+
+PRECISION = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+class UnsupportedLayerError(ScalesError):
+    """A layer that the target runtime cannot express."""
+
+
+MAX_PAD = 2
+"""The CPU BinaryConvolution refuses ("unsupported parameters") any padding above 2 (measured for kernels
+3 and 5, dilations 1-3, strides 1-2): such layers are refused before any work."""
+
+CHANNEL_MULTIPLE = 8
+"""OpenVINO's CPU BinaryConvolution computes correctly only for C_in % 8 == 0 (measured: 4, 6, 12, 20, 50
+give wrong sums, 3 fails to compile); other even C_in are padded with cancelling channel pairs."""
+
+
+def check_supported(views: list[tuple[str, LayerView]]) -> None:
+    """Refuse, before any work, a binary layer BinaryConvolution cannot express."""
+    for path, view in views:
+        c_in = view.in_channels if view.kind == "conv2d" else view.in_features  # type: ignore[union-attr]
+        if c_in % 2:
+            raise UnsupportedLayerError(
+                f"layer {path}: {c_in} input channels; OpenVINO's CPU BinaryConvolution needs a multiple of 8 and an odd "
+                "count cannot be padded exactly (use --format scales or float, or keep the layer FP in the recipe)"
+            )
+        if view.kind == "conv2d" and max(view.padding) > MAX_PAD:  # type: ignore[union-attr]
+            raise UnsupportedLayerError(
+                f"layer {path}: padding {view.padding} (top, left, bottom, right); OpenVINO's CPU BinaryConvolution "  # type: ignore[union-attr]
+                f"accepts at most {MAX_PAD} (use --format scales or float, or keep the layer FP in the recipe)"
+            )
+        if view.kind == "conv2d" and view.groups != 1:  # type: ignore[union-attr]
+            raise UnsupportedLayerError(
+                f"layer {path}: grouped binary conv (groups={view.groups}) has no OpenVINO BinaryConvolution "  # type: ignore[union-attr]
+                "equivalent (use --format scales or float, or keep the layer FP in the recipe)"
+            )
+
+
+def _u1_constant(signs_rows: np.ndarray, shape: tuple[int, ...]):  # noqa: ANN202
+    import openvino as ov
+
+    bits = (signs_rows.reshape(-1) > 0).astype(np.uint8)
+    tensor = ov.Tensor(ov.Type.u1, ov.Shape(list(shape)))
+    packed = np.packbits(bits, bitorder="little")
+    np.copyto(tensor.data.reshape(-1)[: packed.size], packed)
+    return ov.op.Constant(tensor, shared_memory=False)
+
+
+def _const(node, i: int) -> np.ndarray:  # noqa: ANN001
+    return np.asarray(node.get_input(i).get_node().get_data())
+
+
+def _binary_core(x, bits: np.ndarray, scale: np.ndarray, alpha: np.ndarray, beta: np.ndarray, shift: np.ndarray,  # noqa: ANN001, ANN202
+                 kernel: tuple[int, int], strides: list[int], pads_begin: list[int], pads_end: list[int], dilations: list[int]):
+    import openvino.opset13 as ops
+    from openvino import opset1
+
+    c_out = bits.shape[0]
+    c_in = beta.shape[0]
+    threshold = np.nextafter(beta.astype(np.float32), np.float32(-np.inf))
+    zero, one = np.zeros((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)
+    signs = unpack_rows(bits, c_in * kernel[0] * kernel[1]).reshape(c_out, c_in, *kernel)
+    extra = (-c_in) % CHANNEL_MULTIPLE
+    if extra:
+        # the CPU kernel computes wrongly unless C_in is a multiple of 8: append copies of channel 0
+        # with weights +1, -1, +1, -1 ... (pairs cancel exactly, padded taps give 0 for both). The
+        # copies are made before FakeQuantize so that FakeQuantize still feeds the conv directly.
+        x = ops.concat([x, ops.gather(x, np.zeros(extra, np.int64), np.int64(1))], 1)
+        threshold = np.concatenate([threshold, np.full(extra, threshold[0], np.float32)])
+        pairs = np.tile(np.array([1.0, -1.0], np.float32), extra // 2).reshape(1, extra, 1, 1)
+        signs = np.concatenate([signs, np.broadcast_to(pairs, (c_out, extra, *kernel))], axis=1)
+    threshold = threshold.reshape(1, -1, 1, 1)
+    fq = ops.fake_quantize(x, threshold, threshold, zero, one, 2)
+    weights = _u1_constant(signs, signs.shape)
+    conv = opset1.binary_convolution(fq, weights, strides, pads_begin, pads_end, dilations, "xnor-popcount", 0.0)
+    mult = (alpha.reshape(()) * scale).astype(np.float32).reshape(1, -1, 1, 1)
+    out = ops.multiply(conv, mult)
+    if np.any(shift):
+        out = ops.add(out, shift.astype(np.float32).reshape(1, -1, 1, 1))
+    return out
+
+
+def _convert_conv(node):  # noqa: ANN001, ANN202
+    a = {k: int(node.get_attribute(k)) for k in (
+        "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
+        "dilation_h", "dilation_w", "group")}
+    if a["group"] != 1:
+        raise ValueError("grouped BinaryConv2d has no BinaryConvolution equivalent")
+    out = _binary_core(
+        node.get_input(0), *(_const(node, i) for i in range(1, 6)), kernel=(a["kernel_h"], a["kernel_w"]),
+        strides=[a["stride_h"], a["stride_w"]], pads_begin=[a["pad_top"], a["pad_left"]],
+        pads_end=[a["pad_bottom"], a["pad_right"]], dilations=[a["dilation_h"], a["dilation_w"]],
+    )
+    return [out.output(0)]
+
+
+def _convert_linear(node):  # noqa: ANN001, ANN202
+    import openvino.opset13 as ops
+
+    x = node.get_input(0)
+    bits, scale, alpha, beta, shift = (_const(node, i) for i in range(1, 6))
+    c_in, c_out = beta.shape[0], bits.shape[0]
+    rank = x.get_partial_shape().rank.get_length()
+    leading = ops.gather(ops.shape_of(x), np.arange(rank - 1, dtype=np.int64), np.int64(0))
+    tokens = ops.transpose(ops.reshape(x, np.array([-1, c_in], np.int64), False), np.array([1, 0], np.int64))  # (C, T)
+    nchw = ops.reshape(tokens, np.array([1, c_in, -1, 1], np.int64), False)
+    z = _binary_core(nchw, bits, scale, alpha, beta, shift, kernel=(1, 1), strides=[1, 1], pads_begin=[0, 0],
+                     pads_end=[0, 0], dilations=[1, 1])
+    back = ops.transpose(ops.reshape(z, np.array([c_out, -1], np.int64), False), np.array([1, 0], np.int64))  # (T, C_out)
+    out_shape = ops.concat([leading, ops.constant(np.array([c_out], np.int64))], 0)
+    return [ops.reshape(back, out_shape, False).output(0)]
+
+
+def convert_onnx(onnx_model: bytes):  # noqa: ANN201 - ov.Model
+    """The ov.Model of a ``scales`` ONNX graph (custom ops mapped as in the module docstring)."""
+    import openvino as ov
+    from openvino.frontend.onnx import ConversionExtension
+
+    core = ov.Core()
+    core.add_extension(ConversionExtension("BinaryConv2d", "scales", _convert_conv))
+    core.add_extension(ConversionExtension("BinaryLinear", "scales", _convert_linear))
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "model.onnx"
+        src.write_bytes(onnx_model)
+        model = core.read_model(str(src))
+    model.set_rt_info("f32", ["runtime_options", "INFERENCE_PRECISION_HINT"])
+    return model
+
+
+def save_ir(model, xml: Path) -> list[Path]:  # noqa: ANN001
+    """Write ``xml`` and its ``.bin`` (FP32 weights kept: no FP16 compression)."""
+    import openvino as ov
+
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    return [xml, xml.with_suffix(".bin")]
+
+
+def compile_ir(model, shape: tuple[int, ...], threads: int | None = None, profile: bool = False):  # noqa: ANN001, ANN201
+    """Compile an ov.Model or .xml path for the CPU in f32 at one static input ``shape``.
+
+    The IR keeps dynamic height and width, but the CPU plugin's BinaryConvolution needs static
+    shapes, so each input size is compiled on its own (``threads``: a single stream of that many).
+    """
+    import openvino as ov
+
+    config: dict[str, object] = dict(PRECISION)
+    if threads:
+        config.update({"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1})
+    if profile:
+        config["PERF_COUNT"] = True
+    core = ov.Core()
+    if isinstance(model, str | Path):
+        model = core.read_model(str(model))
+    else:
+        model = model.clone()
+    model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(list(shape))})
+    return core.compile_model(model, "CPU", config)
+
+
+def graph_options(spatial_pointwise: bool = True):  # noqa: ANN201 - GraphOptions
+    from .graph import GraphOptions
+
+    return GraphOptions(core="custom", spatial_pointwise=spatial_pointwise)
+
+
+def model_of(net, example, opset: int):  # noqa: ANN001, ANN201 - ov.Model of an already converted network or module
+    from ._onnx import onnx_bytes
+
+    return convert_onnx(onnx_bytes(net, example, opset))
+
+
+def write(model, target: Path, opset: int, *, spatial_pointwise: bool = True) -> list[Path]:  # noqa: ANN001
+    """IR of a student (or FP network): the spatial branch rewrite is on by default (docstring of .graph)."""
+    from ._onnx import example_input
+    from .graph import export_network
+
+    net = export_network(model, graph_options(spatial_pointwise))
+    return save_ir(model_of(net, example_input(), opset), target)

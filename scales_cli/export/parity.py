@@ -1,0 +1,229 @@
+"""Parity: does the exported file compute what the torch model computes, on real images?
+
+Per image (RGB in ``[0, input_range]``, outputs divided by ``input_range``):
+
+- ``psnr_db`` = 10 log10(1 / mean((export - torch)^2)) on the float outputs (inf when identical);
+- ``uint8_match`` = share of pixels (all channels) where round(clamp(v, 0, 1) * 255) agrees.
+
+An image passes with ``psnr_db >= 80`` and ``uint8_match >= 0.999``. When one does not, the export
+is run again with every binary layer's input and output as extra graph outputs (:class:`Probed`)
+and compared with torch's, layer by layer. At the first binary layer whose output differs (< 80 dB):
+
+- its *input* already differs: the FP part of the graph before it is wrong -> failure naming it;
+- the export's output differs from what the torch layer computes on the export's own input: the
+  layer is wrong -> failure naming it;
+- otherwise the two inputs agree to rounding (>= 80 dB) and the layer is right on either, yet some
+  activations sit so close to beta that float rounding put them on the other side of the threshold
+  (``flips``). A binary network amplifies each flip downstream; that is not an export error. Such an
+  image passes unless ``strict`` (the report keeps the figures and the layer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DataError
+from .runtime import Runner
+
+MIN_PSNR_DB = 80.0
+MIN_UINT8_MATCH = 0.999
+DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "Set5-mini" / "LR_bicubic" / "X4"
+_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+Probe = Callable[[torch.Tensor], list[np.ndarray]]
+"""x -> outputs of the export's probed graph: (image, in_1, out_1, in_2, out_2, ...) for the binary layers."""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where one image's export parts from torch: the layer, why, and how many threshold flips."""
+
+    layer: str
+    reason: str  # "rounding flips" | "layer differs" | "FP graph before it differs"
+    input_db: float
+    output_db: float
+    flips: int
+
+    @property
+    def explained(self) -> bool:
+        return self.reason == ROUNDING
+
+    def describe(self) -> str:
+        if self.explained:
+            return (f"{self.layer}: {self.flips} activation(s) at the threshold flipped by float rounding "
+                    f"(input {self.input_db:.0f} dB, layer exact on either input)")
+        return f"{self.layer}: {self.reason} (input {self.input_db:.1f} dB, output {self.output_db:.1f} dB)"
+
+
+ROUNDING = "rounding flips"
+
+
+@dataclass(frozen=True)
+class ImageParity:
+    image: str
+    psnr_db: float
+    uint8_match: float
+    max_abs: float
+    divergence: Divergence | None = None
+
+    @property
+    def exact(self) -> bool:
+        """The issue's criterion: >= 80 dB and >= 99.9 % equal uint8 pixels."""
+        return self.psnr_db >= MIN_PSNR_DB and self.uint8_match >= MIN_UINT8_MATCH
+
+    def passes(self, strict: bool = False) -> bool:
+        return self.exact or (not strict and self.divergence is not None and self.divergence.explained)
+
+    def to_json(self) -> dict[str, object]:
+        div = self.divergence
+        return {
+            "image": self.image, "psnr_db": _finite(self.psnr_db), "uint8_match": self.uint8_match,
+            "max_abs": self.max_abs, "exact": self.exact,
+            "divergence": None if div is None else {
+                "layer": div.layer, "reason": div.reason, "input_db": _finite(div.input_db),
+                "output_db": _finite(div.output_db), "flips": div.flips,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    images: tuple[ImageParity, ...]
+    strict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(i.passes(self.strict) for i in self.images)
+
+    @property
+    def worst(self) -> ImageParity:
+        return min(self.images, key=lambda i: (i.passes(self.strict), i.psnr_db))
+
+    @property
+    def flipped(self) -> tuple[ImageParity, ...]:
+        """Images that pass only because their difference is explained by threshold flips."""
+        return tuple(i for i in self.images if not i.exact and i.passes(False))
+
+    def failure(self) -> str:
+        """One line: the first failing image, and the layer where the export parts from torch."""
+        bad = next(i for i in self.images if not i.passes(self.strict))
+        where = (f"; first diverging layer {bad.divergence.describe()}" if bad.divergence
+                 else "; no binary layer diverges: the FP graph after the last one differs")
+        return (
+            f"parity failed on {bad.image}: PSNR(export, torch) {bad.psnr_db:.1f} dB (need >= {MIN_PSNR_DB:g}), "
+            f"uint8 match {bad.uint8_match:.4%} (need >= {MIN_UINT8_MATCH:.1%}){where}"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "strict": self.strict,
+            "min_psnr_db": _finite(min(i.psnr_db for i in self.images)),
+            "min_uint8_match": min(i.uint8_match for i in self.images),
+            "images": [i.to_json() for i in self.images],
+        }
+
+
+def _finite(v: float) -> float | None:
+    return None if math.isinf(v) else v
+
+
+def check_images(folder: str | Path | None) -> list[Path]:
+    """The LR images of ``--check DIR`` (default: the embedded demo images), checked before any work."""
+    root = Path(folder) if folder is not None else DEMO_IMAGES
+    if not root.is_dir():
+        raise DataError(f"--check {root}: not a folder of LR images")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+    if not files:
+        raise DataError(f"--check {root}: holds no images (expected {', '.join(_SUFFIXES)} files)")
+    return files
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def compare(name: str, exported: np.ndarray, reference: np.ndarray) -> ImageParity:
+    if exported.shape != reference.shape:
+        return ImageParity(name, -math.inf, 0.0, math.inf)
+    q = lambda v: np.round(np.clip(v, 0, 1) * 255)  # noqa: E731
+    return ImageParity(
+        name,
+        psnr_db(exported, reference),
+        float(np.mean(q(exported) == q(reference))),
+        float(np.max(np.abs(exported.astype(np.float64) - reference))),
+    )
+
+
+def check_parity(
+    runner: Runner,
+    model: nn.Module,
+    images: Sequence[Path],
+    input_range: float = 1.0,
+    probe: Probe | None = None,
+    layers: Sequence[tuple[str, np.ndarray]] = (),
+    strict: bool = False,
+) -> ParityReport:
+    """Run ``runner`` and ``model`` on every image; diagnose each image that misses the criterion.
+
+    ``layers``: (path, beta) of every binary layer, in the order ``probe`` reports them.
+    """
+    from ..imaging import read_image
+
+    results = []
+    for path in images:
+        x = read_image(path).rgb * input_range
+        with torch.no_grad():
+            ref = model.eval()(x).numpy() / input_range
+        out = np.asarray(runner(x.numpy())) / input_range
+        result = compare(path.name, out, ref)
+        if not result.exact and probe is not None and layers:
+            result = replace(result, divergence=diagnose(model, x, probe, layers))
+        results.append(result)
+    return ParityReport(tuple(results), strict)
+
+
+def diagnose(model: nn.Module, x: torch.Tensor, probe: Probe, layers: Sequence[tuple[str, np.ndarray]]) -> Divergence | None:
+    """The first binary layer whose output differs between export and torch, and why (module doc)."""
+    from .graph import Probed
+
+    paths = [p for p, _ in layers]
+    with torch.no_grad():
+        torch_side = [t.numpy() for t in Probed(model, paths)(x)]
+    export_side = probe(x)
+    betas = dict(layers)
+    for i, path in enumerate(paths[: (len(torch_side) - 1) // 2]):
+        t_in, t_out = torch_side[1 + 2 * i], torch_side[2 + 2 * i]
+        e_in, e_out = export_side[1 + 2 * i], export_side[2 + 2 * i]
+        out_db = _layer_db(e_out, t_out)
+        if out_db >= MIN_PSNR_DB:
+            continue
+        in_db = _layer_db(e_in, t_in)
+        if in_db < MIN_PSNR_DB:
+            return Divergence(path, "FP graph before it differs", in_db, out_db, 0)
+        with torch.no_grad():
+            on_export_input = model.get_submodule(path)(torch.from_numpy(np.ascontiguousarray(e_in))).numpy()
+        own_db = _layer_db(e_out, on_export_input)
+        beta = betas[path]
+        shape = [1] * t_in.ndim
+        shape[1 if t_in.ndim == 4 else -1] = beta.size
+        flips = int(np.sum(((t_in - beta.reshape(shape)) >= 0) != ((e_in - beta.reshape(shape)) >= 0)))
+        if own_db >= MIN_PSNR_DB and flips > 0:
+            return Divergence(path, ROUNDING, in_db, out_db, flips)
+        return Divergence(path, "layer differs", in_db, own_db, flips)
+    return None
+
+
+def _layer_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of a feature map against its peak |value| (-inf on a shape mismatch)."""
+    if a.shape != b.shape:
+        return -math.inf
+    return psnr_db(a, b, float(np.max(np.abs(b))) or 1.0)

@@ -1,0 +1,109 @@
+"""Run exported files: one callable per file, and a torch-facing wrapper for upscale/report.
+
+:func:`open_runtime` picks the runtime from the suffix: ``.onnx`` runs in onnxruntime with the
+``scales`` reference kernels registered (standard graphs run the same way), ``.xml`` in OpenVINO's CPU
+plugin in f32 (compiled once per input size: its BinaryConvolution needs static shapes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class OnnxRuntime:
+    """onnxruntime session over an exported ONNX file (any format), ``scales`` ops registered."""
+
+    path: Path | bytes
+    threads: int | None = None
+    name: str = "onnxruntime"
+    _session: Any = field(default=None, repr=False)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.run_all(x)[0]
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every graph output (the first is the image)."""
+        if self._session is None:
+            from .reference import reference_session
+
+            self._session = reference_session(self.path, self.threads)
+        feed = {self._session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
+        return list(self._session.run(None, feed))
+
+
+@dataclass
+class OpenVinoRuntime:
+    """OpenVINO CPU (f32) over an IR .xml file or an ov.Model; one compiled model per input shape."""
+
+    model: Any
+    threads: int | None = None
+    name: str = "openvino"
+    _compiled: dict[tuple[int, ...], Any] = field(default_factory=dict, repr=False)
+
+    def compiled(self, shape: tuple[int, ...], profile: bool = False) -> Any:
+        from .openvino import compile_ir
+
+        if profile:
+            return compile_ir(self.model, shape, self.threads, profile=True)
+        if shape not in self._compiled:
+            self._compiled[shape] = compile_ir(self.model, shape, self.threads)
+        return self._compiled[shape]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.run_all(x)[0]
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        compiled = self.compiled(tuple(x.shape))
+        result = compiled(x)
+        return [np.asarray(result[out]) for out in compiled.outputs]
+
+
+RUNTIMES: dict[str, Callable[[Path], Runner]] = {
+    ".onnx": lambda p: OnnxRuntime(p),
+    ".xml": lambda p: OpenVinoRuntime(p),
+}
+"""Exported file suffix -> the runtime that runs it."""
+
+
+def open_runtime(path: str | Path) -> Runner:
+    """The runner of an exported file; a missing file or unknown suffix is a one-line error."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such exported model file (expected .onnx or .xml)")
+    factory = RUNTIMES.get(p.suffix.lower())
+    if factory is None:
+        raise CheckpointError(f"{p}: unknown exported model type (expected {', '.join(RUNTIMES)})")
+    if p.suffix.lower() == ".xml" and not p.with_suffix(".bin").is_file():
+        raise CheckpointError(f"{p}: its weights file {p.with_suffix('.bin').name} is missing (an IR is .xml + .bin)")
+    return factory(p)
+
+
+def runtime_module(runner: Runner):  # noqa: ANN201 - nn.Module
+    """An nn.Module-like wrapper: ``forward(x: Tensor) -> Tensor`` through ``runner`` (CPU, no grad)."""
+    import torch
+    from torch import nn
+
+    class RuntimeModel(nn.Module):
+        """An exported model behind the torch interface upscale/report use; ``runtime`` names who runs it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.runner = runner
+            self.runtime = getattr(runner, "name", "runtime")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.runner(x.detach().cpu().to(torch.float32).numpy())
+            return torch.from_numpy(np.ascontiguousarray(out)).to(x.device)
+
+    return RuntimeModel().eval()

@@ -1,0 +1,234 @@
+"""``scales export``: views, bit packing, the three formats against torch, parity, and one-line errors.
+
+A small hand-made student covers the geometry the exporters must handle: padding, stride 2,
+dilation, C_in != C_out, BatchNorm, sign/scales binarizers, spatial/channel branches, skip, and a
+BinaryLinear over tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from scales_cli.binary.layers import BinaryConv2d, BinaryLinear
+from scales_cli.binary.options import BinaryOptions
+from scales_cli.binary.packing import pack_sign_bits
+from scales_cli.binary.ste import hard_sign
+from scales_cli.cli import main
+from scales_cli.errors import ScalesError
+from scales_cli.export import reference
+from scales_cli.export.openvino import UnsupportedLayerError, _u1_constant
+from scales_cli.export.parity import psnr_db
+from scales_cli.export.pipeline import FORMATS, ParityError, export_model
+from scales_cli.export.view import unpack_rows
+
+
+class Tiny(nn.Module):
+    """head -> five binary layers of different geometry (+ a token linear) -> pixel-shuffle tail."""
+
+    def __init__(self, groups: int = 1, kernel: int = 3) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.b1 = BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), BinaryOptions())
+        self.b2 = BinaryConv2d.from_float(nn.Conv2d(8, 12, 3, stride=2, padding=1), BinaryOptions())
+        self.b3 = BinaryConv2d.from_float(nn.Conv2d(12, 12, kernel, padding=kernel // 2 * 2, dilation=2, groups=groups), BinaryOptions(batchnorm=True))
+        self.b4 = BinaryConv2d.from_float(nn.Conv2d(12, 8, 1, bias=False), BinaryOptions(act="sign", weight="sign", channel=False))
+        self.mix = BinaryLinear.from_float(nn.Linear(8, 8), BinaryOptions(channel=False))
+        self.tail = nn.Conv2d(8, 12, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for m in (self.b1, self.b2, self.b3, self.mix):
+                m.act.beta.copy_(torch.randn(m.act.beta.shape, generator=gen) * 0.1)
+                m.act.alpha.fill_(0.7)
+            self.b3.bn.running_mean.copy_(torch.randn(12, generator=gen) * 0.1)
+            self.b3.bn.running_var.copy_(torch.rand(12, generator=gen) + 0.5)
+            self.b3.bn.weight.copy_(torch.randn(12, generator=gen))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.b1(F.relu(self.head(x)))
+        f = self.b4(self.b3(self.b2(f)))
+        b, c, h, w = f.shape
+        f = f + self.mix(f.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+        return self.shuffle(self.tail(f))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Tiny:
+    torch.manual_seed(0)
+    return Tiny()
+
+
+@pytest.fixture(scope="module")
+def lr_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("lr")
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"a.png": (20, 26), "b.png": (17, 13)}.items():
+        smooth = rng.random((h // 4 + 2, w // 4 + 2, 3))
+        img = np.asarray(Image.fromarray((smooth * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC))
+        Image.fromarray(img).save(folder / name)
+    return folder
+
+
+def test_pack_sign_bits_round_trip():
+    w = torch.randn(5, 3, 3, 3)
+    w[0, 0, 0, 0] = 0.0  # sign(0) = +1
+    rows = unpack_rows(pack_sign_bits(w).numpy(), 27)
+    assert np.array_equal(rows, hard_sign(w).reshape(5, -1).numpy())
+
+
+def test_openvino_u1_weights_are_lsb_first_over_the_whole_tensor():
+    signs = np.where(np.random.default_rng(1).random((3, 7)) > 0.5, 1.0, -1.0).astype(np.float32)
+    const = _u1_constant(signs, (3, 7, 1, 1))
+    raw = np.asarray(const.get_tensor_view().data).reshape(-1)
+    assert np.array_equal(np.unpackbits(raw, bitorder="little")[:21], (signs.reshape(-1) > 0).astype(np.uint8))
+
+
+def test_export_view_states_geometry_and_padding():
+    conv = BinaryConv2d.from_float(nn.Conv2d(4, 6, (3, 4), padding="same", dilation=1), BinaryOptions(spatial=False))
+    view = conv.export_view()
+    assert view.padding == (1, 1, 1, 2)  # torch puts the odd pixel of "same" at the end
+    assert view.pad_value == 0.0 and view.bits.dtype == np.uint8 and view.bits.shape == (6, 6)
+    assert view.signs().shape == (6, 4, 3, 4)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_each_format_matches_torch(fmt: str, tiny: Tiny, lr_dir: Path, tmp_path: Path):
+    chosen, _ = FORMATS[fmt]
+    target = tmp_path / f"tiny{chosen.suffix}"
+    result = export_model(tiny, target, fmt, check_dir=lr_dir)
+    assert result.parity is not None and result.parity.ok
+    assert all(i.exact for i in result.parity.images), result.parity.to_json()
+    x = torch.rand(1, 3, 15, 22)
+    with torch.no_grad():
+        ref = tiny(x).numpy()
+    out = chosen.runtime(target)(x.numpy())
+    assert psnr_db(out, ref) >= 80
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in result.files)  # no temp left
+
+
+def test_custom_onnx_passes_checker_holds_bits_and_runs_in_a_fresh_session(tiny: Tiny, lr_dir: Path, tmp_path: Path):
+    custom = export_model(tiny, tmp_path / "s.onnx", "scales", check_dir=lr_dir).files[0]
+    flat = export_model(tiny, tmp_path / "f.onnx", "float", check_dir=lr_dir).files[0]
+    model = onnx.load(str(custom))
+    onnx.checker.check_model(model, full_check=True)
+    assert {o.domain: o.version for o in model.opset_import}.get("scales") == 1
+    ops = [n.op_type for n in model.graph.node if n.domain == "scales"]
+    assert ops.count("BinaryConv2d") == 4 and ops.count("BinaryLinear") == 1
+    assert custom.stat().st_size < flat.stat().st_size
+    x = np.random.default_rng(2).random((1, 3, 12, 10)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import numpy as np, sys; from scales_cli.export.reference import reference_session; "
+        f"s = reference_session({str(custom)!r}); np.save({str(tmp_path / 'y.npy')!r}, s.run(None, {{'lr': np.load({str(tmp_path / 'x.npy')!r})}})[0])"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    with torch.no_grad():
+        ref = tiny(torch.from_numpy(x)).numpy()
+    assert psnr_db(np.load(tmp_path / "y.npy"), ref) >= 80
+
+
+def test_reference_conv_kernel_equals_torch_conv_of_signs():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 6, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    beta = rng.standard_normal(6).astype(np.float32) * 0.1
+    bits = pack_sign_bits(torch.from_numpy(w)).numpy()
+    got = reference.binary_conv2d(x, bits, np.ones(4, np.float32), np.array([1.0], np.float32), beta, np.zeros(4, np.float32),
+                                  kernel_h=3, kernel_w=3, stride_h=2, stride_w=1, pad_top=1, pad_left=2, pad_bottom=0,
+                                  pad_right=1, dilation_h=1, dilation_w=2, group=2)
+    xb = hard_sign(torch.from_numpy(x) - torch.from_numpy(beta).reshape(1, -1, 1, 1))
+    ref = F.conv2d(F.pad(xb, (2, 1, 1, 0)), hard_sign(torch.from_numpy(w)), stride=(2, 1), dilation=(1, 2), groups=2)
+    assert np.array_equal(got, ref.numpy())
+
+
+@pytest.mark.parametrize("net, why", [(dict(groups=2), "groups=2"), (dict(kernel=5), "padding (4, 4, 4, 4)")])
+def test_layers_openvino_cannot_express_are_refused_naming_the_layer(lr_dir: Path, tmp_path: Path, net, why):
+    with pytest.raises(UnsupportedLayerError) as info:
+        export_model(Tiny(**net), tmp_path / "g.xml", "openvino", check_dir=lr_dir)
+    assert info.value.exit_code == 2 and "layer b3" in info.value.message and why in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_parity_names_the_layer_and_leaves_no_file(tiny: Tiny, lr_dir: Path, tmp_path: Path, monkeypatch):
+    honest = reference.binary_conv2d
+    monkeypatch.setattr(reference, "binary_conv2d", lambda *a, **k: honest(*a, **k) * np.float32(1.01))
+    with pytest.raises(ParityError) as info:
+        export_model(tiny, tmp_path / "bad.onnx", "scales", check_dir=lr_dir)
+    assert info.value.exit_code == 1
+    assert "first diverging layer b1: layer differs" in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+
+def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["scales", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out = capsys.readouterr()
+    return int(info.value.code or 0), out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def student_file(tmp_path_factory) -> Path:
+    """A tiny IMDN x2 student written by the library (same file `scales binarize` writes)."""
+    from scales_cli.archs import load
+    from scales_cli.archs._registry import spec_by_name
+    from scales_cli.recipe import load_recipe, rewrite, save_student
+
+    folder = tmp_path_factory.mktemp("student")
+    torch.manual_seed(0)
+    teacher = folder / "tiny.pth"
+    torch.save(spec_by_name("imdn").build(scale=2, in_nc=3, nf=16, num_modules=1, out_nc=3).state_dict(), teacher)
+    desc = load(teacher)
+    recipe = load_recipe("cnn")
+    student, report = rewrite(desc, recipe)
+    return save_student(folder / "tiny-cnn.safetensors", student, desc, recipe)
+
+
+def test_cli_exports_with_json_report(monkeypatch, capsys, student_file: Path, lr_dir: Path, tmp_path: Path):
+    out = tmp_path / "tiny.onnx"
+    code, stdout, _ = run(monkeypatch, capsys, "export", str(student_file), "-o", str(out), "--check", str(lr_dir), "--json")
+    assert code == 0
+    payload = json.loads(stdout)
+    assert payload["format"] == "scales" and payload["parity"]["ok"] and payload["binary_layers"] > 0
+    assert out.stat().st_size == payload["bytes"]["tiny.onnx"]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["missing.safetensors", "-o", "{tmp}/a.onnx"], "missing.safetensors: no such file"),
+        (["{student}", "-o", "{tmp}/a.onnx", "--format", "tflite"], "--format tflite: unknown format"),
+        (["{student}", "-o", "{tmp}/a.xml"], "--format scales writes a .onnx file"),
+        (["{student}", "-o", "{tmp}/a.onnx", "--opset", "9"], "--opset 9: expected 13..20"),
+        (["{student}", "-o", "{tmp}/a.onnx", "--check", "{tmp}/nowhere"], "not a folder of LR images"),
+        (["{student}", "-o", "{tmp}/exists.onnx"], "already exists (pass --force"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(monkeypatch, capsys, student_file: Path, tmp_path: Path, args, needle):
+    (tmp_path / "exists.onnx").write_bytes(b"keep me")
+    argv = [a.format(tmp=tmp_path, student=student_file) for a in args]
+    code, _, err = run(monkeypatch, capsys, "export", *argv)
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "exists.onnx").read_bytes() == b"keep me"
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "a.xml").exists()
+
+
+def test_library_refuses_unknown_format_before_work(tiny: Tiny, tmp_path: Path):
+    with pytest.raises(ScalesError, match="unknown format"):
+        export_model(tiny, tmp_path / "x.onnx", "nope")
