@@ -232,3 +232,33 @@ def test_cli_errors_are_one_line_exit_2(monkeypatch, capsys, student_file: Path,
 def test_library_refuses_unknown_format_before_work(tiny: Tiny, tmp_path: Path):
     with pytest.raises(ScalesError, match="unknown format"):
         export_model(tiny, tmp_path / "x.onnx", "nope")
+
+
+@pytest.mark.parametrize("fmt, suffix", [("scales", ".onnx"), ("openvino", ".xml")])
+def test_report_and_upscale_run_exported_files(monkeypatch, capsys, student_file: Path, lr_dir: Path, tmp_path: Path, fmt, suffix):
+    from typer.testing import CliRunner
+
+    from scales_cli.cli import app
+    from scales_cli.metrics.color import modcrop
+    from scales_cli.metrics.resize import imresize
+
+    exported = tmp_path / f"tiny{suffix}"
+    code, _, err = run(monkeypatch, capsys, "export", str(student_file), "-o", str(exported), "--format", fmt, "--check", str(lr_dir))
+    assert code == 0, err
+    data = tmp_path / "Tiny"
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        hr = np.asarray(Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).resize((36, 30), Image.BICUBIC))
+        (data / "HR").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(hr).save(data / "HR" / f"im{i}.png")
+        (data / "LR_bicubic" / "X2").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(imresize(modcrop(hr, 2), 0.5)).save(data / "LR_bicubic" / "X2" / f"im{i}x2.png")
+    result = CliRunner().invoke(app, ["report", str(student_file), str(exported), "--data", str(data), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "r.json").read_text())["groups"][0]["rows"]
+    torch_row, export_row = rows
+    assert (torch_row["runtime"], export_row["runtime"]) == ("torch", "openvino" if fmt == "openvino" else "onnxruntime")
+    assert abs(torch_row["results"]["Tiny"]["psnr"] - export_row["results"]["Tiny"]["psnr"]) < 0.005
+    up = CliRunner().invoke(app, ["upscale", str(exported), str(lr_dir / "a.png"), "--out", str(tmp_path / "up")])
+    assert up.exit_code == 0, up.output
+    assert len(list((tmp_path / "up").iterdir())) == 1

@@ -35,6 +35,7 @@ def export(
     desc = load_model(model, arch, arch_opt)
     result = export_model(
         desc.model, output, fmt, input_range=desc.input_range, source=str(model), opset=opset,
+        metadata={"arch": desc.arch, "scale": desc.scale, "recipe": desc.extra.get("student", {}).get("recipe", "")},
         check_dir=check, check=not no_check, strict=strict, force=force,
     )
     if json_out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -58,3 +59,15 @@ def checked(model_bytes: bytes) -> bytes:
 
     onnx.checker.check_model(onnx.load_from_string(model_bytes), full_check=False)
     return model_bytes
+
+
+def with_metadata(model_bytes: bytes, metadata: Mapping[str, str]) -> bytes:
+    """``model_bytes`` with ``metadata_props`` ``scales.<key>`` (what :func:`.runtime.load_exported` reads back)."""
+    import onnx
+
+    if not metadata:
+        return model_bytes
+    model = onnx.load_from_string(model_bytes)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=f"scales.{key}", value=str(value))
+    return model.SerializeToString()

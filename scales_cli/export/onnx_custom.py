@@ -9,12 +9,13 @@ runs the whole graph; :mod:`.reference` does that for onnxruntime.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ._onnx import checked, example_input, onnx_bytes
+from ._onnx import checked, example_input, onnx_bytes, with_metadata
 from .graph import GraphOptions, export_network
 
 OPTIONS = GraphOptions(core="custom")
@@ -24,6 +25,6 @@ def graph_bytes(net: nn.Module, example: torch.Tensor, opset: int) -> bytes:
     return checked(onnx_bytes(net, example, opset))
 
 
-def write(model: nn.Module, target: Path, opset: int) -> list[Path]:
-    target.write_bytes(graph_bytes(export_network(model, OPTIONS), example_input(), opset))
+def write(model: nn.Module, target: Path, opset: int, metadata: Mapping[str, str] | None = None) -> list[Path]:
+    target.write_bytes(with_metadata(graph_bytes(export_network(model, OPTIONS), example_input(), opset), metadata or {}))
     return [target]

@@ -7,12 +7,13 @@ file holds 32-bit weights: this is the comparison point for the 1-bit formats, n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ._onnx import checked, example_input, onnx_bytes
+from ._onnx import checked, example_input, onnx_bytes, with_metadata
 from .graph import GraphOptions, export_network
 
 OPTIONS = GraphOptions(core="float")
@@ -23,6 +24,6 @@ def graph_bytes(net: nn.Module, example: torch.Tensor, opset: int) -> bytes:
     return checked(onnx_bytes(net, example, opset))
 
 
-def write(model: nn.Module, target: Path, opset: int) -> list[Path]:
-    target.write_bytes(graph_bytes(export_network(model, OPTIONS), example_input(), opset))
+def write(model: nn.Module, target: Path, opset: int, metadata: Mapping[str, str] | None = None) -> list[Path]:
+    target.write_bytes(with_metadata(graph_bytes(export_network(model, OPTIONS), example_input(), opset), metadata or {}))
     return [target]

@@ -200,10 +200,16 @@ def model_of(net, example, opset: int):  # noqa: ANN001, ANN201 - ov.Model of an
     return convert_onnx(onnx_bytes(net, example, opset))
 
 
-def write(model, target: Path, opset: int, *, spatial_pointwise: bool = True) -> list[Path]:  # noqa: ANN001
-    """IR of a student (or FP network): the spatial branch rewrite is on by default (docstring of .graph)."""
+def write(model, target: Path, opset: int, metadata: dict[str, str] | None = None, *, spatial_pointwise: bool = True) -> list[Path]:  # noqa: ANN001
+    """IR of a student (or FP network): the spatial branch rewrite is on by default (docstring of .graph).
+
+    ``metadata`` goes into the IR's rt_info under ``scales`` (read back by :func:`.runtime.load_exported`).
+    """
     from ._onnx import example_input
     from .graph import export_network
 
     net = export_network(model, graph_options(spatial_pointwise))
-    return save_ir(model_of(net, example_input(), opset), target)
+    ir = model_of(net, example_input(), opset)
+    for key, value in (metadata or {}).items():
+        ir.set_rt_info(str(value), ["scales", key])
+    return save_ir(ir, target)

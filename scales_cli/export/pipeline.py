@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ class ExportFormat:
     name: str
     suffix: str
     description: str
-    write: Callable[[nn.Module, Path, int], list[Path]]
+    write: Callable[[nn.Module, Path, int, dict[str, str]], list[Path]]  # (model, target, opset, metadata)
     runtime: Callable[[Path], Runner]
     graph_runner: Callable[[nn.Module, torch.Tensor, int], Any]  # any converted module -> runner with run_all
     check: Callable[[Sequence[tuple[str, LayerView]]], None] = _no_check
@@ -151,6 +151,7 @@ def export_model(
     *,
     input_range: float = 1.0,
     source: str = "",
+    metadata: Mapping[str, object] | None = None,
     opset: int = DEFAULT_OPSET,
     check_dir: str | Path | None = None,
     check: bool = True,
@@ -160,6 +161,7 @@ def export_model(
     """Export ``model`` (NCHW RGB in ``[0, input_range]``) to ``target`` in ``fmt``; parity on ``check_dir``
     (default: the demo LR images).
 
+    ``metadata`` (e.g. ``scale``, ``arch``) is stored in the file, so ``scales upscale``/``report`` can run it.
     ``strict``: an image whose difference is explained by threshold flips fails too (see :mod:`.parity`).
     """
     target = Path(target)
@@ -178,7 +180,9 @@ def export_model(
     parent = target.parent if str(target.parent) else Path(".")
     with tempfile.TemporaryDirectory(prefix=f".{target.stem}.", dir=parent) as tmp:
         staged = Path(tmp) / target.name
-        written = chosen.write(model, staged, opset)
+        meta = {"format": chosen.name, "input_range": str(input_range), "source": source,
+                **{k: str(v) for k, v in (metadata or {}).items()}}
+        written = chosen.write(model, staged, opset, meta)
         report = None
         if check:
             betas = [(p, v.beta) for p, v in views]

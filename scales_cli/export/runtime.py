@@ -89,8 +89,12 @@ def open_runtime(path: str | Path) -> Runner:
     return factory(p)
 
 
-def runtime_module(runner: Runner):  # noqa: ANN201 - nn.Module
-    """An nn.Module-like wrapper: ``forward(x: Tensor) -> Tensor`` through ``runner`` (CPU, no grad)."""
+def runtime_module(runner: Runner, scale: int):  # noqa: ANN201 - nn.Module
+    """An nn.Module wrapper: ``forward(x: Tensor) -> Tensor`` through ``runner`` (CPU, no grad).
+
+    A meta-device input (the cost counter's shape pass) gets a meta output of the upscaled shape: the
+    runtime's layers are not torch modules, so the row's cost is not counted.
+    """
     import torch
     from torch import nn
 
@@ -103,7 +107,65 @@ def runtime_module(runner: Runner):  # noqa: ANN201 - nn.Module
             self.runtime = getattr(runner, "name", "runtime")
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.device.type == "meta":
+                return torch.empty(x.shape[0], x.shape[1], x.shape[2] * scale, x.shape[3] * scale, device="meta")
             out = self.runner(x.detach().cpu().to(torch.float32).numpy())
             return torch.from_numpy(np.ascontiguousarray(out)).to(x.device)
 
+        def __deepcopy__(self, memo: dict) -> RuntimeModel:  # sessions are not copyable; the runner is stateless
+            return self
+
     return RuntimeModel().eval()
+
+
+EXPORTED_SUFFIXES = tuple(RUNTIMES)
+METADATA_KEYS = ("format", "input_range", "source", "arch", "scale", "recipe")
+
+
+def exported_metadata(path: Path) -> dict[str, str]:
+    """The ``scales.*`` entries :func:`scales_cli.export.pipeline.export_model` stored in the file."""
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types on foreign bytes
+            raise CheckpointError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+        return {p.key[len("scales."):]: p.value for p in model.metadata_props if p.key.startswith("scales.")}
+    import openvino as ov
+
+    try:
+        model = ov.Core().read_model(str(path))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: not a readable OpenVINO IR ({str(exc).strip().splitlines()[0][:120]})") from None
+    out = {}
+    for key in METADATA_KEYS:
+        try:
+            out[key] = str(model.get_rt_info(["scales", key]).astype(str))
+        except RuntimeError:
+            continue
+    return out
+
+
+def load_exported(path: str | Path):  # noqa: ANN201 - SRDescriptor
+    """An exported .onnx/.xml as an SRDescriptor whose model runs in onnxruntime/OpenVINO.
+
+    Scale and input range come from the file's ``scales`` metadata (written by ``scales export``).
+    """
+    from ..archs.descriptor import ArchSpec, SRDescriptor
+    from ..io import sha256_of
+
+    p = Path(path)
+    runner = open_runtime(p)
+    meta = exported_metadata(p)
+    if "scale" not in meta:
+        raise CheckpointError(f"{p}: holds no scales export metadata (scale unknown; export it with scales export)")
+    scale = int(meta["scale"])
+    arch = meta.get("arch", "exported")
+    spec = ArchSpec(name=arch, required_keys=(), infer=lambda sd: {}, build=lambda **kw: None, head=(), tail=())
+    runtime = getattr(runner, "name", "runtime")
+    return SRDescriptor(
+        arch=arch, scale=scale, hparams={"scale": scale}, input_range=float(meta.get("input_range", 1.0)), params=0,
+        sha256=sha256_of(p), source=p, regions={}, spec=spec, model=runtime_module(runner, scale),
+        extra={"runtime": runtime, "exported": meta}, scale_source="export metadata",
+    )

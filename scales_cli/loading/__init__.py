@@ -127,3 +127,13 @@ def parse_arch_opts(items: list[str] | None) -> dict[str, Any]:
             value = raw.strip()
         out[key.strip()] = value
     return out
+
+
+def _load_exported(path: Path, opts: Mapping[str, Any]) -> SRDescriptor:
+    from ..export.runtime import load_exported  # onnxruntime / OpenVINO are imported only for such files
+
+    return load_exported(path)
+
+
+# Files written by ``scales export``: they run in onnxruntime (.onnx) or OpenVINO (.xml) behind a torch interface.
+register_path_loader(PathLoader("exported", lambda p: p.suffix.lower() in (".onnx", ".xml"), _load_exported))

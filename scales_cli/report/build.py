@@ -35,6 +35,7 @@ class Row:
     sha256: str | None = None
     cost: CostReport | None = None
     seconds: float = 0.0  # wall time of the evaluation (all datasets)
+    runtime: str = "torch"  # who ran the model: torch, or onnxruntime/openvino for exported files
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,14 @@ def build_report(
             results = tuple(evaluate_bicubic(d, **kwargs) for d in datasets)
             rows.append(Row(BICUBIC_LABEL, "bicubic", results, seconds=time.perf_counter() - start))
         for m in members:
-            cost = count_cost(m.desc.model, input_size, input_range=m.desc.input_range, attention=attention_macs)
+            runtime = m.desc.extra.get("runtime", "torch")
+            # an exported file's layers are not torch modules: its cost is its source's, not counted here
+            cost = count_cost(m.desc.model, input_size, input_range=m.desc.input_range, attention=attention_macs) if runtime == "torch" else None
             start = time.perf_counter()
             results = tuple(evaluate_model(m.desc, d, label=m.label, device=device, **kwargs) for d in datasets)
             rows.append(
                 Row(m.label, "model", results, checkpoint=m.path, arch=m.desc.arch, sha256=m.desc.sha256,
-                    cost=cost, seconds=time.perf_counter() - start)
+                    cost=cost, seconds=time.perf_counter() - start, runtime=runtime)
             )
         groups.append(Group(s, datasets, tuple(rows)))
     return Report(tuple(groups), gray, channel, tuple(input_size), device, _environment(device), attention_macs)

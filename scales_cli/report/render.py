@@ -62,7 +62,7 @@ def summary_table(report: Report, group: Group, *, flops: bool = False) -> Table
         for r in row.results:
             text = cell(r.mean_psnr, r.mean_ssim)
             cells.append(f"[bold green]{text}[/]" if row.kind == "model" and r.mean_psnr == best[r.dataset] else text)
-        table.add_row(row.label, *_cost_cells(row, flops), *cells)
+        table.add_row(_shown(row), *_cost_cells(row, flops), *cells)
     return table
 
 
@@ -113,7 +113,7 @@ def markdown(report: Report, *, flops: bool = False) -> str:
                  "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
         for row in group.rows:
             cells = [cell(r.mean_psnr, r.mean_ssim) for r in row.results]
-            lines.append("| " + " | ".join([row.label, *_cost_cells(row, flops), *cells]) + " |")
+            lines.append("| " + " | ".join([_shown(row), *_cost_cells(row, flops), *cells]) + " |")
         lines += ["", f"_{protocol_line(report, group.scale, flops=flops)}_", ""]
         parts.append("\n".join(lines))
     return "\n".join(parts)
@@ -150,6 +150,11 @@ def to_json(report: Report, *, layers: bool = False) -> dict[str, Any]:
     }
 
 
+def _shown(row: Row) -> str:
+    """The row's label, with the runtime when it is not torch (exported .onnx/.xml files)."""
+    return row.label if row.runtime == "torch" else f"{row.label} ({row.runtime})"
+
+
 def _row_json(row: Row, layers: bool) -> dict[str, Any]:
     cost = None
     if row.cost is not None:
@@ -161,6 +166,7 @@ def _row_json(row: Row, layers: bool) -> dict[str, Any]:
         "kind": row.kind,
         "checkpoint": str(row.checkpoint) if row.checkpoint else None,
         "arch": row.arch,
+        "runtime": row.runtime,
         "sha256": row.sha256,
         "seconds": round(row.seconds, 3),
         "cost": cost,
