@@ -9,13 +9,15 @@ An image passes with ``psnr_db >= 80`` and ``uint8_match >= 0.999``. When one do
 is run again with every binary layer's input and output as extra graph outputs (:class:`Probed`)
 and compared with torch's, layer by layer. At the first binary layer whose output differs (< 80 dB):
 
-- its *input* already differs: the FP part of the graph before it is wrong -> failure naming it;
-- the export's output differs from what the torch layer computes on the export's own input: the
-  layer is wrong -> failure naming it;
-- otherwise the two inputs agree to rounding (>= 80 dB) and the layer is right on either, yet some
-  activations sit so close to beta that float rounding put them on the other side of the threshold
-  (``flips``). A binary network amplifies each flip downstream; that is not an export error. Such an
-  image passes unless ``strict`` (the report keeps the figures and the layer).
+- a layer whose export output differs from what the torch layer computes on the export's own input
+  is wrong -> failure naming it;
+- a layer whose *input* differs (< 80 dB) before any flip: the FP part of the graph before it is
+  wrong -> failure naming it;
+- otherwise every layer is exact on its own input, and the first layer where some activations sat so
+  close to beta that float rounding put them on the other side of the threshold (``flips``) is where
+  the runs part. A binary network amplifies each flip downstream; that is not an export error. Such
+  an image passes unless ``strict`` (the report keeps the figures and the layer). Without flips the
+  difference is in the FP graph after the last binary layer -> failure.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def check_parity(
 
 
 def diagnose(model: nn.Module, x: torch.Tensor, probe: Probe, layers: Sequence[tuple[str, np.ndarray]]) -> Divergence | None:
-    """The first binary layer whose output differs between export and torch, and why (module doc)."""
+    """Why one image's export parts from torch (module doc); None when no binary layer explains it."""
     from .graph import Probed
 
     paths = [p for p, _ in layers]
@@ -200,26 +202,25 @@ def diagnose(model: nn.Module, x: torch.Tensor, probe: Probe, layers: Sequence[t
         torch_side = [t.numpy() for t in Probed(model, paths)(x)]
     export_side = probe(x)
     betas = dict(layers)
+    first_flip: Divergence | None = None
     for i, path in enumerate(paths[: (len(torch_side) - 1) // 2]):
         t_in, t_out = torch_side[1 + 2 * i], torch_side[2 + 2 * i]
         e_in, e_out = export_side[1 + 2 * i], export_side[2 + 2 * i]
-        out_db = _layer_db(e_out, t_out)
-        if out_db >= MIN_PSNR_DB:
-            continue
-        in_db = _layer_db(e_in, t_in)
-        if in_db < MIN_PSNR_DB:
-            return Divergence(path, "FP graph before it differs", in_db, out_db, 0)
+        in_db, out_db = _layer_db(e_in, t_in), _layer_db(e_out, t_out)
         with torch.no_grad():
             on_export_input = model.get_submodule(path)(torch.from_numpy(np.ascontiguousarray(e_in))).numpy()
         own_db = _layer_db(e_out, on_export_input)
         beta = betas[path]
         shape = [1] * t_in.ndim
         shape[1 if t_in.ndim == 4 else -1] = beta.size
-        flips = int(np.sum(((t_in - beta.reshape(shape)) >= 0) != ((e_in - beta.reshape(shape)) >= 0)))
-        if own_db >= MIN_PSNR_DB and flips > 0:
-            return Divergence(path, ROUNDING, in_db, out_db, flips)
-        return Divergence(path, "layer differs", in_db, own_db, flips)
-    return None
+        flips = int(np.sum(((t_in - beta.reshape(shape)) >= 0) != ((e_in - beta.reshape(shape)) >= 0))) if e_in.shape == t_in.shape else 0
+        if own_db < MIN_PSNR_DB:  # the layer itself computes something else: a real export error
+            return Divergence(path, "layer differs", in_db, own_db, flips)
+        if first_flip is None and in_db < MIN_PSNR_DB:  # inputs part before any flip: the FP graph is wrong
+            return Divergence(path, "FP graph before it differs", in_db, out_db, 0)
+        if first_flip is None and flips:
+            first_flip = Divergence(path, ROUNDING, in_db, out_db, flips)
+    return first_flip
 
 
 def _layer_db(a: np.ndarray, b: np.ndarray) -> float:
