@@ -36,7 +36,7 @@ def onnx_bytes(net: nn.Module, example: torch.Tensor, opset: int = DEFAULT_OPSET
             net.eval(), (example,), buf, dynamo=False, opset_version=opset,
             input_names=[INPUT], output_names=[OUTPUT],
             dynamic_axes={INPUT: dynamic, OUTPUT: dynamic},
-            custom_opsets={DOMAIN: DOMAIN_VERSION}, do_constant_folding=True,
+            custom_opsets={DOMAIN: DOMAIN_VERSION} if _has_custom_nodes(net) else None, do_constant_folding=True,
         )
     return buf.getvalue()
 
@@ -71,3 +71,8 @@ def with_metadata(model_bytes: bytes, metadata: Mapping[str, str]) -> bytes:
     for key, value in metadata.items():
         model.metadata_props.add(key=f"scales.{key}", value=str(value))
     return model.SerializeToString()
+
+
+def _has_custom_nodes(net: nn.Module) -> bool:
+    """Whether tracing ``net`` emits ``scales`` nodes (declaring an unused domain makes torch warn)."""
+    return any(getattr(getattr(m, "options", None), "core", None) == "custom" for m in net.modules())
