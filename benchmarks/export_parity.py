@@ -52,7 +52,8 @@ def main() -> None:
                 try:
                     result = export_model(student, Path(tmp) / f"m{chosen.suffix}", fmt, input_range=desc.input_range, check_dir=check)
                 except ScalesError as exc:
-                    print(f"| {ckpt.name} | {recipe_name} | {fmt} | - | {"failed parity" if exc.exit_code == 1 else "refused"} (exit {exc.exit_code}): {exc.message} | | | | |", flush=True)
+                    outcome = "failed parity" if exc.exit_code == 1 else "refused"
+                    print(f"| {ckpt.name} | {recipe_name} | {fmt} | - | {outcome} (exit {exc.exit_code}): {exc.message} | | | | |", flush=True)
                     continue
             p = result.parity
             assert p is not None
