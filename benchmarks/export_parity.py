@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 
-from scales_cli.archs import load  # noqa: E402
+from scales_cli.loading import load  # noqa: E402
 from scales_cli.errors import ScalesError  # noqa: E402
 from scales_cli.export.pipeline import FORMATS, export_model  # noqa: E402
 from scales_cli.recipe import default_recipe_name, load_recipe, rewrite  # noqa: E402

@@ -33,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from scales_cli.archs import load  # noqa: E402
+from scales_cli.loading import load  # noqa: E402
 from scales_cli.export import onnx_float, openvino  # noqa: E402
 from scales_cli.export._onnx import example_input, onnx_bytes  # noqa: E402
 from scales_cli.export.graph import export_network  # noqa: E402

@@ -26,6 +26,8 @@ _API = {
     "evaluate_bicubic": "scales_cli.metrics.evaluate",
     "count_cost": "scales_cli.metrics.cost",
     "imresize": "scales_cli.metrics.resize",
+    "export_model": "scales_cli.export.pipeline",
+    "reference_session": "scales_cli.export.reference",
 }
 
 __all__ = ["__version__", *_API]

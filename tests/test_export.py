@@ -185,7 +185,7 @@ def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def student_file(tmp_path_factory) -> Path:
     """A tiny IMDN x2 student written by the library (same file `scales binarize` writes)."""
-    from scales_cli.archs import load
+    from scales_cli.loading import load
     from scales_cli.archs._registry import spec_by_name
     from scales_cli.recipe import load_recipe, rewrite, save_student
 

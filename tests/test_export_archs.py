@@ -71,7 +71,7 @@ def test_small_students_export_with_parity(arch: str, fmt: str, lr_dir: Path, tm
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_real_checkpoint_student_parity(fmt: str, checkpoints: Path, benchmarks: Path, tmp_path: Path):
     """RLFN x4 (the embedded demo network's checkpoint) with its default recipe, parity on Set5."""
-    from scales_cli.archs import load
+    from scales_cli.loading import load
 
     desc = load(checkpoints / "RLFN_x4.pth")
     student, _ = rewrite(desc, load_recipe(default_recipe_name(desc)))

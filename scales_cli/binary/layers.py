@@ -36,7 +36,7 @@ from scales_cli.binary.protocol import FP_BITS
 from scales_cli.binary.rescale import ChannelRescale, SpatialRescale2d, TokenSpatialRescale
 from scales_cli.binary.weight import make_weight_binarizer
 from scales_cli.errors import RecipeError
-from scales_cli.export.view import BinaryConvView, BinaryLinearView, ChannelBranch, SpatialBranch
+from scales_cli.binary.view import BinaryConvView, BinaryLinearView, ChannelBranch, SpatialBranch
 
 _BRANCHES = ("spatial", "channel", "bn")
 

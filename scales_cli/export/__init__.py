@@ -4,5 +4,5 @@ Formats (one module each): ``scales`` ONNX with one custom-domain node per binar
 (:mod:`.onnx_custom`, runnable through :mod:`.reference`), ``float`` standard ONNX
 (:mod:`.onnx_float`) and ``openvino`` IR with real ``BinaryConvolution`` nodes (:mod:`.openvino`).
 :func:`scales_cli.export.pipeline.export_model` is the library entry point; this package imports
-nothing heavy so that :mod:`scales_cli.binary` can use :mod:`.view`.
+nothing itself, so ``import scales_cli.export.runtime`` does not pay for the exporters.
 """

@@ -4,7 +4,7 @@ Order of work: check every output path and the parity images, check that the for
 every binary layer, write into a temporary folder beside the target, run parity there, and only then
 move the files into place. A failed parity (exit 1) or any error leaves nothing behind.
 
->>> from scales_cli.archs import load
+>>> from scales_cli.loading import load
 >>> desc = load("student.safetensors")                                           # doctest: +SKIP
 >>> result = export_model(desc.model, "student.onnx", input_range=desc.input_range)  # doctest: +SKIP
 >>> result.parity.ok, result.sizes                                              # doctest: +SKIP
