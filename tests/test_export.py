@@ -262,3 +262,35 @@ def test_report_and_upscale_run_exported_files(monkeypatch, capsys, student_file
     up = CliRunner().invoke(app, ["upscale", str(exported), str(lr_dir / "a.png"), "--out", str(tmp_path / "up")])
     assert up.exit_code == 0, up.output
     assert len(list((tmp_path / "up").iterdir())) == 1
+
+
+class Shared(nn.Module):
+    """One binary layer called twice (weight sharing, as CARN-M does): records pair with calls, not paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.first = BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), BinaryOptions(channel=False))
+        self.shared = BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), BinaryOptions())
+        self.tail = nn.Conv2d(8, 3, 3, padding=1)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.shared(self.shared(self.first(self.head(x)))))
+
+
+def test_diagnosis_pairs_shared_layer_calls(lr_dir: Path, tmp_path: Path, monkeypatch):
+    torch.manual_seed(1)
+    model = Shared()
+    assert export_model(model, tmp_path / "ok.onnx", "scales", check_dir=lr_dir).parity.ok
+    honest = reference.binary_conv2d
+    calls = {"n": 0}
+
+    def wrong_on_third_call(*a, **k):  # noqa: ANN002, ANN003, ANN202 - first, shared, shared(wrong), per image
+        calls["n"] += 1
+        out = honest(*a, **k)
+        return out * np.float32(1.5) if calls["n"] % 3 == 0 else out
+
+    monkeypatch.setattr(reference, "binary_conv2d", wrong_on_third_call)
+    with pytest.raises(ParityError, match="first diverging layer shared: layer differs"):
+        export_model(model, tmp_path / "bad.onnx", "scales", check_dir=lr_dir)

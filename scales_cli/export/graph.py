@@ -226,14 +226,20 @@ class Probed(nn.Module):
     def __init__(self, net: nn.Module, paths: list[str]) -> None:
         super().__init__()
         self.net, self.paths = net, list(paths)
+        self.calls: list[str] = []  # path of each recorded call, in order (a shared layer appears once per call)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         records: list[Tensor] = []
+        self.calls = []
 
-        def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
-            records.extend((args[0], out))
+        def hook_for(path: str):  # noqa: ANN202
+            def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
+                records.extend((args[0], out))
+                self.calls.append(path)
 
-        handles = [self.net.get_submodule(p).register_forward_hook(hook) for p in self.paths]
+            return hook
+
+        handles = [self.net.get_submodule(p).register_forward_hook(hook_for(p)) for p in self.paths]
         try:
             y = self.net(x)
         finally:

@@ -198,12 +198,15 @@ def diagnose(model: nn.Module, x: torch.Tensor, probe: Probe, layers: Sequence[t
     from .graph import Probed
 
     paths = [p for p, _ in layers]
+    probed = Probed(model, paths)
     with torch.no_grad():
-        torch_side = [t.numpy() for t in Probed(model, paths)(x)]
+        torch_side = [t.numpy() for t in probed(x)]
     export_side = probe(x)
     betas = dict(layers)
     first_flip: Divergence | None = None
-    for i, path in enumerate(paths[: (len(torch_side) - 1) // 2]):
+    for i, path in enumerate(probed.calls):  # the export graph records the same calls in the same order
+        if 2 + 2 * i >= len(export_side):
+            break
         t_in, t_out = torch_side[1 + 2 * i], torch_side[2 + 2 * i]
         e_in, e_out = export_side[1 + 2 * i], export_side[2 + 2 * i]
         in_db, out_db = _layer_db(e_in, t_in), _layer_db(e_out, t_out)
