@@ -68,9 +68,13 @@ def test_small_students_export_with_parity(arch: str, fmt: str, lr_dir: Path, tm
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("fmt", ["openvino"])
 def test_real_checkpoint_student_parity(fmt: str, checkpoints: Path, benchmarks: Path, tmp_path: Path):
-    """RLFN x4 (the embedded demo network's checkpoint) with its default recipe, parity on Set5."""
+    """RLFN x4 (the embedded demo network's checkpoint) with its default recipe, parity on Set5.
+
+    OpenVINO only in CI (40 s on the shared 2-core machine): ``scales`` (185 s, NumPy reference
+    kernels) and ``float`` (170 s, flip diagnosis on several images) passed too but exceed the budget.
+    """
     from scales_cli.loading import load
 
     desc = load(checkpoints / "RLFN_x4.pth")
