@@ -293,6 +293,7 @@ def _run(
     scheduler = make_scheduler(optimizer, config)
     ema = EMA(model, config.ema) if config.ema > 0 else None
     start_step, wall_before, best_psnr, best_step = 0, 0.0, -math.inf, None
+    window: list[float] = []  # losses since the last history record (saved: a resumed log averages the same steps)
     if resume:
         state = load_state(out / STATE_FILE, identity)
         model.load_state_dict(state["model"])
@@ -304,6 +305,7 @@ def _run(
         start_step, wall_before = int(state["step"]), float(state["wall_s"])
         best_psnr = state["best_psnr"] if state["best_psnr"] is not None else -math.inf
         best_step = state["best_step"]
+        window = list(state["window"])
     train_model = dist_.wrap(model, world, device)
     body = feature_paths(model, student_desc.regions.get("body", ())) if config.feature_weight > 0 else []
     with_hr = config.hr_weight > 0
@@ -317,7 +319,7 @@ def _run(
     r = float(student_desc.input_range)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     started = time.perf_counter()
-    step, last_loss, window = start_step, None, []
+    step, last_loss = start_step, None
     title = f"{student_desc.arch} x{student_desc.scale} student: {config.loss}, {config.schedule} lr {config.lr:g}"
 
     def elapsed() -> float:
@@ -342,7 +344,7 @@ def _run(
                 "version": STATE_VERSION, "identity": identity.to_json(), "step": step,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(), "wall_s": elapsed(),
-                "best_psnr": None if best_step is None else best_psnr, "best_step": best_step,
+                "best_psnr": None if best_step is None else best_psnr, "best_step": best_step, "window": list(window),
             })
             save_trained_student(out / LAST_FILE, eval_model(), source_meta, training_block(final_psnr))
         dist_.barrier(world)
@@ -415,7 +417,8 @@ def _run(
                 logged = step % config.log_every == 0 or step == config.steps
                 if logged:
                     mean_loss = dist_.mean_over_ranks(world, sum(window) / len(window), device)
-                    last_loss, window = mean_loss, []
+                    last_loss = mean_loss
+                    window.clear()
                     if history is not None:
                         history.add({"kind": "train", "step": step, "loss": mean_loss, **parts.terms,
                                      "lr": current_lrs(optimizer), "time": round(elapsed(), 2)})
