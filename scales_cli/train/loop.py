@@ -98,9 +98,10 @@ class FinetuneResult:
     history: Path
     curves: Path
     config: FinetuneConfig = field(repr=False)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained student (EMA if on), every rank
 
     def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("config", "model")}
         out = {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
         out["config"] = self.config.to_json()
         return out
@@ -443,5 +444,5 @@ def _run(
         out=out, steps=step, start_step=start_step, best_psnr=None if best_step is None else best_psnr,
         best_step=best_step, final_psnr=final_psnr, final_loss=last_loss, wall_s=round(elapsed(), 1),
         device=str(device), world_size=world.size, student=out / BEST_FILE, last=out / LAST_FILE,
-        history=out / HISTORY_FILE, curves=out / CURVES_FILE, config=config,
+        history=out / HISTORY_FILE, curves=out / CURVES_FILE, config=config, model=eval_model(),
     )
