@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.recipe import load_recipe, rewrite
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
 from scales_cli.recipe import load_recipe, rewrite, save_student
 from scales_cli.recipe.calibrate import calibrate_student

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import scales_cli.train.loop as loop_module
 from scales_cli import finetune
-from scales_cli.archs import load
+from scales_cli.loading import load
 from scales_cli.binary import BinaryLayer
 from scales_cli.errors import DataError, OutputExistsError, ScalesError
 from scales_cli.train import FinetuneConfig, TrainingDiverged, TrainingInterrupted, build_config

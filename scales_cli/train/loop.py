@@ -167,7 +167,7 @@ def _stop_signals() -> Iterator[dict[str, int]]:
 
 
 def _load_pair(student_path: Path, teacher_path: Path) -> tuple[Any, Any, Mapping[str, str]]:
-    from ..archs import load
+    from ..loading import load
     from ..io import read_checkpoint
     from ..recipe.student import FORMAT, PREFIX, load_student
 
