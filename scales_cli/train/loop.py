@@ -294,7 +294,8 @@ def _run(
     scheduler = make_scheduler(optimizer, config)
     ema = EMA(model, config.ema) if config.ema > 0 else None
     start_step, wall_before, best_psnr, best_step = 0, 0.0, -math.inf, None
-    window: list[float] = []  # losses since the last history record (saved: a resumed log averages the same steps)
+    # loss terms of each step since the last history record (saved: a resumed log averages the same steps)
+    window: list[dict[str, float]] = []
     if resume:
         state = load_state(out / STATE_FILE, identity)
         model.load_state_dict(state["model"])
@@ -414,14 +415,14 @@ def _run(
                 if ema is not None:
                     ema.update(model)
                 step += 1
-                window.append(loss_value)
+                window.append({"loss": loss_value, **parts.terms})
                 logged = step % config.log_every == 0 or step == config.steps
-                if logged:
-                    mean_loss = dist_.mean_over_ranks(world, sum(window) / len(window), device)
-                    last_loss = mean_loss
+                if logged:  # means over the steps since the last record, and over the ranks
+                    means = {k: dist_.mean_over_ranks(world, sum(w[k] for w in window) / len(window), device) for k in window[-1]}
+                    last_loss = means["loss"]
                     window.clear()
                     if history is not None:
-                        history.add({"kind": "train", "step": step, "loss": mean_loss, **parts.terms,
+                        history.add({"kind": "train", "step": step, **means,
                                      "lr": current_lrs(optimizer), "time": round(elapsed(), 2)})
                 if world.is_main:
                     _call(callbacks, "on_step", StepLog(step, config.steps, loss_value, parts.terms,

@@ -21,8 +21,9 @@ def draw_curves(path: Path, history: Sequence[Mapping[str, Any]], title: str = "
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     if train:
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="total")
-        if any("distill" in r for r in train):
-            ax_loss.plot([r["step"] for r in train], [r.get("distill", float("nan")) for r in train], lw=1, alpha=0.7, label="distill")
+        for term in ("distill", "hr", "feature"):  # the terms, when the total has more than one
+            if any("hr" in r or "feature" in r for r in train) and any(term in r for r in train):
+                ax_loss.plot([r["step"] for r in train], [r.get(term, float("nan")) for r in train], lw=1, alpha=0.7, label=term)
         ax_loss.set_yscale("log")
         ax_loss.legend(loc="upper right")
     ax_loss.set_xlabel("step")
