@@ -158,3 +158,12 @@ def test_torchrun_two_ranks_end_identical_and_write_once(setup, tmp_path):
     assert training["world_size"] == 2 and training["steps"] == 6
     state = torch.load(out / "state.pt", weights_only=False)
     assert all(torch.equal(state["model"][k], a[k]) for k in a)
+
+
+def test_an_unwritable_out_is_refused_before_any_work(setup, monkeypatch, capsys, tmp_path):
+    student, teacher, lr = setup
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
+                       *TINY, "--out", str(blocker / "run"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a writable folder" in err

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -136,6 +137,9 @@ def check_output_folder(out: Path, *, resume: bool, force: bool) -> None:
     present = [name for name in OUTPUT_FILES if (out / name).exists()]
     if present and not force:
         raise OutputExistsError(f"--out {out}: already holds a run ({', '.join(present)}); pass --resume to continue it or --force to start over")
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ScalesError(f"--out {out}: cannot write there ({existing} is not a writable folder)")
 
 
 def _call(callbacks: Sequence[Any], method: str, *args: Any) -> None:
