@@ -5,6 +5,7 @@ Public Python API (imports are lazy, so ``import scales_cli`` stays cheap)::
     from scales_cli import load, rewrite, load_recipe, evaluate_model
     desc = load("IMDN_x4.pth")                          # SRDescriptor: arch, scale, hparams, model, regions
     student, report = rewrite(desc, load_recipe("cnn"))  # binary student + per-layer decisions
+    finetune("IMDN_x4-cnn.safetensors", "IMDN_x4.pth", ["T91"], FinetuneConfig(steps=1000), val="Set5", out="ft")
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ _API = {
     "imresize": "scales_cli.metrics.resize",
     "export_model": "scales_cli.export.pipeline",
     "reference_session": "scales_cli.export.reference",
+    "finetune": "scales_cli.train",
+    "FinetuneConfig": "scales_cli.train",
 }
 
 __all__ = ["__version__", *_API]

@@ -23,7 +23,9 @@ app = typer.Typer(
 
 
 # One module per command group; each registers its commands on `app` (explicit list, no scanning).
-from . import archs_cmd, bench_cmd, binarize_cmd, demo_cmd, export_cmd, inspect_cmd, report_cmd, upscale_cmd, zoo_cmd  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    archs_cmd, bench_cmd, binarize_cmd, demo_cmd, export_cmd, finetune_cmd, inspect_cmd, report_cmd, upscale_cmd, zoo_cmd,
+)
 
 
 @app.callback()

@@ -12,6 +12,7 @@ The file holds the student's full state dict plus string metadata::
     scales.version         scales_cli.__version__ that wrote it
     scales.calibration     JSON: how alpha/beta were initialised ({} when not calibrated)
     scales.binarized       number of binarized layers
+    scales.training        JSON, only in files written by ``scales finetune``: how it was trained
 
 Loading rebuilds the FP network from arch + hparams, re-applies the recipe (same decisions, same
 module paths) and loads the state dict with ``strict=True``, so the student computes exactly what
@@ -72,12 +73,21 @@ def save_student(
     Every tensor is cloned contiguous: safetensors refuses tensors that share storage (tied weights,
     views), and the file must hold every state-dict key for the strict reload.
     """
-    from safetensors.torch import save_file
-
     if binarized is None:
         binarized = sum(1 for m in student.modules() if is_binary(m))
+    return write_student_file(path, student, student_metadata(desc, recipe, binarized, calibration), force=force)
+
+
+def write_student_file(path: str | Path, student: nn.Module, metadata: Mapping[str, str], *, force: bool = False) -> Path:
+    """The one writer of student files: ``student``'s state dict (cloned contiguous) with ``metadata``.
+
+    ``scales finetune`` writes its students through here with the source student's metadata plus a
+    ``scales.training`` block, so every command loads them exactly as it loads ``scales binarize`` output.
+    """
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
-    meta = student_metadata(desc, recipe, binarized, calibration)
+    meta = dict(metadata)
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), force=force)
 
 

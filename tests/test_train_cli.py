@@ -1,0 +1,169 @@
+"""``scales finetune`` from the command line: options and --config, --json, one-line exit-2 errors,
+SIGINT saves and exits 130, and a 2-process torchrun (gloo, CPU) that agrees and writes once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from _train_helpers import make_pair, write_images
+from scales_cli.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--batch", "2", "--patch", "8", "--warmup", "2", "--val-every", "0", "--save-every", "0"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    student, teacher = make_pair(tmp_path)
+    lr = write_images(tmp_path / "lr", 4, (20, 16))
+    return student, teacher, lr
+
+
+def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["scales", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_json_run_with_a_config_file_where_options_win(setup, monkeypatch, capsys, tmp_path):
+    student, teacher, lr = setup
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text("steps: 4\nlr: 1.0e-2\nschedule: constant\nloss: charbonnier\n")
+    code, out, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
+                         "--config", str(cfg), "--lr", "2e-3", *TINY, "--out", "run", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["steps"] == 4 and result["config"]["lr"] == 2e-3 and result["config"]["loss"] == "charbonnier"
+    assert result["config"]["schedule"] == "constant"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "curves.png", "history.jsonl", "last.safetensors", "state.pt", "student.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--config", "missing.yaml"], "--config missing.yaml: no such file"),
+        (["--schedule", "linear"], "--schedule 'linear': expected one of cosine, multistep, constant"),
+        (["--steps", "0"], "--steps 0: expected a positive integer"),
+        (["--data-lr", "nowhere"], "--data-lr nowhere: not a folder"),
+        (["--teacher", "student.safetensors"], "is a binarized student"),
+        (["--val", "nowhere"], "nowhere"),
+    ],
+)
+def test_mistakes_are_one_line_exit_2_and_write_nothing(setup, monkeypatch, capsys, tmp_path, extra, expected):
+    student, teacher, lr = setup
+    args = ["finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr), *TINY, "--steps", "2", "--out", "run"]
+    if extra[0] in ("--teacher", "--data-lr"):  # replace, not add
+        i = args.index(extra[0])
+        args[i + 1] = extra[1]
+    else:
+        args += extra
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_teacher_mismatch_is_one_line_exit_2(setup, monkeypatch, capsys, tmp_path):
+    student, _, lr = setup
+    (tmp_path / "other").mkdir()
+    _, other = make_pair(tmp_path / "other", seed=3)
+    code, _, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(other), "--data-lr", str(lr), *TINY, "--out", "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not the teacher" in err
+
+
+def test_an_existing_run_is_refused_without_resume_or_force(setup, monkeypatch, capsys, tmp_path):
+    student, teacher, lr = setup
+    base = ["finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr), *TINY, "--steps", "2", "--out", "run"]
+    assert run(monkeypatch, capsys, *base)[0] == 0
+    before = (tmp_path / "run" / "state.pt").read_bytes()
+    code, _, err = run(monkeypatch, capsys, *base)
+    assert code == 2 and "already holds a run" in err and "--resume" in err
+    assert (tmp_path / "run" / "state.pt").read_bytes() == before
+    assert run(monkeypatch, capsys, *base, "--force")[0] == 0
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_sigint_saves_the_state_and_exits_130(setup, tmp_path):
+    student, teacher, lr = setup
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "scales_cli", "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
+           *TINY, "--steps", "100000", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    history = out / "history.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (history.is_file() and history.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "interrupted at step" in lines[0] and "--resume" in lines[0]
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert state["step"] >= 20
+    last = load_file(out / "last.safetensors")
+    assert all(torch.equal(last[k], state["model"][k]) for k in last)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_end_identical_and_write_once(setup, tmp_path):
+    student, teacher, lr = setup
+    out = tmp_path / "run"
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "from scales_cli import finetune, FinetuneConfig\n"
+        f"cfg = FinetuneConfig(steps=6, batch=2, patch=8, warmup=2, log_every=2, val_every=3, save_every=3)\n"
+        f"result = finetune({str(student)!r}, {str(teacher)!r}, [], cfg, data_lr=[{str(lr)!r}], val={str(lr / 'sub')!r}, out={str(out)!r})\n"
+        "rank = os.environ['RANK']\n"
+        f"torch.save(result.model.state_dict(), {str(tmp_path)!r} + f'/rank{{rank}}.pt')\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    records = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [2, 4, 6]  # rank 0 alone writes
+    assert [r["step"] for r in records if r["kind"] == "val"] == [3, 6]
+    training = json.loads(__import__("safetensors").safe_open(out / "last.safetensors", "pt").metadata()["scales.training"])
+    assert training["world_size"] == 2 and training["steps"] == 6
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert all(torch.equal(state["model"][k], a[k]) for k in a)
+
+
+def test_an_unwritable_out_is_refused_before_any_work(setup, monkeypatch, capsys, tmp_path):
+    student, teacher, lr = setup
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
+                       *TINY, "--out", str(blocker / "run"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a writable folder" in err

@@ -1,0 +1,259 @@
+"""The fine-tuning library: loss goes down and every binary parameter learns; resume is bit-exact;
+NaN stops keep the last good state; outputs load like any student; data errors are one line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+import scales_cli.train.loop as loop_module
+from scales_cli import finetune
+from scales_cli.loading import load
+from scales_cli.binary import BinaryLayer
+from scales_cli.errors import DataError, OutputExistsError, ScalesError
+from scales_cli.train import FinetuneConfig, TrainingDiverged, TrainingInterrupted, build_config
+from scales_cli.train.checkpoint import load_state
+from scales_cli.train.data import StepSampler, TrainSet, load_train_images
+from scales_cli.train.losses import distillation_loss
+from scales_cli.train.optim import is_side_parameter, lr_factor
+
+from _train_helpers import make_pair, write_images
+
+FAST = {"steps": 12, "batch": 2, "patch": 8, "warmup": 2, "log_every": 2, "val_every": 4, "save_every": 4}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and fair to the other tests on a 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    return make_pair(tmp_path)
+
+
+@pytest.fixture
+def lr_images(tmp_path: Path) -> Path:
+    return write_images(tmp_path / "lr", 4, (20, 16))
+
+
+@pytest.fixture
+def val_set(tmp_path: Path) -> Path:
+    return write_images(tmp_path / "val", 2, (32, 32), seed=5) / "sub"
+
+
+def _history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+
+
+def test_a_few_steps_lower_the_loss_and_every_binary_parameter_gets_a_gradient(pair, lr_images, val_set, tmp_path):
+    student_path, teacher_path = pair
+    student, teacher = load(student_path).model.train(), load(teacher_path).model
+    x = torch.rand(2, 3, 12, 12)
+    with torch.no_grad():
+        target = teacher(x)
+    distillation_loss(student(x), target).total.backward()
+    binary = [m for m in student.modules() if isinstance(m, BinaryLayer)]
+    assert binary
+    for name, p in student.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+    for layer in binary:  # alpha, beta, both branches and the latent weights all learn
+        for p in (layer.act.alpha, layer.act.beta, layer.weight, layer.spatial.weight, layer.channel.weight):
+            assert p.grad is not None and p.grad.abs().sum() > 0
+
+    out = tmp_path / "run"
+    result = finetune(student_path, teacher_path, [], FinetuneConfig(**{**FAST, "steps": 24, "lr": 2e-3, "val_every": 8}),
+                      data_lr=[lr_images], val=val_set, out=out)
+    losses = [r["loss"] for r in _history(out) if r["kind"] == "train"]
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
+    assert result.steps == 24 and result.best_psnr is not None
+    for name in ("student.safetensors", "last.safetensors", "state.pt", "history.jsonl", "curves.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sum(r["kind"] == "val" for r in _history(out)) == 24 // 8
+
+
+def test_outputs_load_like_any_student_and_record_their_training(pair, lr_images, tmp_path):
+    student_path, teacher_path = pair
+    out = tmp_path / "run"
+    finetune(student_path, teacher_path, [], FinetuneConfig(**FAST), data_lr=[lr_images], out=out)
+    with safe_open(student_path, "pt") as f:
+        before = f.metadata()
+    for name in ("student.safetensors", "last.safetensors"):
+        with safe_open(out / name, "pt") as f:
+            meta = f.metadata()
+        assert {k: v for k, v in meta.items() if k not in ("scales.training", "scales.version")} == {
+            k: v for k, v in before.items() if k != "scales.version"
+        }
+        training = json.loads(meta["scales.training"])
+        assert training["steps"] == 12 and training["data_lr"] == [str(lr_images)] and training["loss"] == "l1"
+        desc = load(out / name)  # the same loader every command uses
+        assert desc.arch == "imdn" and desc.extra["student"]["recipe"] == "cnn"
+    assert load_file(out / "student.safetensors").keys() == load_file(student_path).keys()
+
+
+def _stop_at(step: int):
+    class Stopper:
+        def on_step(self, log):  # noqa: ANN001
+            if log.step == step:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return Stopper()
+
+
+def test_resume_continues_bit_identically(pair, lr_images, val_set, tmp_path):
+    student_path, teacher_path = pair
+    config = FinetuneConfig(**FAST, ema=0.9, feature_weight=0.1, scale_lr=5e-4)
+    full = tmp_path / "full"
+    finetune(student_path, teacher_path, [], config, data_lr=[lr_images], val=val_set, out=full)
+
+    part = tmp_path / "part"
+    with pytest.raises(TrainingInterrupted) as info:
+        finetune(student_path, teacher_path, [], config, data_lr=[lr_images], val=val_set, out=part, callbacks=[_stop_at(5)])
+    assert info.value.exit_code == 130 and "step 5 of 12" in info.value.message
+    assert torch.load(part / "state.pt", weights_only=False)["step"] == 5
+    with pytest.raises(OutputExistsError):
+        finetune(student_path, teacher_path, [], config, data_lr=[lr_images], val=val_set, out=part)
+    finetune(student_path, teacher_path, [], config, data_lr=[lr_images], val=val_set, out=part, resume=True)
+
+    for name in ("last.safetensors", "student.safetensors"):
+        a, b = load_file(full / name), load_file(part / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}:{key} differs after resume"
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
+    assert strip(_history(full)) == strip(_history(part))
+    full_state = torch.load(full / "state.pt", weights_only=False)
+    part_state = torch.load(part / "state.pt", weights_only=False)
+    for a, b in zip(full_state["optimizer"]["state"].values(), part_state["optimizer"]["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_other_settings_is_refused(pair, lr_images, tmp_path):
+    student_path, teacher_path = pair
+    out = tmp_path / "run"
+    finetune(student_path, teacher_path, [], FinetuneConfig(**FAST), data_lr=[lr_images], out=out)
+    with pytest.raises(ScalesError, match=r"--resume: .*lr="):
+        finetune(student_path, teacher_path, [], FinetuneConfig(**{**FAST, "lr": 5e-4}), data_lr=[lr_images], out=out, resume=True)
+
+
+def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(pair, lr_images, tmp_path, monkeypatch):
+    student_path, teacher_path = pair
+    calls = {"n": 0}
+    real = loop_module.distillation_loss
+
+    def poisoned(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        parts = real(*args, **kwargs)
+        if calls["n"] == 7:
+            return type(parts)(parts.total * math.nan, parts.terms)
+        return parts
+
+    monkeypatch.setattr(loop_module, "distillation_loss", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as info:
+        finetune(student_path, teacher_path, [], FinetuneConfig(**FAST), data_lr=[lr_images], out=out)
+    assert info.value.exit_code == 1
+    assert info.value.message.startswith("step 7: loss nan") and "step 6" in info.value.message
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert state["step"] == 6
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    last = load_file(out / "last.safetensors")
+    assert all(torch.equal(last[k], state["model"][k]) for k in last)
+
+
+def test_hr_folders_give_aligned_crops_of_the_matlab_lr(tmp_path):
+    from scales_cli.metrics.resize import imresize
+
+    hr_dir = write_images(tmp_path / "hr", 3, (36, 34))
+    images = load_train_images([hr_dir], [], 2, 8)
+    assert len(images) == 3 and all(im.hr is not None for im in images)
+    for im in images:  # modcrop to 36x34, LR 18x17, exactly the benchmark LR
+        assert tuple(im.hr.shape) == (3, 34, 36) and tuple(im.lr.shape) == (3, 17, 18)
+        expect = imresize(im.hr.permute(1, 2, 0).numpy(), 0.5)
+        assert torch.equal(im.lr, torch.from_numpy(expect).permute(2, 0, 1))
+    ts = TrainSet(images, 2, 8, seed=3, with_hr=True)
+    lr, hr = ts[7]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 16, 16)
+    # the HR crop is aligned with its LR: downscaling it lands near the LR crop (bicubic support crosses the crop edge)
+    down = torch.nn.functional.avg_pool2d(hr[None], 2)[0]
+    assert (down - lr)[:, 2:-2, 2:-2].abs().mean() < 0.05
+    assert torch.equal(ts[7][0], TrainSet(images, 2, 8, seed=3, with_hr=True)[7][0])  # a function of (seed, index)
+    ranks = [list(StepSampler(0, 3, 2, rank, 2)) for rank in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1]) and list(StepSampler(1, 3, 2, 0, 2)) == ranks[0][2:]
+
+
+def test_hr_weight_trains_on_hr_data_and_refuses_lr_only_folders(pair, lr_images, tmp_path):
+    student_path, teacher_path = pair
+    hr_dir = write_images(tmp_path / "hr", 3, (40, 40))
+    out = tmp_path / "run"
+    finetune(student_path, teacher_path, [hr_dir], FinetuneConfig(**FAST, hr_weight=0.5), out=out)
+    assert "hr" in [r for r in _history(out) if r["kind"] == "train"][-1]
+    with pytest.raises(ScalesError, match="--hr-weight 0.5: needs HR images, but --data-lr"):
+        finetune(student_path, teacher_path, [hr_dir], FinetuneConfig(**FAST, hr_weight=0.5), data_lr=[lr_images], out=tmp_path / "x")
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda d: d.mkdir(), "holds no .png/.jpg/.jpeg/.bmp images"),
+        (lambda d: (d.mkdir(), (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")), "bad.png: not a readable image"),
+        (lambda d: write_images(d, 1, (6, 6)), "is smaller than one training patch"),
+        (lambda d: None, "not a folder"),
+    ],
+)
+def test_bad_data_folders_are_one_line_errors_before_any_work(pair, tmp_path, make, expected):
+    student_path, teacher_path = pair
+    folder = tmp_path / "data"
+    make(folder)
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=expected) as info:
+        finetune(student_path, teacher_path, [], FinetuneConfig(**FAST), data_lr=[folder], out=out)
+    assert "\n" not in info.value.message
+    assert not out.exists()
+
+
+def test_config_layers_and_their_errors():
+    cfg = build_config({"lr": 1, "schedule": "constant", "milestones": [0.3]}, {"lr": 5e-4, "steps": None})
+    assert cfg.lr == 5e-4 and cfg.schedule == "constant" and cfg.milestones == (0.3,) and cfg.steps == 1000
+    with pytest.raises(ScalesError, match="unknown fine-tuning setting 'stpes' \\(did you mean steps\\?\\)"):
+        build_config({"stpes": 10})
+    with pytest.raises(ScalesError, match="--schedule 'linear': expected one of cosine, multistep, constant"):
+        FinetuneConfig(schedule="linear")
+    f = lr_factor(FinetuneConfig(steps=10, warmup=2, schedule="cosine"))
+    assert [f(0), f(1), f(2)] == [0.5, 1.0, 1.0] and f(9) < 0.05
+    g = lr_factor(FinetuneConfig(steps=100, warmup=0, schedule="multistep", milestones=(0.5,), gamma=0.1))
+    assert (g(49), g(50)) == (1.0, pytest.approx(0.1))
+    assert is_side_parameter("IMDB1.c1.act.alpha") and is_side_parameter("IMDB1.c1.spatial.weight")
+    assert not is_side_parameter("IMDB1.c1.weight")
+
+
+def test_teacher_must_be_the_students_own(pair, lr_images, tmp_path):
+    student_path, _ = pair
+    (tmp_path / "other").mkdir()
+    _, other_teacher = make_pair(tmp_path / "other", seed=1)
+    with pytest.raises(ScalesError, match="is not the teacher student.safetensors was made from") as info:
+        finetune(student_path, other_teacher, [], FinetuneConfig(**FAST), data_lr=[lr_images], out=tmp_path / "run")
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_state_file_is_checked(tmp_path):
+    from scales_cli.train.checkpoint import RunIdentity
+
+    bad = tmp_path / "state.pt"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ScalesError, match="not a readable training state"):
+        load_state(bad, RunIdentity({}, "", "", 1))
