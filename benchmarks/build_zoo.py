@@ -3,7 +3,7 @@
 For each teacher, through the real CLI (every command is recorded in the manifest):
 
 1. ``scales binarize TEACHER --recipe <default> --calibrate T91``
-2. ``scales finetune`` by distillation on T91 + BSD200 (HR folders; disjoint from Set5/Set14)
+2. ``scales finetune`` by distillation on BSD200 (HR) + T91 (LR-only); both disjoint from Set5/Set14
 3. the fine-tuned student re-stored with float16 tensors (half the bytes; loaders read it as float32)
 4. ``scales report`` on Set5 and Set14 (student, teacher, bicubic) -> the manifest's figures
 5. ``scales export`` of the student (openvino, scales ONNX) and of the teacher (openvino, float ONNX)
@@ -70,7 +70,9 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     calibrated = work / f"{name}-calibrated.safetensors"
     run(["binarize", ckpt, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands)
     finetuned = work / "finetune"
-    run(["finetune", calibrated, "--teacher", ckpt, "--data", train / "T91", "--data", train / "BSD200",
+    # BSD200 as HR (LR made by MATLAB bicubic); T91 as LR-only inputs (its images are too small for
+    # 128 px HR crops at x4): the teacher's output is the target either way.
+    run(["finetune", calibrated, "--teacher", ckpt, "--data", train / "BSD200", "--data-lr", train / "T91",
          "--steps", args.steps, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
          "--val-every", 0, "--seed", 0, "--out", finetuned, "--force", "--json"], commands)
     target = REPO / "zoo" / f"{name}-{args.tag}.safetensors"
@@ -103,7 +105,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "recipe": _meta(target).get("scales.recipe_name"),
         "storage": "float16 tensors (read back as float32); binary weights keep their signs",
         "commands": commands,
-        "data": {"train": [rel(train / "T91"), rel(train / "BSD200")], "test": ["Set5", "Set14"]},
+        "data": {"train_hr": "BSD200", "train_lr_only": "T91", "calibration": "T91", "test": ["Set5", "Set14"]},
         "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr, "schedule": "cosine",
         "wall_time_s": round(wall, 1),
         "device": f"CPU ({platform.processor() or platform.machine()}, 2 cores, shared with other work)",

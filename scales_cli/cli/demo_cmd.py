@@ -1,24 +1,32 @@
-"""``scales demo``: the whole pipeline on the embedded default, with no downloads.
+"""``scales demo``: the whole pipeline on the embedded default, with no downloads, in a few minutes.
 
-It runs the real commands in order — inspect, binarize (SCALES recipe, calibrated on an image kept
-apart from the scored ones), report (bicubic vs FP vs binary student, params/OPs in the BNN
-convention), upscale — on ``scales_cli/demo`` (RLFN x4, MIT; see NOTICE).
+It runs the real commands in order on ``scales_cli/demo`` (RLFN x4, MIT; see NOTICE): inspect ->
+binarize (calibrated on ``calib/``) -> a short LR-only ``finetune`` on ``train/`` (a few T91 images,
+kept apart from the scored ones; the FP teacher's outputs are the targets, no HR needed) -> report
+(bicubic, FP, calibrated, fine-tuned and — when the repository's zoo has one — the zoo student of the
+same teacher) -> export to OpenVINO with its parity check -> bench (OpenVINO student vs OpenVINO
+teacher, and the torch teacher) -> upscale with the exported student. Its last screen is one table.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.rule import Rule
+from rich.table import Table
 
 from ..errors import OutputExistsError
 from . import app
 from ._common import ForceFlag, console
 
 DEMO = resources.files("scales_cli") / "demo"
+FINETUNE_STEPS = 400  # about 2-3 minutes of a 2-core CPU for the RLFN x4 student (batch 8, LR patch 32)
+BENCH_SIZE = "320x180"
 
 
 def _run(title: str, args: list[str]) -> None:
@@ -27,43 +35,104 @@ def _run(title: str, args: list[str]) -> None:
     app(args, standalone_mode=False)
 
 
-def _refuse_existing(files: list[Path], folder: Path) -> None:
+def _outputs(out: Path, lr: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(files, folders) the demo writes: all are checked before the first step runs."""
+    files = [out / name for name in ("RLFN_x4-calibrated.safetensors", "report.md", "report.json", "curves.png")]
+    files += [out / "export" / name for name in ("student.xml", "student.bin", "teacher.xml", "teacher.bin")]
+    files += [out / "upscaled" / f"{p.stem}_x4.png" for p in lr]
+    return files, [out / "finetune", out / "pictures"]
+
+
+def _refuse_existing(files: list[Path], folders: list[Path]) -> None:
     from ..io import refuse_existing
 
     for path in files:
         refuse_existing(path)
-    if folder.is_dir() and any(folder.iterdir()):
-        raise OutputExistsError(f"{folder}: already holds files (pass --force to overwrite)")
+    for folder in folders:
+        if folder.is_dir() and any(folder.iterdir()):
+            raise OutputExistsError(f"{folder}: already holds files (pass --force to overwrite)")
+
+
+def _zoo_student() -> Path | None:
+    from ..zoo import default_zoo_dir
+
+    found = sorted(default_zoo_dir().glob("rlfn_x4-*.safetensors"))
+    return found[0] if found else None
 
 
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
+    steps: Annotated[int, typer.Option("--steps", help="Fine-tuning steps (the default takes 2-3 minutes on 2 cores).")] = FINETUNE_STEPS,
     force: ForceFlag = False,
 ) -> None:
-    """Binarize the embedded RLFN x4 with SCALES and compare it with the FP model and bicubic."""
+    """Binarize the embedded RLFN x4, fine-tune it briefly, export it to OpenVINO and time it against the FP model."""
     with resources.as_file(DEMO) as demo_dir:
         ckpt = demo_dir / "RLFN_x4.pth"
         data = demo_dir / "Set5-mini"
-        student = out / "RLFN_x4-scales.safetensors"
-        flags = ["--force"] if force else []
         lr = sorted((data / "LR_bicubic" / "X4").glob("*.png"))
+        calibrated = out / "RLFN_x4-calibrated.safetensors"
+        tuned = out / "finetune"
+        exported = out / "export"
+        flags = ["--force"] if force else []
         if not force:  # every output is checked before the first step writes anything
-            _refuse_existing([student, out / "report.md", *(out / d / f"{p.stem}_x4.png" for d in ("fp", "student") for p in lr)],
-                             out / "pictures")
+            _refuse_existing(*_outputs(out, lr))
+        zoo = _zoo_student()
+        exported.mkdir(parents=True, exist_ok=True)
+
         _run("1. what is this checkpoint?", ["inspect", str(ckpt)])
-        _run(
-            "2. binarize its body with the SCALES recipe (calibrated on demo/calib)",
-            ["binarize", str(ckpt), "--recipe", "cnn", "--calibrate", str(demo_dir / "calib"), "-o", str(student), *flags],
-        )
-        _run(
-            "3. measure: bicubic vs FP vs binary student (Y-PSNR/SSIM, params/OPs)",
-            [
-                "report", str(ckpt), str(student), "--data", str(data), "--bicubic",
-                "--markdown", str(out / "report.md"), "--pictures", str(out / "pictures"), *flags,
-            ],
-        )
-        _run("4. upscale with the FP model", ["upscale", str(ckpt), *map(str, lr), "-o", str(out / "fp"), *flags])
-        _run("5. upscale with the binary student", ["upscale", str(student), *map(str, lr), "-o", str(out / "student"), *flags])
+        _run("2. binarize its body with the SCALES recipe (calibrated on demo/calib)",
+             ["binarize", str(ckpt), "--recipe", "cnn", "--calibrate", str(demo_dir / "calib"), "-o", str(calibrated), *flags])
+        _run(f"3. fine-tune by distillation from the FP model: {steps} steps on LR-only images (demo/train)",
+             ["finetune", str(calibrated), "--teacher", str(ckpt), "--data-lr", str(demo_dir / "train"),
+              "--steps", str(steps), "--batch", "8", "--patch", "32", "--val-every", "0", "--out", str(tuned), *flags])
+        shutil.copyfile(tuned / "curves.png", out / "curves.png")
+        student = tuned / "last.safetensors"
+        models = [str(ckpt), str(calibrated), str(student), *([str(zoo)] if zoo else [])]
+        _run("4. measure: bicubic vs FP vs calibrated vs fine-tuned" + (" vs zoo" if zoo else "") + " (Y-PSNR/SSIM, params/OPs)",
+             ["report", *models, "--data", str(data), "--bicubic", "--json", str(out / "report.json"),
+              "--markdown", str(out / "report.md"), "--pictures", str(out / "pictures"), *flags])
+        _run("5. export the fine-tuned student to OpenVINO (binary convs as xnor-popcount; parity checked on demo images)",
+             ["export", str(student), "-o", str(exported / "student.xml"), "--format", "openvino", *flags])
+        _run("6. export the FP model to OpenVINO too (the fair speed baseline)",
+             ["export", str(ckpt), "-o", str(exported / "teacher.xml"), "--format", "openvino", *flags])
+        console.print(Rule("[bold]7. time them: OpenVINO student vs OpenVINO FP model vs torch FP model[/bold]"))
+        console.print(f"[dim]$ scales bench {exported / 'teacher.xml'} {exported / 'student.xml'} {ckpt} --size {BENCH_SIZE}[/dim]")
+        timing = _bench([exported / "teacher.xml", exported / "student.xml", ckpt])
+        _run("8. upscale with the exported student", ["upscale", str(exported / "student.xml"), *map(str, lr), "-o", str(out / "upscaled"), *flags])
     console.print(Rule())
-    console.print(f"outputs in [bold]{out}[/bold]: student, report.md, pictures/, fp/, student/")
+    console.print(_summary(json.loads((out / "report.json").read_text()), timing, models))
+    console.print(f"outputs in [bold]{out}[/bold]: report.md, curves.png, pictures/ (crops), export/, upscaled/, finetune/")
+
+
+def _bench(paths: list[Path]) -> dict[str, float]:
+    from ..bench import bench
+    from ..loading import load
+
+    size = tuple(int(v) for v in BENCH_SIZE.split("x"))
+    result = bench([(str(p), load(p)) for p in paths], size=size, repeats=5, threads=2)  # type: ignore[arg-type]
+    med = {Path(t.label).name: t.median for t in result.timings}
+    return {"openvino_teacher_ms": med["teacher.xml"] * 1e3, "openvino_student_ms": med["student.xml"] * 1e3,
+            "torch_teacher_ms": med[paths[2].name] * 1e3}
+
+
+def _summary(report: dict, timing: dict[str, float], models: list[str]) -> Table:
+    """The one table to read at a glance: dB per model, and the measured speed-up."""
+    names = {models[0]: "FP teacher (RLFN x4)", models[1]: "binary, calibrated only", models[2]: "binary, fine-tuned (this demo)"}
+    if len(models) > 3:
+        names[models[3]] = f"binary, zoo ({Path(models[3]).name})"
+    table = Table(title="scales demo: RLFN x4 on Set5-mini (Y-PSNR / SSIM), and speed at 320x180 on this CPU")
+    for col in ("model", "PSNR dB", "SSIM", "params", "OPs (G)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in report["groups"][0]["rows"]:
+        label = "bicubic" if row["kind"] == "bicubic" else names.get(row["checkpoint"], row["label"])
+        result = next(iter(row["results"].values()))
+        cost = row.get("cost") or {}
+        table.add_row(label, f"{result['psnr']:.2f}", f"{result['ssim']:.4f}",
+                      f"{cost['params']:,.0f}" if cost else "-", f"{cost['ops'] / 1e9:.2f}" if cost else "-")
+    ov_t, ov_s, pt_t = timing["openvino_teacher_ms"], timing["openvino_student_ms"], timing["torch_teacher_ms"]
+    table.add_section()
+    table.add_row("speed: OpenVINO FP teacher", f"{ov_t:,.0f} ms", "", "", "")
+    table.add_row("speed: OpenVINO binary student", f"{ov_s:,.0f} ms", f"{ov_t / ov_s:.2f}x", "faster than", "OpenVINO FP")
+    table.add_row("speed: torch FP teacher", f"{pt_t:,.0f} ms", f"{pt_t / ov_s:.2f}x", "slower than", "the student")
+    return table
