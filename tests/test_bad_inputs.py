@@ -138,6 +138,11 @@ def test_demo_checks_every_output_before_writing(tmp_path, monkeypatch, capsys):
     (out / "report.md").write_text("mine")
     refused(monkeypatch, capsys, "demo", "--out", out, names="report.md")
     assert files_in(out) == {"report.md"} and (out / "report.md").read_text() == "mine"
+    (out / "report.md").unlink()
+    (out / "finetune").mkdir()
+    (out / "finetune" / "state.pt").write_text("a run")
+    refused(monkeypatch, capsys, "demo", "--out", out, names="finetune")
+    assert files_in(out) == {"finetune", "finetune/state.pt"}
 
 
 # -- weights --------------------------------------------------------------------------------------
