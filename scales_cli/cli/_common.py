@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import ScalesError
+from ..errors import DataError, ScalesError
 
 ArchOpt = Annotated[
     str | None,
@@ -74,7 +74,7 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
     """``"320x180"`` -> ``(320, 180)`` (width, height in LR pixels); anything else names ``option``."""
     w, sep, h = text.lower().partition("x")
     if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) < 1 or int(h) < 1:
-        raise ScalesError(f"{option} {text!r}: expected WIDTHxHEIGHT in LR pixels, e.g. 320x180")
+        raise DataError(f"{option} {text!r}: expected WIDTHxHEIGHT in LR pixels, e.g. 320x180")
     return int(w), int(h)
 
 
