@@ -14,10 +14,17 @@ ZOO = Path(__file__).resolve().parents[1] / "zoo"
 ENTRIES = read_zoo(ZOO) if ZOO.is_dir() else []
 
 
-def test_zoo_lists_every_manifest():
-    result = run_cli("zoo", "--dir", ZOO, "--json")
+def test_zoo_lists_every_manifest(tmp_path: Path):
+    (tmp_path / "b.json").write_text(json.dumps({"name": "b", "file": "b.safetensors", "results": {"Set5": {"psnr": 30.0}}}))
+    (tmp_path / "a.json").write_text(json.dumps({"name": "a", "file": "a.safetensors"}))
+    result = run_cli("zoo", "--dir", tmp_path, "--json")
     assert result.code == 0, result.err
-    assert [e["name"] for e in json.loads(result.out)] == [e.name for e in ENTRIES]
+    assert [e["name"] for e in json.loads(result.out)] == ["a", "b"]
+    table = run_cli("zoo", "--dir", tmp_path)
+    assert table.code == 0 and "30.00" in table.out and "missing" in table.out
+    if ZOO.is_dir():  # the repository's own zoo lists every manifest it holds
+        shipped = run_cli("zoo", "--json")
+        assert shipped.code == 0 and [e["name"] for e in json.loads(shipped.out)] == [e.name for e in ENTRIES]
 
 
 @pytest.mark.slow

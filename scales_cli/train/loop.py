@@ -112,7 +112,7 @@ class Callback(Protocol):
     """What a front end (the CLI's progress bar) is told; every method is optional in practice."""
 
     def on_start(self, start_step: int, total: int) -> None: ...
-    def on_step(self, log: StepLog) -> None: ...
+    def on_step(self, log: StepLog) -> bool | None: ...  # True: stop after this step (state saved)
     def on_validate(self, log: ValLog) -> None: ...
 
 
@@ -142,11 +142,14 @@ def check_output_folder(out: Path, *, resume: bool, force: bool) -> None:
         raise ScalesError(f"--out {out}: cannot write there ({existing} is not a writable folder)")
 
 
-def _call(callbacks: Sequence[Any], method: str, *args: Any) -> None:
+def _call(callbacks: Sequence[Any], method: str, *args: Any) -> bool:
+    """Call ``method`` on every callback that has it; True when one of them returned True (a stop request)."""
+    asked = False
     for cb in callbacks:
         fn = getattr(cb, method, None)
         if fn is not None:
-            fn(*args)
+            asked = fn(*args) is True or asked
+    return asked
 
 
 @contextmanager
@@ -428,9 +431,10 @@ def _run(
                     if history is not None:
                         history.add({"kind": "train", "step": step, **means,
                                      "lr": current_lrs(optimizer), "time": round(elapsed(), 2)})
-                if world.is_main:
-                    _call(callbacks, "on_step", StepLog(step, config.steps, loss_value, parts.terms,
-                                                        optimizer.param_groups[0]["lr"], elapsed(), logged))
+                # on_step returning True asks for a stop, handled like Ctrl-C (a time budget, a GUI button)
+                if world.is_main and _call(callbacks, "on_step", StepLog(step, config.steps, loss_value, parts.terms,
+                                                                         optimizer.param_groups[0]["lr"], elapsed(), logged)):
+                    stop["signal"] = stop["signal"] or int(signal.SIGINT)
                 if config.val_every and step % config.val_every == 0 and step < config.steps:
                     validate()
                 if config.save_every and step % config.save_every == 0 and step < config.steps:
