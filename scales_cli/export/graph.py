@@ -101,20 +101,27 @@ class GraphOptions:
     spatial_pointwise: bool = False
 
 
+def _core_buffers(module: nn.Module, view: BinaryConvView | BinaryLinearView, bias_shape: tuple[int, ...]) -> bool:
+    """The buffers every exported binary layer holds (bits, signs, scale, alpha, beta, shift, bias);
+    returns whether the bias was folded into the shift."""
+    scale, shift, bias_folded = folded_shift(view)
+    _buffer(module, "bits", view.bits)
+    _buffer(module, "signs", view.signs())
+    _buffer(module, "scale", scale)
+    _buffer(module, "alpha", np.array([view.alpha], dtype=np.float32))
+    _buffer(module, "beta", view.beta.astype(np.float32))
+    _buffer(module, "shift", shift)
+    _buffer(module, "bias", None if view.bias is None or bias_folded else view.bias.reshape(bias_shape))
+    return bias_folded
+
+
 class ExportBinaryConv2d(nn.Module):
     """A BinaryConv2d rebuilt from its view (equations in :mod:`scales_cli.export.view`)."""
 
     def __init__(self, view: BinaryConvView, path: str, options: GraphOptions) -> None:
         super().__init__()
         self.view, self.path, self.options = view, path, options
-        scale, shift, self.bias_folded = folded_shift(view)
-        _buffer(self, "bits", view.bits)
-        _buffer(self, "signs", view.signs())
-        _buffer(self, "scale", scale)
-        _buffer(self, "alpha", np.array([view.alpha], dtype=np.float32))
-        _buffer(self, "beta", view.beta.astype(np.float32))
-        _buffer(self, "shift", shift)
-        _buffer(self, "bias", None if view.bias is None or self.bias_folded else view.bias.reshape(1, -1, 1, 1))
+        self.bias_folded = _core_buffers(self, view, bias_shape=(1, -1, 1, 1))
         self.geometry = (view.kernel, view.stride, view.padding, view.dilation, view.groups)
         if view.spatial is not None:
             sp = view.spatial
@@ -173,14 +180,7 @@ class ExportBinaryLinear(nn.Module):
     def __init__(self, view: BinaryLinearView, path: str, options: GraphOptions) -> None:
         super().__init__()
         self.view, self.path, self.options = view, path, options
-        scale, shift, self.bias_folded = folded_shift(view)
-        _buffer(self, "bits", view.bits)
-        _buffer(self, "signs", view.signs())
-        _buffer(self, "scale", scale)
-        _buffer(self, "alpha", np.array([view.alpha], dtype=np.float32))
-        _buffer(self, "beta", view.beta.astype(np.float32))
-        _buffer(self, "shift", shift)
-        _buffer(self, "bias", None if view.bias is None or self.bias_folded else view.bias)
+        self.bias_folded = _core_buffers(self, view, bias_shape=(-1,))
         if view.spatial is not None:
             _buffer(self, "spatial_weight", view.spatial.weight)
             _buffer(self, "spatial_bias", view.spatial.bias)
