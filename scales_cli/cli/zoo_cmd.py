@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +34,7 @@ def zoo(
         speed = raw.get("export", {}).get("openvino_speedup")
         size = e.path.stat().st_size / 1024 if e.path.is_file() else None
         table.add_row(
-            str(e.path), e.teacher, str(raw.get("recipe", "?")), str(raw.get("steps", "?")),
+            os.path.relpath(e.path) if e.path.is_absolute() else str(e.path), e.teacher, str(raw.get("recipe", "?")), str(raw.get("steps", "?")),
             _db(e.psnr("Set5")), _db(e.psnr("Set14")), _db(teacher5),
             f"{size:,.0f}" if size is not None else "missing", f"{speed:.2f}x" if speed else "-",
         )
