@@ -154,30 +154,21 @@ def upscale_image(
         plan = TilePlan(tile=max(x.shape[-2:]), overlap=0, align=plan.align)
     canvas = new_canvas((scale * width, scale * height), image.gray)
     try:
-        for first_row, band in _bands(model, x, scale, plan, on_tile):
+        for first_row, band in iter_tiled_bands(model, x, scale, plan, on_tile=on_tile):
             band = band[:, : max(0, scale * height - first_row), : scale * width]
             if input_range != 1.0:
                 band = band.div_(input_range)
             if band.shape[1]:
                 canvas.paste(band_to_image(band, image.gray), (0, first_row))
             del band
-    except _TooSmall as exc:
-        raise DataError(f"{image.path}: {width}x{height} px is too small for this network ({exc})") from None
+    except RuntimeError as exc:
+        # Below _SMALL_SIDE a forward-pass RuntimeError (a kernel or pooling window larger than the
+        # map) is the input's size, not a bug: say so in one line naming the image.
+        if min(x.shape[-2:]) >= _SMALL_SIDE:
+            raise
+        why = next(iter(str(exc).strip().splitlines()), type(exc).__name__)[:160]
+        raise DataError(f"{image.path}: {width}x{height} px is too small for this network ({why})") from None
     return attach_alpha(canvas, image.alpha)
 
 
-class _TooSmall(Exception):
-    """A forward pass refused a small input (a kernel or pooling window larger than the map)."""
-
-
-# Below this side a RuntimeError from the forward pass is the input's size, not a bug of ours.
 _SMALL_SIDE = 64
-
-
-def _bands(model: torch.nn.Module, x: torch.Tensor, scale: int, plan: TilePlan, on_tile: TileCallback | None):  # noqa: ANN202
-    try:
-        yield from iter_tiled_bands(model, x, scale, plan, on_tile=on_tile)
-    except RuntimeError as exc:
-        if min(x.shape[-2:]) >= _SMALL_SIDE:
-            raise
-        raise _TooSmall(next(iter(str(exc).strip().splitlines()), type(exc).__name__)[:160]) from None

@@ -207,7 +207,7 @@ def atomic_write(
 
     Refuses to replace an existing file unless ``force``: a user's file is never overwritten silently.
     """
-    target = refuse_existing(path, force=force)
+    target = _refuse_target(Path(path), force)  # its own mkstemp is the write test: no probe file here
     ensure_dir(target.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
@@ -235,12 +235,16 @@ def _unwritable(target: Path, exc: OSError) -> ScalesError:
 
 def refuse_existing(path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """The checks :func:`atomic_write` makes, for commands to make before minutes of work too."""
-    target = Path(path)
+    target = _refuse_target(Path(path), force)
+    check_writable(target.parent, target)
+    return target
+
+
+def _refuse_target(target: Path, force: bool) -> Path:
     if target.is_dir():
         raise OutputExistsError(f"{target}: is a directory (expected a file path to write)")
     if target.exists() and not force:
         raise OutputExistsError(f"{target}: already exists (pass --force to overwrite)")
-    check_writable(target.parent, target)
     return target
 
 

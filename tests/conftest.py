@@ -25,6 +25,17 @@ def _need(path: Path) -> Path:
     raise AssertionError  # unreachable
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and fair to the other tests on a 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return _need(SHARED)

@@ -22,12 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["--batch", "2", "--patch", "8", "--warmup", "2", "--val-every", "0", "--save-every", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

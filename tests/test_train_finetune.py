@@ -28,13 +28,7 @@ from _train_helpers import make_pair, write_images
 FAST = {"steps": 12, "batch": 2, "patch": 8, "warmup": 2, "log_every": 2, "val_every": 4, "save_every": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and fair to the other tests on a 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from ..errors import OutputExistsError
 from . import app
-from ._common import ForceFlag, console
+from ._common import ForceFlag, console, parse_size
 
 DEMO = resources.files("scales_cli") / "demo"
 FINETUNE_STEPS = 400  # about 2-3 minutes of a 2-core CPU for the RLFN x4 student (batch 8, LR patch 32)
@@ -109,8 +109,7 @@ def _bench(paths: list[Path]) -> dict[str, float]:
     from ..bench import bench
     from ..loading import load
 
-    size = tuple(int(v) for v in BENCH_SIZE.split("x"))
-    result = bench([(str(p), load(p)) for p in paths], size=size, repeats=5, threads=2)  # type: ignore[arg-type]
+    result = bench([(str(p), load(p)) for p in paths], size=parse_size(BENCH_SIZE, "--size"), repeats=5, threads=2)
     med = {Path(t.label).name: t.median for t in result.timings}
     return {"openvino_teacher_ms": med["teacher.xml"] * 1e3, "openvino_student_ms": med["student.xml"] * 1e3,
             "torch_teacher_ms": med[paths[2].name] * 1e3}

@@ -97,15 +97,17 @@ def load_registered(ckpt: Checkpoint, spec: ArchSpec, opts: Mapping[str, Any]) -
         return build_from_spec(spec, ckpt, opts)
     from .scale import decide_scale
 
+    built: dict[int, SRDescriptor] = {}  # each candidate is built once; the chosen one is returned
+
     def runner_at(scale: int) -> Callable:
         from ..metrics.evaluate import model_upscaler
 
-        desc = build_from_spec(spec, ckpt, {**opts, "scale": scale})
-        return model_upscaler(desc.model, desc.input_range)
+        built[scale] = build_from_spec(spec, ckpt, {**opts, "scale": scale})
+        return model_upscaler(built[scale].model, built[scale].input_range)
 
     default = int(spec.defaults.get("scale", spec.ambiguous_scales[0]))
     decision = decide_scale(spec.ambiguous_scales, default, runner_at, str(ckpt.path))
-    desc = build_from_spec(spec, ckpt, {**opts, "scale": decision.scale})
+    desc = built.get(decision.scale) or build_from_spec(spec, ckpt, {**opts, "scale": decision.scale})
     warnings = (*desc.warnings, decision.warning) if decision.warning else desc.warnings
     return replace(desc, scale_source=decision.source, warnings=warnings)
 
