@@ -2,10 +2,11 @@
 
 Public Python API (imports are lazy, so ``import scales_cli`` stays cheap)::
 
-    from scales_cli import load, rewrite, load_recipe, evaluate_model
+    from scales_cli import binarize, finetune, FinetuneConfig, load, rewrite, load_recipe, evaluate_model
     desc = load("IMDN_x4.pth")                          # SRDescriptor: arch, scale, hparams, model, regions
-    student, report = rewrite(desc, load_recipe("cnn"))  # binary student + per-layer decisions
-    finetune("IMDN_x4-cnn.safetensors", "IMDN_x4.pth", ["T91"], FinetuneConfig(steps=1000), val="Set5", out="ft")
+    student, report = rewrite(desc, load_recipe("cnn"))  # binary student + per-layer decisions (in memory)
+    made = binarize("IMDN_x4.pth", "cnn", "IMDN_x4-cnn.safetensors", calibrate="T91")  # what `scales binarize` does
+    finetune(made.written, "IMDN_x4.pth", ["BSD200"], FinetuneConfig(steps=1000), val="Set5", out="ft")
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __version__ = "0.1.0"
 _API = {
     "load": "scales_cli.loading",
     "detect": "scales_cli.archs",
+    "binarize": "scales_cli.binarization",
+    "BinarizeResult": "scales_cli.binarization",
     "load_recipe": "scales_cli.recipe",
     "rewrite": "scales_cli.recipe",
     "save_student": "scales_cli.recipe",

@@ -193,3 +193,26 @@ def test_student_file_gets_the_usual_permissions(teacher: Path, monkeypatch, cap
     finally:
         os.umask(old)
     assert stat.S_IMODE((teacher.parent / "perm.safetensors").stat().st_mode) == 0o644
+
+
+def test_library_binarize_equals_the_cli(teacher: Path, monkeypatch, capsys, tmp_path: Path):
+    """`scales_cli.binarize` writes the file the CLI writes (same tensors), refuses students and
+    existing outputs before any work, and a dry run writes nothing."""
+    import scales_cli
+    from scales_cli.errors import CheckpointError, ScalesError
+
+    code, _, err = run(monkeypatch, capsys, "binarize", str(teacher), "-o", "cli.safetensors")
+    assert code == 0, err
+    made = scales_cli.binarize(teacher, "cnn", tmp_path / "lib.safetensors")
+    assert made.written == tmp_path / "lib.safetensors" and made.recipe.name == "cnn"
+    assert made.student_cost.ops < made.teacher_cost.ops and len(made.report.binarized) > 0
+    with safe_open(str(tmp_path / "cli.safetensors"), "pt") as a, safe_open(str(made.written), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+    with pytest.raises(ScalesError, match="--force"):
+        scales_cli.binarize(teacher, "cnn", made.written)
+    with pytest.raises(CheckpointError, match="already a binarized student"):
+        scales_cli.binarize(made.written, "cnn", tmp_path / "again.safetensors")
+    before = sorted(tmp_path.iterdir())
+    plan = scales_cli.binarize(load(teacher), "xnor", dry_run=True)
+    assert plan.written is None and plan.to_json()["recipe"] == "xnor" and sorted(tmp_path.iterdir()) == before

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -14,11 +13,10 @@ from . import app
 from ._common import ArchOpt, ArchOpts, ForceFlag, JsonFlag, console, emit_json, err_console, load_model
 
 if TYPE_CHECKING:  # the command imports torch-backed modules lazily: `scales --help` stays fast
-    from ..archs.descriptor import SRDescriptor
+    from ..binarization import BinarizeResult
     from ..binary.options import BinaryOptions
     from ..metrics.cost import CostReport
     from ..recipe import RewriteReport
-    from ..recipe.calibrate import CalibrationInfo
 
 RecipeOpt = Annotated[
     str | None,
@@ -41,108 +39,48 @@ def binarize(
     json_out: JsonFlag = False,
 ) -> None:
     """Binarize CHECKPOINT with a recipe and save the student as safetensors."""
-    from ..io import refuse_existing
-    from ..metrics.cost import count_cost
-    from ..recipe import apply_plan, default_recipe_name, load_recipe, plan, save_student
-    from ..recipe.calibrate import calibrate_student, calibration_images
+    from ..binarization import binarize as run_binarize
 
-    desc = load_model(checkpoint, arch, arch_opt)
-    if "student" in desc.extra:
-        from ..errors import CheckpointError
-
-        raise CheckpointError(f"{checkpoint}: is already a binarized student (binarize its FP teacher instead)")
-    chosen = load_recipe(recipe or default_recipe_name(desc))
-    target = output or Path.cwd() / f"{checkpoint.stem}-{chosen.name}.safetensors"
-    if not dry_run:  # a bad output path or calibration folder fails before the rewrite, not after it
-        refuse_existing(target, force=force)
-        if calibrate is not None:
-            calibration_images(calibrate, calib_images)
-    report = plan(desc, chosen)
-    student = apply_plan(desc.model, report)
-    teacher_cost = count_cost(desc.model, input_range=desc.input_range)
-    student_cost = count_cost(student, input_range=desc.input_range)
-
-    if dry_run:
-        planned = _Outcome(desc, chosen.name, report, teacher_cost, student_cost)
-        if json_out:
-            emit_json({"dry_run": True, **planned.to_json()})
-        else:
-            console.print(_layer_table(checkpoint, report, student_cost))
-            console.print(planned.table())
-        return
-
-    calibration = None
-    if calibrate is not None:
-        calibration = calibrate_student(student, calibrate, calib_images, input_range=desc.input_range)
-        if calibration.layers == 0:
-            err_console.print(
-                f"warning: --calibrate changed nothing: recipe {chosen.name}'s binarizers have no threshold "
-                "or scale to set from data (sign/approxsign activations)"
-            )
-    written = save_student(
-        target, student, desc, chosen, force,
-        binarized=len(report.binarized), calibration=calibration.to_json() if calibration else None,
+    result = run_binarize(
+        load_model(checkpoint, arch, arch_opt), recipe, output,
+        calibrate=calibrate, calib_images=calib_images, dry_run=dry_run, force=force,
     )
-    outcome = _Outcome(desc, chosen.name, report, teacher_cost, student_cost, written, calibration)
-    if json_out:
-        emit_json(outcome.to_json())
+    if dry_run:
+        if json_out:
+            emit_json({"dry_run": True, **result.to_json()})
+        else:
+            console.print(_layer_table(checkpoint, result.report, result.student_cost))
+            console.print(_summary_table(result))
         return
-    console.print(outcome.table())
-    err_console.print(f"wrote {written}  (next: scales report {written} --data DIR --ops)")
+    if result.calibration is not None and result.calibration.layers == 0:
+        err_console.print(
+            f"warning: --calibrate changed nothing: recipe {result.recipe.name}'s binarizers have no threshold "
+            "or scale to set from data (sign/approxsign activations)"
+        )
+    if json_out:
+        emit_json(result.to_json())
+        return
+    console.print(_summary_table(result))
+    err_console.print(f"wrote {result.written}  (next: scales report {result.written} --data DIR --ops)")
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    """What one run produced (a dry run has no ``written`` file and no ``calibration``): the JSON
-    summary and the teacher-vs-student table are two views of it."""
-
-    desc: SRDescriptor
-    recipe_name: str
-    report: RewriteReport
-    teacher_cost: CostReport
-    student_cost: CostReport
-    written: Path | None = None
-    calibration: CalibrationInfo | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        student = self.student_cost
-        return {
-            "checkpoint": str(self.desc.source),
-            "arch": self.desc.arch,
-            "scale": self.desc.scale,
-            "recipe": self.recipe_name,
-            "output": str(self.written) if self.written else None,
-            "calibration": self.calibration.to_json() if self.calibration else None,
-            "teacher": {"params": self.teacher_cost.params, "ops": self.teacher_cost.ops},
-            "student": {
-                "params": student.params,
-                "params_fp": student.params_fp,
-                "params_binary": student.params_binary,
-                "ops": student.ops,
-                "macs_fp": student.macs_fp,
-                "macs_binary": student.macs_binary,
-            },
-            "ops_input_size": list(student.input_size),
-            "convention": student.convention,
-            "rewrite": self.report.to_json(),
-        }
-
-    def table(self) -> Table:
-        teacher, student = self.teacher_cost, self.student_cost
-        w, h = student.input_size
-        table = Table(title=f"{self.desc.arch} x{self.desc.scale} -> binary student ({self.recipe_name})", show_header=True)
-        table.add_column("", style="bold")
-        table.add_column("teacher (FP)", justify="right")
-        table.add_column("student", justify="right")
-        table.add_row("layers binarized", "0", f"{len(self.report.binarized)} of {len(self.report.layers)}")
-        table.add_row("params (BNN: FP + bin/32)", f"{teacher.params:,.0f}", f"{student.params:,.0f}")
-        table.add_row(f"OPs @ {w}x{h} (FP + bin/64)", f"{teacher.ops / 1e9:,.2f}G", f"{student.ops / 1e9:,.2f}G")
-        if self.calibration is not None:
-            c = self.calibration
-            table.add_row("calibration", "", f"{c.images} crops {c.crop}px, {c.layers} layers")
-        if self.written is not None:
-            table.add_row("written", "", str(self.written))
-        return table
+def _summary_table(result: BinarizeResult) -> Table:
+    """Teacher vs student: layers binarized, params, OPs, calibration, the file written."""
+    teacher, student = result.teacher_cost, result.student_cost
+    w, h = student.input_size
+    table = Table(title=f"{result.desc.arch} x{result.desc.scale} -> binary student ({result.recipe.name})", show_header=True)
+    table.add_column("", style="bold")
+    table.add_column("teacher (FP)", justify="right")
+    table.add_column("student", justify="right")
+    table.add_row("layers binarized", "0", f"{len(result.report.binarized)} of {len(result.report.layers)}")
+    table.add_row("params (BNN: FP + bin/32)", f"{teacher.params:,.0f}", f"{student.params:,.0f}")
+    table.add_row(f"OPs @ {w}x{h} (FP + bin/64)", f"{teacher.ops / 1e9:,.2f}G", f"{student.ops / 1e9:,.2f}G")
+    if result.calibration is not None:
+        c = result.calibration
+        table.add_row("calibration", "", f"{c.images} crops {c.crop}px, {c.layers} layers")
+    if result.written is not None:
+        table.add_row("written", "", str(result.written))
+    return table
 
 
 def _subtree(cost: CostReport, path: str) -> tuple[float, float]:
