@@ -2,7 +2,7 @@
 
 One step = forward + L1 loss + backward + Adam step, on a random batch (default 16 crops of 48x48 LR
 pixels, 2 intra-op threads), for the FP network and for its ``cnn`` student; the median of
-``--steps`` timed steps after ``--warmup`` untimed ones. Also prints the full distillation step of
+``--steps`` timed steps after ``--warmup`` untimed ones, teacher and student steps taken in turn. Also prints the full distillation step of
 ``scales finetune`` (teacher forward without gradients + student step) for reference.
 
     .venv/bin/python benchmarks/finetune_speed.py --checkpoint ../shared/checkpoints/IMDN_x4.pth
@@ -24,23 +24,37 @@ from scales_cli.recipe import load_recipe, rewrite
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def step_seconds(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, warmup: int,
-                 teacher: torch.nn.Module | None = None) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    model.train()
-    times = []
-    for i in range(warmup + steps):
+class Trainer:
+    """One model's training step (forward, L1, backward, Adam), timed per call; ``teacher`` given: the
+    target is that network's output on the batch, computed inside the step (the distillation step)."""
+
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
+                 teacher: torch.nn.Module | None = None) -> None:
+        self.model, self.x, self.target, self.teacher = model.train(), x, target, teacher
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        self.times: list[float] = []
+
+    def step(self, timed: bool) -> None:
         start = time.perf_counter()
-        if teacher is not None:
+        target = self.target
+        if self.teacher is not None:
             with torch.no_grad():
-                target = teacher(x)
-        loss = F.l1_loss(model(x), target)
-        opt.zero_grad(set_to_none=True)
+                target = self.teacher(self.x)
+        loss = F.l1_loss(self.model(self.x), target)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        self.opt.step()
+        if timed:
+            self.times.append(time.perf_counter() - start)
+
+
+def interleaved(trainers: list[Trainer], steps: int, warmup: int) -> list[float]:
+    """Median seconds per step of each trainer, their steps taken in turn (a load change hits all
+    alike, so the ratios stay meaningful on a busy machine)."""
+    for i in range(warmup + steps):
+        for trainer in trainers:
+            trainer.step(timed=i >= warmup)
+    return [statistics.median(t.times) for t in trainers]
 
 
 def main() -> None:
@@ -65,14 +79,13 @@ def main() -> None:
     frozen = load(args.checkpoint).model.eval()  # a separate teacher for the distillation step
     for p in frozen.parameters():
         p.requires_grad_(False)
-    t = step_seconds(teacher, x, target, args.steps, args.warmup)
-    s = step_seconds(student, x, target, args.steps, args.warmup)
-    d = step_seconds(student, x, target, args.steps, args.warmup, teacher=frozen)
+    t, s = interleaved([Trainer(teacher, x, target), Trainer(student, x, target)], args.steps, args.warmup)
+    (d,) = interleaved([Trainer(student, x, target, teacher=frozen)], args.steps, args.warmup)
     print(f"{desc.arch} x{desc.scale}, recipe {args.recipe}: batch {args.batch}, LR patch {args.patch}, "
           f"{args.threads} threads, median of {args.steps} steps")
     print(f"  teacher (FP) training step      {t:7.3f} s")
     print(f"  student (binary) training step  {s:7.3f} s")
-    print(f"  ratio student / teacher         {s / t:7.2f}   (goal <= 1.25)")
+    print(f"  ratio student / teacher         {s / t:7.3f}   (goal <= 1.25)")
     print(f"  distillation step (T fwd + S)   {d:7.3f} s")
 
 
