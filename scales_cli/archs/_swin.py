@@ -136,7 +136,7 @@ def mirror_index(size: int | torch.Tensor, length: int | torch.Tensor, mode: str
 
     Mirroring the extended axis again continues the same wave, so any pad is one gather:
     ``"reflect"`` (edge not repeated) is the triangle wave of period ``p = 2 (n - 1)``,
-    ``i -> (n - 1) - |(i mod p) - (n - 1)|`` (``p`` taken as 1 when ``n = 1``: every index 0);
+    ``r = i mod p -> min(r, p - r)`` (``p`` taken as 1 when ``n = 1``: every index 0);
     ``"symmetric"`` (edge repeated) folds period ``2n``: ``r = i mod 2n -> min(r, 2n - 1 - r)``.
 
     >>> mirror_index(3, 8, "reflect").tolist(), mirror_index(3, 8, "symmetric").tolist()
@@ -148,8 +148,10 @@ def mirror_index(size: int | torch.Tensor, length: int | torch.Tensor, mode: str
         return torch.minimum(r, 2 * size - 1 - r)
     if mode != "reflect":
         raise ValueError(f"mode {mode!r}: expected 'reflect' or 'symmetric'")
-    last = torch.as_tensor(size - 1)
-    return last - (at % (2 * last).clamp(min=1) - last).abs()
+    # min(r, p - r) rather than (n - 1) - |r - (n - 1)|: OpenVINO's CPU Abs is wrong on int64 (measured)
+    period = torch.as_tensor(2 * (size - 1)).clamp(min=1)
+    r = at % period
+    return torch.minimum(r, period - r)
 
 
 def _pad_axis(x: torch.Tensor, pad: int | torch.Tensor, *, dim: int, mode: str) -> torch.Tensor:
