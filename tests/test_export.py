@@ -153,7 +153,23 @@ def test_reference_conv_kernel_equals_torch_conv_of_signs():
     assert np.array_equal(got, ref.numpy())
 
 
-@pytest.mark.parametrize("net, why", [(dict(groups=2), "groups=2"), (dict(kernel=5), "padding (4, 4, 4, 4)")])
+@pytest.mark.parametrize("groups", [2, 3])
+def test_grouped_binary_conv_runs_in_openvino_as_split_convs_concat(groups: int, lr_dir: Path, tmp_path: Path):
+    """b3 (12 -> 12, dilation 2, BatchNorm) in G groups: Split -> G BinaryConvolutions (6 or 4 channels
+    each, padded to 8 per group) -> Concat, equal to torch's grouped conv."""
+    net = Tiny(groups=groups)
+    result = export_model(net, tmp_path / "g.xml", "openvino", check_dir=lr_dir)
+    assert result.parity is not None and all(i.exact for i in result.parity.images), result.parity.to_json()
+    ir = (tmp_path / "g.xml").read_text()
+    assert ir.count('type="BinaryConvolution"') == 4 + groups  # b1, b2, b4, mix and one per group of b3
+    x = torch.rand(1, 3, 15, 22)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    assert psnr_db(FORMATS["openvino"][0].runtime(tmp_path / "g.xml")(x.numpy()), ref) >= 80
+
+
+@pytest.mark.parametrize("net, why", [(dict(groups=4), "3 input channels per group (4 groups)"),
+                                      (dict(kernel=5), "padding (4, 4, 4, 4)")])
 def test_layers_openvino_cannot_express_are_refused_naming_the_layer(lr_dir: Path, tmp_path: Path, net, why):
     with pytest.raises(UnsupportedLayerError) as info:
         export_model(Tiny(**net), tmp_path / "g.xml", "openvino", check_dir=lr_dir)
