@@ -310,3 +310,22 @@ def test_diagnosis_pairs_shared_layer_calls(lr_dir: Path, tmp_path: Path, monkey
     monkeypatch.setattr(reference, "binary_conv2d", wrong_on_third_call)
     with pytest.raises(ParityError, match="first diverging layer shared: layer differs"):
         export_model(model, tmp_path / "bad.onnx", "scales", check_dir=lr_dir)
+
+
+def test_probes_record_a_layer_output_before_an_in_place_op_changes_it():
+    """CARN-M applies ReLU(inplace=True) to a binary layer's output: the probe must keep the layer's own
+    output (negatives included), in torch and in the traced graph, or diagnosis blames an exact layer."""
+    from scales_cli.export.graph import GraphOptions, Probed, export_network
+    from scales_cli.export.onnx_float import graph_bytes
+    from scales_cli.export.runtime import OnnxRuntime
+
+    torch.manual_seed(2)
+    net = nn.Sequential(BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), BinaryOptions()), nn.ReLU(inplace=True)).eval()
+    x = torch.randn(1, 8, 9, 11)
+    with torch.no_grad():
+        expected = net[0](x).numpy()
+        torch_side = Probed(net, ["0"])(x)
+    assert (expected < 0).any() and np.array_equal(torch_side[2].numpy(), expected)
+    exported = Probed(export_network(net, GraphOptions(core="float")), ["0"])
+    graph_side = OnnxRuntime(graph_bytes(exported, x, 17)).run_all(x.numpy())
+    assert psnr_db(graph_side[2], expected, float(np.abs(expected).max())) >= 80
