@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,12 @@ from scales_cli.loading import load
 from scales_cli.archs import hat, imdtn, swinir
 from scales_cli.archs._swin import (
     WindowAttention,
+    mirror_index,
     overlap_offsets_index,
     pad_to_multiple,
     relative_offsets_index,
     shifted_window_mask,
+    window_mask,
     window_partition,
     window_reverse,
 )
@@ -94,6 +97,50 @@ def test_pad_to_multiple_matches_official_paddings():
     # tiny inputs, where single-step reflect padding would fail
     assert pad_to_multiple(torch.rand(1, 3, 3, 1), 16).shape[-2:] == (16, 16)
 
+
+
+def _mirrored_by_steps(x: torch.Tensor, pad: int, dim: int, mode: str) -> torch.Tensor:
+    """The padding as first written: append mirrored copies step by step (the specification)."""
+    while pad > 0:
+        size = x.shape[dim]
+        limit = size if mode == "symmetric" else size - 1
+        if limit == 0:
+            return x.repeat(*[pad + 1 if d == dim % x.dim() else 1 for d in range(x.dim())])
+        step = min(pad, limit)
+        x = torch.cat([x, x.flip(dim).narrow(dim, 0 if mode == "symmetric" else 1, step)], dim=dim)
+        pad -= step
+    return x
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+def test_mirror_gather_equals_stepwise_mirroring(mode: str):
+    """One gather of mirror_index rows = mirroring again and again, for pads far beyond the size."""
+    for size in (1, 2, 3, 5):
+        x = torch.rand(1, 2, size, 3)
+        for pad in range(0, 20):
+            expected = _mirrored_by_steps(x, pad, 2, mode)
+            assert torch.equal(x.index_select(2, mirror_index(size, size + pad, mode)), expected), (size, pad)
+
+
+def test_traced_padding_and_masks_hold_for_every_size():
+    """Traced at one size, the padding (both modes) and the shifted-window mask follow the input's size."""
+    def pads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_to_multiple(x, 8), pad_to_multiple(x, 6, always=True, mode="symmetric")
+
+    def mask(x: torch.Tensor) -> torch.Tensor:
+        return shifted_window_mask(x.shape[-2], x.shape[-1], 4, 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced_pads = torch.jit.trace(pads, torch.rand(1, 3, 13, 11))
+        traced_mask = torch.jit.trace(mask, torch.rand(1, 1, 8, 12))
+    for hw in [(1, 1), (3, 2), (8, 9), (19, 23), (40, 44)]:
+        x = torch.rand(1, 3, *hw)
+        for got, want in zip(traced_pads(x), pads(x), strict=True):
+            assert torch.equal(got, want), hw
+    for hw in [(4, 4), (8, 12), (16, 8), (20, 24)]:
+        assert torch.equal(traced_mask(torch.rand(1, 1, *hw)), window_mask(*hw, 4, 2)), hw
+        assert torch.equal(window_mask(*hw, 4, 2), shifted_window_mask(*hw, 4, 2)), hw
 
 def test_window_attention_reports_attention_macs():
     att = WindowAttention(dim=12, window_size=4, num_heads=3)

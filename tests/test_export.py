@@ -153,7 +153,23 @@ def test_reference_conv_kernel_equals_torch_conv_of_signs():
     assert np.array_equal(got, ref.numpy())
 
 
-@pytest.mark.parametrize("net, why", [(dict(groups=2), "groups=2"), (dict(kernel=5), "padding (4, 4, 4, 4)")])
+@pytest.mark.parametrize("groups", [2, 3])
+def test_grouped_binary_conv_runs_in_openvino_as_split_convs_concat(groups: int, lr_dir: Path, tmp_path: Path):
+    """b3 (12 -> 12, dilation 2, BatchNorm) in G groups: Split -> G BinaryConvolutions (6 or 4 channels
+    each, padded to 8 per group) -> Concat, equal to torch's grouped conv."""
+    net = Tiny(groups=groups)
+    result = export_model(net, tmp_path / "g.xml", "openvino", check_dir=lr_dir)
+    assert result.parity is not None and all(i.exact for i in result.parity.images), result.parity.to_json()
+    ir = (tmp_path / "g.xml").read_text()
+    assert ir.count('type="BinaryConvolution"') == 4 + groups  # b1, b2, b4, mix and one per group of b3
+    x = torch.rand(1, 3, 15, 22)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    assert psnr_db(FORMATS["openvino"][0].runtime(tmp_path / "g.xml")(x.numpy()), ref) >= 80
+
+
+@pytest.mark.parametrize("net, why", [(dict(groups=4), "3 input channels per group (4 groups)"),
+                                      (dict(kernel=5), "padding (4, 4, 4, 4)")])
 def test_layers_openvino_cannot_express_are_refused_naming_the_layer(lr_dir: Path, tmp_path: Path, net, why):
     with pytest.raises(UnsupportedLayerError) as info:
         export_model(Tiny(**net), tmp_path / "g.xml", "openvino", check_dir=lr_dir)
@@ -294,3 +310,22 @@ def test_diagnosis_pairs_shared_layer_calls(lr_dir: Path, tmp_path: Path, monkey
     monkeypatch.setattr(reference, "binary_conv2d", wrong_on_third_call)
     with pytest.raises(ParityError, match="first diverging layer shared: layer differs"):
         export_model(model, tmp_path / "bad.onnx", "scales", check_dir=lr_dir)
+
+
+def test_probes_record_a_layer_output_before_an_in_place_op_changes_it():
+    """CARN-M applies ReLU(inplace=True) to a binary layer's output: the probe must keep the layer's own
+    output (negatives included), in torch and in the traced graph, or diagnosis blames an exact layer."""
+    from scales_cli.export.graph import GraphOptions, Probed, export_network
+    from scales_cli.export.onnx_float import graph_bytes
+    from scales_cli.export.runtime import OnnxRuntime
+
+    torch.manual_seed(2)
+    net = nn.Sequential(BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), BinaryOptions()), nn.ReLU(inplace=True)).eval()
+    x = torch.randn(1, 8, 9, 11)
+    with torch.no_grad():
+        expected = net[0](x).numpy()
+        torch_side = Probed(net, ["0"])(x)
+    assert (expected < 0).any() and np.array_equal(torch_side[2].numpy(), expected)
+    exported = Probed(export_network(net, GraphOptions(core="float")), ["0"])
+    graph_side = OnnxRuntime(graph_bytes(exported, x, 17)).run_all(x.numpy())
+    assert psnr_db(graph_side[2], expected, float(np.abs(expected).max())) >= 80

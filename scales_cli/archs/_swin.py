@@ -6,6 +6,10 @@ cached), and ``attn_mask`` / ``relative_position_index`` are *non-persistent*: o
 learnable tensors only, and official checkpoints load strictly once their copies of those buffers
 are dropped through ``ArchSpec.ignore_keys`` (:data:`SWIN_BUFFER_GLOBS`).
 
+Trace-friendly: every size-dependent step (the padding, the shifted-window masks, the window
+reshapes, the final crop) is computed from tensor shapes with tensor ops, so a TorchScript trace
+(``scales export``) gives a graph valid for every input height and width, padding included.
+
 Token layout: ``(B, H*W, C)`` between blocks, as in SwinIR; images are ``(B, C, H, W)``.
 """
 
@@ -71,23 +75,42 @@ def overlap_offsets_index(window: int, overlap_window: int) -> torch.Tensor:
     return index % (side * side)
 
 
-@lru_cache(maxsize=64)
-def shifted_window_mask(h: int, w: int, window: int, shift: int) -> torch.Tensor:
+def window_mask(h: int | torch.Tensor, w: int | torch.Tensor, window: int, shift: int) -> torch.Tensor:
     """Additive attention mask for shifted windows on an ``h x w`` map (both multiples of ``window``).
 
     After rolling by ``-shift`` each window may hold pixels from up to 4 regions that were not
-    neighbours; region labels come from splitting each axis at ``size - window`` and ``size - shift``.
+    neighbours; each axis splits at ``size - window`` and ``size - shift``, so a row's region is
+    ``[r >= h - window] + [r >= h - shift]`` (0, 1 or 2) and a pixel's label ``3 * row + col``.
     ``mask[n, i, j] = 0`` when tokens i and j of window n share a label, else ``-100`` (so softmax
-    gives ~0). Shape ``(h/w * w/w, w*w, w*w)``; cached per size — treat the result as read-only.
+    gives ~0). Shape ``(h/w * w/w, w*w, w*w)``.
+
+    Built from aranges and comparisons only, so ``h`` and ``w`` may be traced sizes (0-d tensors while
+    tracing): the exported graph computes the mask for whatever size it is given.
     """
-    labels = torch.zeros(1, h, w, 1)
-    cuts = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-    for i, rows in enumerate(cuts):
-        for j, cols in enumerate(cuts):
-            labels[:, rows, cols, :] = i * 3 + j
-    per_window = window_partition(labels, window).reshape(-1, window * window)
+    labels = (_regions(h, window, shift)[:, None] * 3 + _regions(w, window, shift)[None, :]).float()
+    per_window = window_partition(labels[None, :, :, None], window).reshape(-1, window * window)
     diff = per_window.unsqueeze(1) - per_window.unsqueeze(2)
     return torch.where(diff != 0, torch.tensor(-100.0), torch.tensor(0.0))
+
+
+def _regions(size: int | torch.Tensor, window: int, shift: int) -> torch.Tensor:
+    at = torch.arange(size)
+    return (at >= size - window).long() + (at >= size - shift).long()
+
+
+@lru_cache(maxsize=64)
+def _cached_window_mask(h: int, w: int, window: int, shift: int) -> torch.Tensor:
+    return window_mask(h, w, window, shift)
+
+
+def shifted_window_mask(h: int | torch.Tensor, w: int | torch.Tensor, window: int, shift: int) -> torch.Tensor:
+    """:func:`window_mask`, cached per size in eager mode (treat the result as read-only).
+
+    While tracing, sizes are tensors of the graph: the mask is computed in the graph, never cached.
+    """
+    if torch.jit.is_tracing():
+        return window_mask(h, w, window, shift)
+    return _cached_window_mask(int(h), int(w), window, shift)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, *, always: bool = False, mode: str = "reflect") -> torch.Tensor:
@@ -95,29 +118,47 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, *, always: bool = False, mod
 
     ``pad = (m - size % m) % m``, or ``m - size % m`` (1..m, never 0) with ``always`` (IMDTN's rule).
     ``mode``: ``"reflect"`` (SwinIR/HAT, edge pixel not repeated) or ``"symmetric"`` (IMDTN's
-    flip-and-concatenate, edge repeated). Inputs smaller than the pad are padded in several steps
+    flip-and-concatenate, edge repeated). Inputs smaller than the pad are mirrored again and again
     (1-pixel-wide inputs are replicated), where the official code would fail.
+
+    One gather of :func:`mirror_index` rows per axis, with pad sizes computed from the input's
+    shape: traced, the graph pads inside itself for every input size (no Python loop to unroll).
     """
     h, w = x.shape[-2:]
     pad_h = multiple - h % multiple if always else (multiple - h % multiple) % multiple
     pad_w = multiple - w % multiple if always else (multiple - w % multiple) % multiple
-    x = _pad_axis(x, pad_h, dim=-2, mode=mode)
-    return _pad_axis(x, pad_w, dim=-1, mode=mode)
+    x = _pad_axis(x, pad_h, dim=x.dim() - 2, mode=mode)
+    return _pad_axis(x, pad_w, dim=x.dim() - 1, mode=mode)
 
 
-def _pad_axis(x: torch.Tensor, pad: int, *, dim: int, mode: str) -> torch.Tensor:
-    while pad > 0:
-        size = x.shape[dim]
-        limit = size if mode == "symmetric" else size - 1
-        if limit == 0:
-            reps = [1] * x.ndim
-            reps[dim] = pad + 1
-            return x.repeat(*reps)
-        step = min(pad, limit)
-        mirrored = x.flip(dim).narrow(dim, 0 if mode == "symmetric" else 1, step)
-        x = torch.cat([x, mirrored], dim=dim)
-        pad -= step
-    return x
+def mirror_index(size: int | torch.Tensor, length: int | torch.Tensor, mode: str) -> torch.Tensor:
+    """Source index of each of ``length`` positions when an axis of ``size`` is extended by mirroring.
+
+    Mirroring the extended axis again continues the same wave, so any pad is one gather:
+    ``"reflect"`` (edge not repeated) is the triangle wave of period ``p = 2 (n - 1)``,
+    ``r = i mod p -> min(r, p - r)`` (``p`` taken as 1 when ``n = 1``: every index 0);
+    ``"symmetric"`` (edge repeated) folds period ``2n``: ``r = i mod 2n -> min(r, 2n - 1 - r)``.
+
+    >>> mirror_index(3, 8, "reflect").tolist(), mirror_index(3, 8, "symmetric").tolist()
+    ([0, 1, 2, 1, 0, 1, 2, 1], [0, 1, 2, 2, 1, 0, 0, 1])
+    """
+    at = torch.arange(length)
+    if mode == "symmetric":
+        r = at % (2 * size)
+        return torch.minimum(r, 2 * size - 1 - r)
+    if mode != "reflect":
+        raise ValueError(f"mode {mode!r}: expected 'reflect' or 'symmetric'")
+    # min(r, p - r) rather than (n - 1) - |r - (n - 1)|: OpenVINO's CPU Abs is wrong on int64 (measured)
+    period = torch.as_tensor(2 * (size - 1)).clamp(min=1)
+    r = at % period
+    return torch.minimum(r, period - r)
+
+
+def _pad_axis(x: torch.Tensor, pad: int | torch.Tensor, *, dim: int, mode: str) -> torch.Tensor:
+    if not torch.jit.is_tracing() and pad == 0:  # traced, the pad is a tensor: always gather
+        return x
+    size = x.shape[dim]
+    return x.index_select(dim, mirror_index(size, size + pad, mode).to(x.device))
 
 
 def crop_to(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -365,5 +406,5 @@ __all__ = [
     "RSTB", "SWIN_BUFFER_GLOBS", "BasicLayer", "DropPath", "Mlp", "PatchEmbed", "PatchUnEmbed",
     "SwinBackbone", "SwinTransformerBlock", "WindowAttention", "crop_to", "drop_path_rates",
     "mean_buffer", "overlap_offsets_index", "pad_to_multiple", "relative_offsets_index", "resi_conv",
-    "shifted_window_mask", "window_partition", "window_reverse",
+    "mirror_index", "shifted_window_mask", "window_mask", "window_partition", "window_reverse",
 ]

@@ -234,7 +234,9 @@ class Probed(nn.Module):
 
         def hook_for(path: str):  # noqa: ANN202
             def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
-                records.extend((args[0], out))
+                # copies: an in-place op after the layer (CARN-M's ReLU(inplace=True)) would otherwise
+                # change the recorded tensor, in eager mode and in the traced graph alike
+                records.extend((args[0].clone(), out.clone()))
                 self.calls.append(path)
 
             return hook

@@ -13,9 +13,10 @@ zero padding of the +-alpha map does. u1 weights are packed LSB-first over the w
 (C_out, C_in, kh, kw) tensor (``np.packbits(bitorder="little")``); that is the order OpenVINO reads.
 Everything else (re-scaling branches, bias, skips, FP layers) converts as standard ONNX.
 
-BinaryConvolution has no groups: a grouped binary conv is refused (one line naming the layer). The CPU
-kernel needs C_in % 8 == 0: other even counts get cancelling channel pairs, odd counts are refused;
-it accepts padding up to 2 only: larger paddings are refused.
+BinaryConvolution has no groups: a grouped binary conv becomes Split (input channels into G groups)
+-> one FakeQuantize + BinaryConvolution per group, each with its own u1 constant -> Concat. The CPU
+kernel needs C_in % 8 == 0 (per group): other even counts get cancelling channel pairs, odd counts are
+refused (one line naming the layer); it accepts padding up to 2 only: larger paddings are refused.
 BinaryLinear is written as a 1x1 BinaryConvolution over the tokens (N, C) -> (1, C, N, 1).
 Compile with ``INFERENCE_PRECISION_HINT=f32`` (:func:`compile_ir`): the CPU may otherwise pick bf16.
 """
@@ -49,21 +50,18 @@ give wrong sums, 3 fails to compile); other even C_in are padded with cancelling
 def check_supported(views: list[tuple[str, LayerView]]) -> None:
     """Refuse, before any work, a binary layer BinaryConvolution cannot express."""
     for path, view in views:
-        c_in = view.in_channels if view.kind == "conv2d" else view.in_features  # type: ignore[union-attr]
+        groups = view.groups if view.kind == "conv2d" else 1  # type: ignore[union-attr]
+        c_in = (view.in_channels if view.kind == "conv2d" else view.in_features) // groups  # type: ignore[union-attr]
         if c_in % 2:
+            per_group = f" per group ({groups} groups)" if groups > 1 else ""
             raise UnsupportedLayerError(
-                f"layer {path}: {c_in} input channels; OpenVINO's CPU BinaryConvolution needs a multiple of 8 and an odd "
-                "count cannot be padded exactly (use --format scales or float, or keep the layer FP in the recipe)"
+                f"layer {path}: {c_in} input channels{per_group}; OpenVINO's CPU BinaryConvolution needs a multiple of 8 "
+                "and an odd count cannot be padded exactly (use --format scales or float, or keep the layer FP in the recipe)"
             )
         if view.kind == "conv2d" and max(view.padding) > MAX_PAD:  # type: ignore[union-attr]
             raise UnsupportedLayerError(
                 f"layer {path}: padding {view.padding} (top, left, bottom, right); OpenVINO's CPU BinaryConvolution "  # type: ignore[union-attr]
                 f"accepts at most {MAX_PAD} (use --format scales or float, or keep the layer FP in the recipe)"
-            )
-        if view.kind == "conv2d" and view.groups != 1:  # type: ignore[union-attr]
-            raise UnsupportedLayerError(
-                f"layer {path}: grouped binary conv (groups={view.groups}) has no OpenVINO BinaryConvolution "  # type: ignore[union-attr]
-                "equivalent (use --format scales or float, or keep the layer FP in the recipe)"
             )
 
 
@@ -115,14 +113,36 @@ def _convert_conv(node):  # noqa: ANN001, ANN202
     a = {k: int(node.get_attribute(k)) for k in (
         "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
         "dilation_h", "dilation_w", "group")}
-    if a["group"] != 1:
-        raise ValueError("grouped BinaryConv2d has no BinaryConvolution equivalent")
-    out = _binary_core(
-        node.get_input(0), *(_const(node, i) for i in range(1, 6)), kernel=(a["kernel_h"], a["kernel_w"]),
-        strides=[a["stride_h"], a["stride_w"]], pads_begin=[a["pad_top"], a["pad_left"]],
-        pads_end=[a["pad_bottom"], a["pad_right"]], dilations=[a["dilation_h"], a["dilation_w"]],
-    )
-    return [out.output(0)]
+    geometry = {
+        "kernel": (a["kernel_h"], a["kernel_w"]), "strides": [a["stride_h"], a["stride_w"]],
+        "pads_begin": [a["pad_top"], a["pad_left"]], "pads_end": [a["pad_bottom"], a["pad_right"]],
+        "dilations": [a["dilation_h"], a["dilation_w"]],
+    }
+    x = node.get_input(0)
+    bits, scale, alpha, beta, shift = (_const(node, i) for i in range(1, 6))
+    groups = a["group"]
+    if groups == 1:
+        return [_binary_core(x, bits, scale, alpha, beta, shift, **geometry).output(0)]
+    return [_grouped_core(x, groups, bits, scale, alpha, beta, shift, geometry).output(0)]
+
+
+def _grouped_core(x, groups: int, bits: np.ndarray, scale: np.ndarray, alpha: np.ndarray, beta: np.ndarray,  # noqa: ANN001, ANN202
+                  shift: np.ndarray, geometry: dict):
+    """BinaryConvolution has no groups: Split the input channels into ``groups`` -> one binary core per
+    group (its own rows of packed bits, its own thresholds, its own u1 constant) -> Concat the outputs.
+
+    Group g reads channels ``[g C_in/G, (g+1) C_in/G)`` and writes ``[g C_out/G, (g+1) C_out/G)``, as a
+    grouped conv does; each group is padded to a multiple of 8 channels on its own (:func:`_binary_core`).
+    """
+    import openvino.opset13 as ops
+
+    g_in, g_out = beta.shape[0] // groups, bits.shape[0] // groups
+    parts = ops.split(x, np.int64(1), groups)
+    outs = []
+    for g in range(groups):
+        rows, chans = slice(g * g_out, (g + 1) * g_out), slice(g * g_in, (g + 1) * g_in)
+        outs.append(_binary_core(parts.output(g), bits[rows], scale[rows], alpha, beta[chans], shift[rows], **geometry))
+    return ops.concat(outs, 1)
 
 
 def _convert_linear(node):  # noqa: ANN001, ANN202

@@ -122,28 +122,6 @@ class ExportResult:
         }
 
 
-class UnsupportedModelError(ScalesError):
-    """A network the exporter cannot trace into a graph valid for every input size."""
-
-
-def refuse_windowed(model: nn.Module) -> None:
-    """Windowed-attention networks (SwinIR, HAT, IMDTN) are refused, naming the first windowed module.
-
-    Their padding loop and shifted-window masks are computed in Python from the input size, so a
-    traced graph would be valid for the traced size only (measured: a 19x23 input fails in the
-    window reshape). Exporting them needs trace-friendly padding and mask code in the architectures.
-    """
-    from ..tiling import window_alignment
-
-    if window_alignment(model) == 1:
-        return
-    path = next(p for p, m in model.named_modules() if isinstance(getattr(m, "window_size", None), int) and m.window_size > 1)
-    raise UnsupportedModelError(
-        f"module {path or type(model).__name__}: windowed attention (window_size {window_alignment(model)}) computes its "
-        "padding and masks from the input size in Python; export of such networks is not supported yet"
-    )
-
-
 def export_format(name: str) -> tuple[ExportFormat, GraphOptions]:
     if name not in FORMATS:
         raise ScalesError(f"--format {name}: unknown format (expected {', '.join(FORMATS)})")
@@ -190,7 +168,6 @@ def export_model(
     chosen, options = prepare(target, fmt, force=force, opset=opset)
     images = check_images(check_dir) if check else []
     model = model.eval()
-    refuse_windowed(model)
     views = binary_views(model)
     chosen.check(views)
 
