@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -28,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCALES = [sys.executable, "-m", "scales_cli"]
+ENV = dict(os.environ)  # main() sets OMP_NUM_THREADS from --threads for every command
 
 # MIT-licensed teachers in ../shared (MANIFEST.md: NTIRE2022_ESR model zoo and CARN-pytorch, both MIT).
 TEACHERS: dict[str, dict[str, str]] = {
@@ -43,7 +45,7 @@ def run(args: list[str | Path], log: list[str]) -> str:
     """Run ``scales ARGS``; record the command as a user would type it; return stdout."""
     words = [str(a) for a in args]
     log.append("scales " + shlex.join(words))
-    proc = subprocess.run([*SCALES, *words], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run([*SCALES, *words], capture_output=True, text=True, cwd=REPO, env=ENV)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): scales {shlex.join(words)}\n{proc.stderr[-3000:]}")
     return proc.stdout
@@ -95,7 +97,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     run(["export", ckpt, "-o", files["teacher_float_onnx"], "--format", "float", "--force"], commands)
     sizes = {k: v.stat().st_size + (v.with_suffix(".bin").stat().st_size if v.suffix == ".xml" else 0) for k, v in files.items()}
     bench = json.loads(run(["bench", files["teacher_openvino"], files["student_openvino"], ckpt, "--repeats", args.repeats,
-                            "--threads", 2, "--json"], commands))
+                            "--threads", args.threads, "--json"], commands))
     speed = {Path(m["label"]).name: m for m in bench["models"]}
     ov_teacher, ov_student = speed[files["teacher_openvino"].name], speed[files["student_openvino"].name]
     return {
@@ -108,7 +110,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "data": {"train_hr": "BSD200", "train_lr_only": "T91", "calibration": "T91", "test": ["Set5", "Set14"]},
         "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr, "schedule": "cosine",
         "wall_time_s": round(wall, 1),
-        "device": f"CPU ({platform.processor() or platform.machine()}, 2 cores, shared with other work)",
+        "device": f"CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s) of a 2-core machine shared with other work)",
         **_figures(report, target, ckpt),
         "export": {
             "sizes_bytes": sizes,
@@ -157,8 +159,10 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads of every step (fine-tune, bench)")
     parser.add_argument("--tag", default="cnn")
     args = parser.parse_args()
+    ENV["OMP_NUM_THREADS"] = str(args.threads)
     for name in args.only or TEACHERS:
         manifest = build(name, TEACHERS[name], args)
         path = REPO / "zoo" / f"{manifest['name']}.json"

@@ -250,3 +250,13 @@ def test_state_file_is_checked(tmp_path):
     bad.write_bytes(b"junk")
     with pytest.raises(ScalesError, match="not a readable training state"):
         load_state(bad, RunIdentity({}, "", "", 1))
+
+
+def test_demo_training_images_fit_the_demo_patch():
+    """`scales demo` fine-tunes on demo/train as HR at its patch size: every embedded image must give
+    one aligned crop at x4 (a smaller image added there would make `make demo` fail at step 3)."""
+    from scales_cli.cli.demo_cmd import DEMO, FINETUNE_PATCH
+    from scales_cli.train.data import load_train_images
+
+    images = load_train_images([DEMO / "train"], [], scale=4, patch=int(FINETUNE_PATCH))
+    assert len(images) == 5 and all(img.hr is not None and min(img.lr.shape[1:]) >= int(FINETUNE_PATCH) for img in images)

@@ -1,8 +1,9 @@
 """``scales demo``: the whole pipeline on the embedded default, with no downloads, in a few minutes.
 
 It runs the real commands in order on ``scales_cli/demo`` (RLFN x4, MIT; see NOTICE): inspect ->
-binarize (calibrated on ``calib/``) -> a short LR-only ``finetune`` on ``train/`` (a few T91 images,
-kept apart from the scored ones; the FP teacher's outputs are the targets, no HR needed) -> report
+binarize (calibrated on ``calib/``) -> a short ``finetune`` on ``train/`` (a few T91 images, kept apart
+from the scored ones, used as HR: the student sees their MATLAB-bicubic LR, as in the scored images, and
+the FP teacher's outputs on that LR are the targets) -> report
 (bicubic, FP, calibrated, fine-tuned and — when the repository's zoo has one — the zoo student of the
 same teacher) -> export to OpenVINO with its parity check -> bench (OpenVINO student vs OpenVINO
 teacher, and the torch teacher) -> upscale with the exported student. Its last screen is one table.
@@ -25,7 +26,8 @@ from . import app
 from ._common import ForceFlag, console, parse_size
 
 DEMO = resources.files("scales_cli") / "demo"
-FINETUNE_STEPS = 400  # about 2-3 minutes of a 2-core CPU for the RLFN x4 student (batch 8, LR patch 32)
+FINETUNE_STEPS = 400  # about 2 minutes of a 2-core CPU for the RLFN x4 student (batch 8, LR patch 24)
+FINETUNE_PATCH = "24"  # LR pixels: 96 px HR crops fit every image of demo/train (the smallest is 114x119)
 BENCH_SIZE = "320x180"
 
 
@@ -83,9 +85,9 @@ def demo(
         _run("1. what is this checkpoint?", ["inspect", str(ckpt)])
         _run("2. binarize its body with the SCALES recipe (calibrated on demo/calib)",
              ["binarize", str(ckpt), "--recipe", "cnn", "--calibrate", str(demo_dir / "calib"), "-o", str(calibrated), *flags])
-        _run(f"3. fine-tune by distillation from the FP model: {steps} steps on LR-only images (demo/train)",
-             ["finetune", str(calibrated), "--teacher", str(ckpt), "--data-lr", str(demo_dir / "train"),
-              "--steps", str(steps), "--batch", "8", "--patch", "32", "--val-every", "0", "--out", str(tuned), *flags])
+        _run(f"3. fine-tune by distillation from the FP model: {steps} steps on bicubic LR of demo/train",
+             ["finetune", str(calibrated), "--teacher", str(ckpt), "--data", str(demo_dir / "train"),
+              "--steps", str(steps), "--batch", "8", "--patch", FINETUNE_PATCH, "--val-every", "0", "--out", str(tuned), *flags])
         shutil.copyfile(tuned / "curves.png", out / "curves.png")
         student = tuned / "last.safetensors"
         models = [str(ckpt), str(calibrated), str(student), *([str(zoo)] if zoo else [])]
