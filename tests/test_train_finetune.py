@@ -260,3 +260,45 @@ def test_demo_training_images_fit_the_demo_patch():
 
     images = load_train_images([DEMO / "train"], [], scale=4, patch=int(FINETUNE_PATCH))
     assert len(images) == 5 and all(img.hr is not None and min(img.lr.shape[1:]) >= int(FINETUNE_PATCH) for img in images)
+
+
+def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pair, lr_images, val_set, tmp_path):
+    """activations-first: the weights enter the convs as FP latent weights for the first stage, then
+    binary; validation always scores the fully binary student; a resume across the stage switch is exact."""
+    import torch.nn.functional as F
+
+    from scales_cli.train.stages import bypassed, fully_binary, set_stage
+
+    assert [bypassed("activations-first", s, 12, 0.5) for s in (0, 5, 6, 11)] == ["weights", "weights", None, None]
+    assert bypassed("weights-first", 0, 12, 0.25) == "activations" and bypassed("off", 0, 12, 0.5) is None
+
+    student = load(pair[0]).model.eval()
+    layer = next(m for m in student.modules() if isinstance(m, BinaryLayer) and isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(1, layer.in_channels, 6, 6)
+    binary = layer._conv_forward(*layer.binary_operands(x), None)
+    set_stage(student, "weights")
+    a, w = layer.binary_operands(x)
+    assert torch.equal(w, layer.weight) and torch.equal(a, layer.act(x))
+    assert torch.allclose(layer._conv_forward(a, w, None), F.conv2d(layer.act(x), layer.weight, None, layer.stride, layer.padding))
+    with fully_binary(student):
+        assert torch.equal(layer._conv_forward(*layer.binary_operands(x), None), binary)
+    assert layer.fp_weights  # restored after the block
+    set_stage(student, "activations")
+    assert torch.equal(layer.binary_operands(x)[0], x) and not layer.fp_weights
+
+    config = FinetuneConfig(**FAST, two_stage="activations-first")
+    full = tmp_path / "two"
+    result = finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=full)
+    assert not any(getattr(m, "fp_weights", False) for m in result.model.modules())
+    part = tmp_path / "part"
+    with pytest.raises(TrainingInterrupted):
+        finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, callbacks=[_stop_at(3)])
+    finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, resume=True)
+    a, b = load_file(full / "last.safetensors"), load_file(part / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    one = load_file(finetune(pair[0], pair[1], [], FinetuneConfig(**FAST), data_lr=[lr_images], out=tmp_path / "one").last)
+    assert any(not torch.equal(a[k], one[k]) for k in a)  # the first stage changed the trajectory
+    with pytest.raises(ScalesError, match="--two-stage"):
+        FinetuneConfig(two_stage="both")
+    with pytest.raises(ScalesError, match="--first-stage"):
+        FinetuneConfig(two_stage="weights-first", first_stage=1.0)

@@ -55,6 +55,16 @@ class BinaryLayer:
     wbin: nn.Module
     bn: nn.BatchNorm2d | nn.BatchNorm1d | None
     quantize: bool
+    # Two-stage training (scales_cli.train.stages) bypasses one binarizer for the first stage: the
+    # latent FP weight, or the FP input, enters the main operation as is. Plain attributes, never
+    # saved: a student file is always the fully binary network.
+    fp_weights: bool = False
+    fp_activations: bool = False
+
+    def binary_operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(binarized input, binarized weight) of the main operation, or FP where a stage bypasses one."""
+        a = x if self.fp_activations else self.act(x)
+        return a, self.weight if self.fp_weights else self.wbin(self.weight)
 
     def bit_widths(self) -> tuple[int, int]:
         """(weight bits, activation bits) of the main operation: (1, 1), or FP when quantize is off."""
@@ -244,7 +254,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self.quantize:
             return super().forward(x)
-        z = self._conv_forward(self.act(x), self.wbin(self.weight), None)
+        z = self._conv_forward(*self.binary_operands(x), None)
         if self.bn is not None:
             z = self.bn(z)
         channel = None
@@ -349,7 +359,7 @@ class BinaryLinear(BinaryLayer, nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         if not self.quantize:
             return super().forward(x)
-        z = F.linear(self.act(x), self.wbin(self.weight))
+        z = F.linear(*self.binary_operands(x))
         if self.bn is not None:
             z = self.bn(z.reshape(-1, self.out_features)).reshape(z.shape)
         if self.spatial is not None:

@@ -36,6 +36,8 @@ def finetune_cmd(
     feature_weight: Annotated[float | None, typer.Option("--feature-weight", help="Weight of body-block feature distillation (default 0).")] = None,
     ema: Annotated[float | None, typer.Option("--ema", help="EMA decay of the weights, 0 = off (default 0).")] = None,
     clip_grad: Annotated[float | None, typer.Option("--clip-grad", help="Max global gradient norm, 0 = off (default 0).")] = None,
+    two_stage: Annotated[str | None, typer.Option("--two-stage", help="off, activations-first (FP weights first) or weights-first (FP activations first) (default off).")] = None,
+    first_stage: Annotated[float | None, typer.Option("--first-stage", help="Fraction of --steps in the first stage of --two-stage (default 0.5).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of crops and initial RNG (default 0).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (default auto: cuda with bf16 autocast if present).")] = None,
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N steps, 0 = only at the end (default 250).")] = None,
@@ -52,7 +54,7 @@ def finetune_cmd(
     given = {
         "steps": steps, "batch": batch, "patch": patch, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
         "schedule": schedule, "warmup": warmup, "loss": loss, "hr_weight": hr_weight, "feature_weight": feature_weight,
-        "ema": ema, "clip_grad": clip_grad, "seed": seed, "device": device, "val_every": val_every, "save_every": save_every,
+        "ema": ema, "clip_grad": clip_grad, "two_stage": two_stage, "first_stage": first_stage, "seed": seed, "device": device, "val_every": val_every, "save_every": save_every,
     }
     if scale_lr is not None:
         given["scale_lr"] = scale_lr

@@ -31,6 +31,7 @@ SCHEDULES = ("cosine", "multistep", "constant")
 LOSSES = ("l1", "charbonnier")
 OPTIMIZERS = ("adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+TWO_STAGE_MODES = ("off", "activations-first", "weights-first")  # the keys of train.stages.TWO_STAGE
 
 
 class ConfigError(ScalesError):
@@ -45,7 +46,9 @@ class FinetuneConfig:
     ``scale_lr`` is the learning rate of the binarizers' alpha/beta and of the re-scaling branches
     (``None``: the same as ``lr``). ``ema`` is the decay of an exponential moving average of the
     weights (0: off); when on, validation and the saved students use the averaged weights.
-    ``clip_grad`` is the max global gradient norm (0: no clipping).
+    ``clip_grad`` is the max global gradient norm (0: no clipping). ``two_stage`` bypasses the
+    weight (``activations-first``) or activation (``weights-first``) binarizer for the first
+    ``first_stage`` fraction of the steps (:mod:`scales_cli.train.stages`).
     """
 
     steps: int = 1000
@@ -65,6 +68,8 @@ class FinetuneConfig:
     feature_weight: float = 0.0
     ema: float = 0.0
     clip_grad: float = 0.0
+    two_stage: str = "off"  # off, activations-first or weights-first (scales_cli.train.stages)
+    first_stage: float = 0.5  # fraction of ``steps`` in the first stage of a two-stage run
     seed: int = 0
     device: str = "auto"
     val_every: int = 250
@@ -96,6 +101,9 @@ class FinetuneConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
+        _choice("two_stage", self.two_stage, TWO_STAGE_MODES)
+        if not (isinstance(self.first_stage, int | float) and 0 < self.first_stage < 1):
+            raise ConfigError(f"--first-stage {self.first_stage}: expected a fraction of the run in (0, 1)")
         if any(not 0 < m < 1 for m in self.milestones):
             raise ConfigError(f"milestones {list(self.milestones)}: expected fractions of the run in (0, 1)")
 

@@ -48,6 +48,7 @@ from .config import FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
 from .losses import distillation_loss, feature_paths, taps
 from .optim import EMA, current_lrs, make_optimizer, make_scheduler
+from .stages import bypassed, fully_binary, set_stage
 
 
 class TrainingInterrupted(ScalesError):
@@ -364,7 +365,8 @@ def _run(
         if world.is_main and val_set is not None:
             from ..metrics.evaluate import evaluate_model
 
-            scored = evaluate_model(dataclasses.replace(student_desc, model=eval_model()), val_set, device=str(device))
+            with fully_binary(eval_model()) as scored_model:
+                scored = evaluate_model(dataclasses.replace(student_desc, model=scored_model), val_set, device=str(device))
             model.train()
             psnr, ssim = scored.mean_psnr, scored.mean_ssim
             if psnr > best_psnr:
@@ -391,6 +393,7 @@ def _run(
                         f"(continue with --resume)", exit_code=128 + int(signum),
                     )
                 x = lr_batch.to(device, non_blocking=True) * r
+                set_stage(model, bypassed(config.two_stage, step, config.steps, config.first_stage))
                 with torch.no_grad(), autocast():
                     t_out = teacher_model(x)
                 with autocast():
@@ -439,6 +442,7 @@ def _run(
                     validate()
                 if config.save_every and step % config.save_every == 0 and step < config.steps:
                     save_all()
+        set_stage(model, None)  # the returned model is the fully binary student, whatever the last stage was
         final_psnr = validate()
         save_all(final_psnr)
         if world.is_main:
