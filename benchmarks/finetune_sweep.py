@@ -1,4 +1,4 @@
-"""Which learning rate and schedule converge fastest? Short `scales finetune` runs, one per setting.
+"""Which learning rate, schedule and staging converge fastest? Short `scales finetune` runs, one per setting.
 
 Every run uses the same student, data, batch, patch, seed and step budget; each is one CLI call
 (printed), and the table gives Set5 Y-PSNR at the end of each run. Used to choose the documented
@@ -23,6 +23,10 @@ SETTINGS = {
     "lr2e-4-cosine": ["--lr", "2e-4", "--schedule", "cosine"],
     "lr1e-3-constant": ["--lr", "1e-3", "--schedule", "constant"],
     "lr2e-4-constant": ["--lr", "2e-4", "--schedule", "constant"],
+    "lr2e-3-cosine": ["--lr", "2e-3", "--schedule", "cosine"],
+    # two-stage at the default lr/schedule (compare with lr1e-3-cosine)
+    "two-stage-activations-first": ["--lr", "1e-3", "--schedule", "cosine", "--two-stage", "activations-first"],
+    "two-stage-weights-first": ["--lr", "1e-3", "--schedule", "cosine", "--two-stage", "weights-first"],
 }
 
 
