@@ -11,9 +11,10 @@ line. The YAML holds a flat mapping of field names (``-`` or ``_``), e.g.::
 An unknown key or a value of the wrong type is a one-line :class:`~scales_cli.errors.ScalesError`
 naming the key and the nearest known one.
 
-Defaults (Adam, lr 1e-3, 50 warmup steps then cosine, batch 8, LR patch 32): the setting that moved
-an IMDN x4 ``cnn`` student furthest per CPU step among those measured so far (docs/results.md,
-"scales finetune" section, with the commands and how far the sweep went).
+Defaults (Adam, lr 1e-3, 50 warmup steps then cosine, batch 8, LR patch 32): the prior-art setting
+of the fine-tuning issue, kept after a 300-step sweep on an IMDN x4 ``cnn`` student in which a
+constant or higher lr did slightly better (docs/results.md, "scales finetune": short runs need not
+rank settings the way long ones do, so the default awaits a long comparison).
 """
 
 from __future__ import annotations
