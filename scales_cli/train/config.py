@@ -33,7 +33,7 @@ SCHEDULES = ("cosine", "multistep", "constant")
 LOSSES = ("l1", "charbonnier")
 OPTIMIZERS = ("adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
-TWO_STAGE_MODES = ("off", "activations-first", "weights-first")  # the keys of train.stages.TWO_STAGE
+TWO_STAGE_MODES = ("off", "activations-first", "weights-first")  # what each bypasses: train.stages.TWO_STAGE
 
 
 class ConfigError(ScalesError):

@@ -330,6 +330,7 @@ def _run(
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     started = time.perf_counter()
     step, last_loss = start_step, None
+    stage: str | None = None  # the operand bypassed now (a loaded student starts fully binary)
     title = f"{student_desc.arch} x{student_desc.scale} student: {config.loss}, {config.schedule} lr {config.lr:g}"
 
     def elapsed() -> float:
@@ -393,7 +394,10 @@ def _run(
                         f"(continue with --resume)", exit_code=128 + int(signum),
                     )
                 x = lr_batch.to(device, non_blocking=True) * r
-                set_stage(model, bypassed(config.two_stage, step, config.steps, config.first_stage))
+                fp = bypassed(config.two_stage, step, config.steps, config.first_stage)
+                if fp != stage:  # flags change at most twice a run: no walk over the modules every step
+                    set_stage(model, fp)
+                    stage = fp
                 with torch.no_grad(), autocast():
                     t_out = teacher_model(x)
                 with autocast():
@@ -442,7 +446,7 @@ def _run(
                     validate()
                 if config.save_every and step % config.save_every == 0 and step < config.steps:
                     save_all()
-        set_stage(model, None)  # the returned model is the fully binary student, whatever the last stage was
+        set_stage(model, None)  # fully binary at the end even when rounding put the last step in stage 1
         final_psnr = validate()
         save_all(final_psnr)
         if world.is_main:

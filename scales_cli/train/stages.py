@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from torch import nn
 
 from ..binary.layers import BinaryLayer
+from .config import TWO_STAGE_MODES
 
-# mode -> which operand stays FP during the first stage
-TWO_STAGE: dict[str, str | None] = {"off": None, "activations-first": "weights", "weights-first": "activations"}
+# mode -> which operand stays FP during the first stage (the modes are the config's, in its order)
+TWO_STAGE: dict[str, str | None] = dict(zip(TWO_STAGE_MODES, (None, "weights", "activations"), strict=True))
 
 
 def first_stage_steps(steps: int, first_stage: float) -> int:
