@@ -72,6 +72,12 @@ def main() -> None:
                 continue
             calibrated = _psnr(before)
             rows.append((arch, recipe, calibrated, result["final_psnr"], result["wall_s"]))
+            # One JSON line per finished row, so that runs split across cores (--only) merge into one table.
+            with (args.out / "table.jsonl").open("a") as fh:
+                fh.write(json.dumps({"teacher": arch, "recipe": recipe, "calibrated_psnr": calibrated,
+                                     "finetuned_psnr": result["final_psnr"], "wall_s": result["wall_s"],
+                                     "steps": args.steps, "batch": args.batch, "patch": args.patch,
+                                     "lr": args.lr}) + "\n")
             print(f"  {arch} {recipe}: calibrated {calibrated:.2f} dB -> fine-tuned {result['final_psnr']:.2f} dB", flush=True)
     print(f"\n{'teacher':8s} {'recipe':12s} {'calibrated':>10s} {'fine-tuned':>10s} {'wall s':>7s}   "
           f"(Set5 Y-PSNR; {args.steps} steps, batch {args.batch}, patch {args.patch}, lr {args.lr} cosine)")
