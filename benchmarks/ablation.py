@@ -21,7 +21,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 TABLE = {
     "imdn": ("IMDN_x4.pth", ["xnor", "e2fif", "lsf", "lsf-chl", "lsf-spatial", "scales"]),
     "rlfn": ("RLFN_x4.pth", ["xnor", "e2fif", "lsf", "lsf-chl", "lsf-spatial", "scales"]),
-    "imdtn": ("IMDTN_x4.pth", ["bibert", "transformer"]),
+    "imdtn": ("IMDTN_x4.pth", ["transformer-bibert", "transformer"]),
 }
 
 
