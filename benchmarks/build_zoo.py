@@ -87,6 +87,26 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
          "--json", report_json, "--force"], commands)
     report = json.loads(report_json.read_text())
 
+    export = export_and_bench(target, ckpt, work, name, args, commands)
+    return {
+        "name": f"{name}-{args.tag}",
+        "file": target.name,
+        "teacher": {**teacher, "sha256": _sha(ckpt)},
+        "recipe": _meta(target).get("scales.recipe_name"),
+        "storage": "float16 tensors (read back as float32); binary weights keep their signs",
+        "commands": commands,
+        "data": {"train_hr": "BSD200", "train_lr_only": "T91", "calibration": "T91", "test": ["Set5", "Set14"]},
+        "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr, "schedule": "cosine",
+        "wall_time_s": round(wall, 1),
+        "device": _device(args),
+        **_figures(report, target, ckpt),
+        "export": export,
+    }
+
+
+def export_and_bench(target: Path, ckpt: Path, work: Path, name: str, args: argparse.Namespace, commands: list[str]) -> dict:
+    """Export the stored student (openvino, scales ONNX) and its teacher (openvino, float ONNX), then
+    ``scales bench`` the two IRs and the torch teacher: the manifest's ``export`` block."""
     files = {
         "student_openvino": work / f"{name}.xml", "student_scales_onnx": work / f"{name}.onnx",
         "teacher_openvino": work / f"{name}-teacher.xml", "teacher_float_onnx": work / f"{name}-teacher.onnx",
@@ -101,24 +121,33 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     speed = {Path(m["label"]).name: m for m in bench["models"]}
     ov_teacher, ov_student = speed[files["teacher_openvino"].name], speed[files["student_openvino"].name]
     return {
-        "name": f"{name}-{args.tag}",
-        "file": target.name,
-        "teacher": {**teacher, "sha256": _sha(ckpt)},
-        "recipe": _meta(target).get("scales.recipe_name"),
-        "storage": "float16 tensors (read back as float32); binary weights keep their signs",
-        "commands": commands,
-        "data": {"train_hr": "BSD200", "train_lr_only": "T91", "calibration": "T91", "test": ["Set5", "Set14"]},
-        "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr, "schedule": "cosine",
-        "wall_time_s": round(wall, 1),
-        "device": f"CPU ({platform.processor() or platform.machine()}, {args.threads} thread(s) of a 2-core machine shared with other work)",
-        **_figures(report, target, ckpt),
-        "export": {
-            "sizes_bytes": sizes,
-            "openvino_speedup": ov_teacher["median_s"] / ov_student["median_s"],
-            "torch_teacher_over_openvino_student": speed[ckpt.name]["median_s"] / ov_student["median_s"],
-            "bench": bench,
-        },
+        "sizes_bytes": sizes,
+        "openvino_speedup": ov_teacher["median_s"] / ov_student["median_s"],
+        "torch_teacher_over_openvino_student": speed[ckpt.name]["median_s"] / ov_student["median_s"],
+        "bench": bench,
     }
+
+
+def reexport(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
+    """Redo only the exports and the bench of an existing zoo entry (after an exporter change): the
+    stored student, its training and its PSNR figures are kept; the commands run are appended."""
+    path = REPO / "zoo" / f"{name}-{args.tag}.json"
+    manifest = json.loads(path.read_text())
+    ckpt = Path(args.shared).resolve() / "checkpoints" / teacher["file"]
+    work = REPO / "out" / "zoo-build" / name
+    work.mkdir(parents=True, exist_ok=True)
+    commands = manifest["commands"]
+    commands.append("# exports and bench redone (benchmarks/build_zoo.py --reexport):")
+    manifest["export"] = export_and_bench(REPO / "zoo" / manifest["file"], ckpt, work, name, args, commands)
+    manifest["export_device"] = _device(args)
+    return manifest
+
+
+def _device(args: argparse.Namespace) -> str:
+    """The machine in words, with its load when the step began (a busy neighbour core slows the bench)."""
+    load = os.getloadavg()[0]
+    return (f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), {args.threads} thread(s); "
+            f"load average {load:.1f} when this step began")
 
 
 def _sha(path: Path) -> str:
@@ -161,10 +190,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads of every step (fine-tune, bench)")
     parser.add_argument("--tag", default="cnn")
+    parser.add_argument("--reexport", action="store_true",
+                        help="keep the stored students and their figures; redo only the exports and the bench")
     args = parser.parse_args()
     ENV["OMP_NUM_THREADS"] = str(args.threads)
     for name in args.only or TEACHERS:
-        manifest = build(name, TEACHERS[name], args)
+        manifest = (reexport if args.reexport else build)(name, TEACHERS[name], args)
         path = REPO / "zoo" / f"{manifest['name']}.json"
         path.write_text(json.dumps(manifest, indent=2) + "\n")
         print(f"wrote {rel(path)}: Set5 {manifest['results']['Set5']['psnr']:.2f} dB, "
