@@ -19,44 +19,20 @@ They subclass the torch layer they wrap so their state-dict keys are ``spatial.w
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-
-
-def tap_conv(x: Tensor, weight: Tensor, bias: Tensor, stride: tuple[int, int], padding: tuple[int, int]) -> Tensor:
-    """``conv2d(x, weight, bias, stride, padding)`` for a single output channel, summed tap by tap.
-
-    A k x k conv C_in -> 1 is the sum over its k*k taps of a 1x1 conv C_in -> 1 read at the tap's
-    offset. All k*k of those 1x1 convs are one C_in -> k*k conv (a dense GEMM, which oneDNN runs at
-    full speed; its zero padding of x gives exactly the zero border the taps need), followed by k*k
-    shifted slices added up. Same function as the direct conv, only the summation order differs
-    (float rounding, ~1e-7 relative); oneDNN's direct kernel for one output channel is 2-3x slower
-    forward plus backward (``benchmarks/finetune_speed.py``), and the SCALES spatial branch runs
-    once per binary layer.
-    """
-    _, c_in, kh, kw = weight.shape
-    taps = F.conv2d(x, weight.permute(2, 3, 0, 1).reshape(kh * kw, c_in, 1, 1), None, 1, padding)
-    (sh, sw), (hp, wp) = stride, taps.shape[2:]
-    rows, cols = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-    out = bias.reshape(1, 1, 1, 1)
-    for tap in range(kh * kw):
-        i, j = divmod(tap, kw)
-        out = out + taps[:, tap : tap + 1, i : i + sh * (rows - 1) + 1 : sh, j : j + sw * (cols - 1) + 1 : sw]
-    return out
 
 
 class SpatialRescale2d(nn.Conv2d):
     """Per-pixel factor sigmoid(conv(x)), conv C_in -> 1 with the binary conv's stride.
 
-    ``padding`` is chosen by the owning layer so the factor map has the binary output's size. The
-    conv is computed by :func:`tap_conv` (the same sum, reordered for speed).
+    ``padding`` is chosen by the owning layer so the factor map has the binary output's size.
     """
 
     def __init__(self, in_channels: int, kernel_size: int, stride: tuple[int, int], padding: tuple[int, int]) -> None:
         super().__init__(in_channels, 1, kernel_size, stride=stride, padding=padding, bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(tap_conv(x, self.weight, self.bias, self.stride, self.padding))  # type: ignore[arg-type]
+        return torch.sigmoid(super().forward(x))
 
 
 class TokenSpatialRescale(nn.Linear):

@@ -101,32 +101,27 @@ class ScaledSignSTE(Function):
     LSQ's estimator for a 1-bit quantizer y = alpha * q(clip(u / alpha, -1, 1)): outside the
     range it equals sign(u); inside it adds -u/alpha, the part of the error the level absorbs.
     LSQ's 1/sqrt(N * Q_p) gradient scale is not applied (the optimizer's step size owns that).
-
-    The "ste" form saves the output y and the boolean range I instead of u, and takes
-    sum g * sign(u) as (g . y) / alpha, one dot product: the backward reads g twice instead of
-    running eight element-wise passes, and u is freed after the forward. (y is also the next
-    conv's saved input, so keeping it costs no memory.)
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, alpha: Tensor, beta: Tensor, channel_dim: int, lsq: bool) -> Tensor:
         u = x - channel_view(beta, x.ndim, channel_dim)
-        y = signed(u, alpha)
+        ctx.save_for_backward(u, alpha)
         ctx.channel_dim = channel_dim
         ctx.lsq = lsq
-        ctx.save_for_backward(u if lsq else y, alpha, u.abs() <= alpha)
-        return y
+        return signed(u, alpha)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
-        saved, alpha, inside = ctx.saved_tensors
+        u, alpha = ctx.saved_tensors
+        inside = u.abs() <= alpha
         grad_x = torch.where(inside, grad, 0.0)
         grad_beta = -sum_except(grad_x, ctx.channel_dim)
-        if ctx.lsq:  # saved = u
-            step = hard_sign(saved) - inside.to(grad.dtype) * saved / alpha
+        if ctx.lsq:
+            step = hard_sign(u) - inside.to(grad.dtype) * u / alpha
             grad_alpha = (grad * step).sum()
-        else:  # saved = y = alpha * sign(u): sum g * sign(u) = (g . y) / alpha
-            grad_alpha = torch.dot(grad.reshape(-1), saved.reshape(-1)) / alpha
+        else:  # sum g * sign(u), as one select
+            grad_alpha = signed(u, grad).sum()
         return grad_x, grad_alpha.reshape(alpha.shape), grad_beta, None, None
 
 
