@@ -144,10 +144,11 @@ def reexport(name: str, teacher: dict[str, str], args: argparse.Namespace) -> di
 
 
 def _device(args: argparse.Namespace) -> str:
-    """The machine in words, with its load when the step began (a busy neighbour core slows the bench)."""
+    """The machine in words, with its 1-minute load average; called right after the bench, so the load is
+    the bench's own plus whatever else ran (a busy neighbour core slows the bench)."""
     load = os.getloadavg()[0]
     return (f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), {args.threads} thread(s); "
-            f"load average {load:.1f} when this step began")
+            f"1-min load average {load:.1f} right after the bench")
 
 
 def _sha(path: Path) -> str:

@@ -1,8 +1,9 @@
 """Does ``torch.compile`` make the binary student's training step cheaper? (issue 11, speed goal)
 
-Times the FP teacher and its ``cnn`` student, eager and compiled (inductor, default mode), one
-training step each in turn (forward, L1, backward, Adam) on one random batch; prints the first
-(compiling) step of each, the medians of ``STEPS`` further steps, and the ratios.
+Times the FP teacher and its ``cnn`` student, eager and compiled (inductor, default mode), with the
+training step of ``finetune_speed.py`` (forward, L1, backward, Adam) on one random batch, steps taken
+in turn; prints the first (compiling) step of each, the medians of ``--steps`` further steps after
+one more warm-up step, and the ratios.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compile_probe.py --threads 1 --batch 8 --patch 32 --steps 6
 """
@@ -11,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from finetune_speed import Trainer, interleaved  # this folder is on sys.path when run as a script
 from scales_cli.loading import load
 from scales_cli.recipe import load_recipe, rewrite
 
@@ -43,21 +42,11 @@ def main() -> None:
     models = {"teacher": teacher, "student": student,
               "teacher-compiled": torch.compile(copy.deepcopy(teacher)),
               "student-compiled": torch.compile(copy.deepcopy(student))}
-    optims = {k: torch.optim.Adam(m.parameters(), 1e-4) for k, m in models.items()}
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for i in range(args.steps + 2):
-        for name, model in models.items():
-            start = time.perf_counter()
-            loss = F.l1_loss(model.train()(x), target)
-            optims[name].zero_grad()
-            loss.backward()
-            optims[name].step()
-            took = time.perf_counter() - start
-            if i == 0:
-                print(f"first step {name:18s} {took:7.1f} s (compiles)", flush=True)
-            elif i >= 2:
-                times[name].append(took)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    trainers = {name: Trainer(model, x, target) for name, model in models.items()}
+    for name, trainer in trainers.items():
+        trainer.step(timed=True)
+        print(f"first step {name:18s} {trainer.times.pop():7.1f} s (compiles)", flush=True)
+    med = dict(zip(trainers, interleaved(list(trainers.values()), args.steps, warmup=1), strict=True))
     for name, value in med.items():
         print(f"{name:18s} {value:7.3f} s per step")
     print(f"student / teacher: eager {med['student'] / med['teacher']:.3f}, "
