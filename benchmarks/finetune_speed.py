@@ -34,7 +34,8 @@ class Trainer:
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         self.times: list[float] = []
 
-    def step(self, timed: bool) -> None:
+    def step(self, timed: bool) -> float:
+        """One training step; returns its seconds (also kept in ``times`` when ``timed``)."""
         start = time.perf_counter()
         target = self.target
         if self.teacher is not None:
@@ -44,8 +45,10 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        took = time.perf_counter() - start
         if timed:
-            self.times.append(time.perf_counter() - start)
+            self.times.append(took)
+        return took
 
 
 def interleaved(trainers: list[Trainer], steps: int, warmup: int) -> list[float]:
