@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ..train.config import Setting, settings
 from . import app
 from ._common import JsonFlag, console, emit_json, err_console
-from ..train.config import Setting, settings
 
 # a FinetuneConfig field's type -> the option's value type (a tuple is a repeatable option)
 CLI_TYPES: dict[Any, Any] = {int: int, float: float, str: str, float | None: float, tuple[float, ...]: list[float]}
@@ -40,11 +40,11 @@ def finetune_cmd(
 
     # an option left out is None (a repeatable one: empty): the config file or the default applies
     given = {name: value for name, value in options.items() if value is not None and value != []}
-    settings_ = build_config(read_config_file(config) if config else {}, given)
+    run_config = build_config(read_config_file(config) if config else {}, given)
     progress = _Progress(quiet=json_out)
     try:
         result = finetune(
-            student, teacher, data or [], settings_, data_lr=data_lr or [], val=val, out=out,
+            student, teacher, data or [], run_config, data_lr=data_lr or [], val=val, out=out,
             resume=resume, force=force, callbacks=[progress],
         )
     finally:
@@ -61,7 +61,9 @@ def finetune_cmd(
 
 def _option(s: Setting) -> inspect.Parameter:
     """The keyword parameter Typer turns into ``s.flag`` (None when not given)."""
-    kind = CLI_TYPES[s.type]
+    kind = CLI_TYPES.get(s.type)
+    if kind is None:  # a developer's slip, caught by the option test before any user meets it
+        raise TypeError(f"FinetuneConfig.{s.name}: type {s.type} has no command-line form (add it to CLI_TYPES)")
     annotation = Annotated[kind | None, typer.Option(s.flag, help=s.help_with_default)]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None)
 
