@@ -29,7 +29,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -314,10 +314,10 @@ def _np(t: Tensor) -> np.ndarray:
 class BinaryLinear(BinaryLayer, nn.Linear):
     """Binary linear layer for (B, N, C) or (N, C) inputs with SCALES token re-scaling.
 
-    forward (quantize on): y = BN(act(x) @ wbin(W)^T) * s(x) + bias, s = sigmoid(Linear_{C->1}(x)) per
-    token. ``options.channel`` and ``options.skip`` do not apply: LayerNorm before every linear of a
-    Transformer block already removes channel-to-channel variation (paper III-B), and the block has its
-    own residuals. BN (if enabled) normalises the out_features of all tokens together.
+    core z = act(x) @ wbin(W)^T; epilogue y = BN(z) * s(x) + bias, s = sigmoid(Linear_{C->1}(x)) per token.
+    ``options.channel`` and ``options.skip`` do not apply (:data:`INAPPLICABLE` says why): presets' values
+    are not used here, and a recipe that sets either true for a linear layer is refused
+    (:func:`refuse_inapplicable`). BN (if enabled) normalises the out_features of all tokens together.
     """
 
     act_channel_dim = -1
@@ -386,6 +386,28 @@ BINARY_LAYERS: dict[type[nn.Module], Callable[[nn.Module, BinaryOptions], nn.Mod
     nn.Linear: BinaryLinear.from_float,  # type: ignore[dict-item]
 }
 """Exact float type -> binary constructor. Subclasses (including binary layers) are not matched."""
+
+
+INAPPLICABLE: dict[str, dict[str, str]] = {
+    "linear": {
+        "channel": "LayerNorm before every linear of a Transformer block already removes channel-to-channel "
+        "variation (paper III-B)",
+        "skip": "the Transformer block has its own residuals around its linears",
+    },
+}
+"""Layer type (the recipe selector's name) -> options its binary layer does not apply, and why. A preset's
+value (``skip`` is on in most) is a default for the layers it fits; a recipe that writes one of these
+``true`` for such a layer is refused instead of being silently ignored."""
+
+
+def refuse_inapplicable(layer_type: str, given: Mapping[str, object]) -> None:
+    """RecipeError when ``given`` (the options a recipe writes for a layer) sets one its type ignores."""
+    for option, why in INAPPLICABLE.get(layer_type, {}).items():
+        if given.get(option) is True:
+            raise RecipeError(
+                f"options.{option}: true does not apply to a {layer_type} layer ({why}); "
+                f"set {option}: false for this rule, or select conv2d layers only"
+            )
 
 
 def make_binary(module: nn.Module, options: BinaryOptions) -> nn.Module:
