@@ -9,7 +9,7 @@ Equations and choices: docs/method.md.
 from __future__ import annotations
 
 from scales_cli.binary.calibration import calibrate
-from scales_cli.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLayer, BinaryLinear, make_binary
+from scales_cli.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLayer, BinaryLinear, QuantizedLayer, make_binary
 from scales_cli.binary.modes import LayerMode, layer_mode, quantizers_off
 from scales_cli.binary.options import BinaryOptions
 from scales_cli.binary.presets import PRESETS, preset
@@ -23,6 +23,7 @@ __all__ = [
     "BinaryLinear",
     "BinaryOptions",
     "LayerMode",
+    "QuantizedLayer",
     "bit_widths",
     "calibrate",
     "is_binary",

@@ -50,27 +50,29 @@ from scales_cli.binary.view import BinaryConvView, BinaryLinearView
 _BRANCHES = ("spatial", "channel", "bn")
 
 
-class BinaryLayer(ModedLayer):
-    """What BinaryConv2d and BinaryLinear share: core/epilogue forward, bit widths, views, calibration.
+class QuantizedLayer(ModedLayer):
+    """A quantized conv/linear = a ``core`` (its own quantizers and main operation) + the shared ``epilogue``.
 
-    Subclasses set ``act``, ``wbin``, ``spatial``, ``channel``, ``channel_from_input``, ``bn``, ``skip``,
-    the class attribute ``act_channel_dim`` (1 for NCHW, -1 for tokens) and define ``main_op`` (the
-    float layer's conv/linear without bias) and ``_normalise`` (their BatchNorm's layout).
+    The interface exporters and any further quantized layer (INT8 beside the 1-bit ones) rely on:
+
+    - ``core(x) -> z``: the pre-epilogue tensor, no bias; what an exporter replaces by one node;
+    - ``epilogue(z, x) -> y``: BN, re-scaling, bias, skip, from ``z`` and the FP input ``x``; never replaced;
+    - ``mode``: :class:`LayerMode`; ``OFF`` is the float layer (the next class in the MRO) exactly.
+
+    Subclasses set ``spatial``, ``channel``, ``channel_from_input``, ``bn``, ``skip``, ``bias`` (``None``
+    for each one absent), the class attribute ``act_channel_dim`` (1 for NCHW, -1 for tokens) and
+    define ``core`` and ``_normalise`` (their BatchNorm's layout).
     """
 
     act_channel_dim: int
-    weight: nn.Parameter
     bias: nn.Parameter | None
-    act: nn.Module
-    wbin: nn.Module
     spatial: nn.Module | None
     channel: ChannelRescale | None
     channel_from_input: bool
     bn: nn.BatchNorm2d | nn.BatchNorm1d | None
     skip: bool
 
-    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
-        """The float layer's conv/linear of (a, w), no bias: the core's operation on its operands."""
+    def core(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     def _normalise(self, z: Tensor) -> Tensor:
@@ -80,19 +82,6 @@ class BinaryLayer(ModedLayer):
         if self.mode is LayerMode.OFF:
             return super().forward(x)  # type: ignore[misc]  # the float layer that follows in the MRO
         return self.epilogue(self.core(x), x)
-
-    def binary_operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(input, weight) of the main operation: binarized, or FP where the mode bypasses a quantizer."""
-        a = self.act(x) if self.mode.quantizes_activations else x
-        return a, self.wbin(self.weight) if self.mode.quantizes_weights else self.weight
-
-    def core(self, x: Tensor) -> Tensor:
-        """z = op(act(x), wbin(W)), no bias: in BINARY mode alpha * s[o] * sum of +-1 products.
-
-        What an exporter replaces (``scales::BinaryConv2d`` computes exactly this z); everything after
-        it is :meth:`epilogue`.
-        """
-        return self.main_op(*self.binary_operands(x))
 
     def epilogue(self, z: Tensor, x: Tensor) -> Tensor:
         """y from the core's z and the layer's FP input x, in this order::
@@ -114,6 +103,34 @@ class BinaryLayer(ModedLayer):
         if self.bias is not None:
             z = z + channel_view(self.bias, z.ndim, self.act_channel_dim)
         return z + x if self.skip else z
+
+
+class BinaryLayer(QuantizedLayer):
+    """What BinaryConv2d and BinaryLinear share: the binary core, bit widths, views, calibration.
+
+    Subclasses set what :class:`QuantizedLayer` asks, ``act`` and ``wbin``, and define ``main_op``.
+    """
+
+    weight: nn.Parameter
+    act: nn.Module
+    wbin: nn.Module
+
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        """The float layer's conv/linear of (a, w), no bias: the core's operation on its operands."""
+        raise NotImplementedError
+
+    def binary_operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(input, weight) of the main operation: binarized, or FP where the mode bypasses a quantizer."""
+        a = self.act(x) if self.mode.quantizes_activations else x
+        return a, self.wbin(self.weight) if self.mode.quantizes_weights else self.weight
+
+    def core(self, x: Tensor) -> Tensor:
+        """z = op(act(x), wbin(W)), no bias: in BINARY mode alpha * s[o] * sum of +-1 products.
+
+        What an exporter replaces (``scales::BinaryConv2d`` computes exactly this z); everything after
+        it is :meth:`epilogue`.
+        """
+        return self.main_op(*self.binary_operands(x))
 
     def bit_widths(self) -> tuple[int, int]:
         """(weight bits, activation bits) of the main operation: 1 per quantizer the mode uses, else FP."""
@@ -205,7 +222,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
 
     core, with xb = act(x), Wb = wbin(W):
         z = conv(xb, Wb)                     (no bias; zero padding adds 0s around the +-alpha map)
-    epilogue (:meth:`BinaryLayer.epilogue`):
+    epilogue (:meth:`QuantizedLayer.epilogue`):
         z = BN(z)                            if options.batchnorm
         z = z * s(x)                         spatial: s = sigmoid(conv_{C_in->1,k}(x)), (B, 1, H', W')
         z = z * c                            channel: c = sigmoid(conv1d_5(GAP(x)))  if C_in == C_out

@@ -2,7 +2,7 @@
 
 :func:`export_network` deep-copies a student and wraps every binary layer in an :class:`ExportedLayer`
 whose forward is ``layer.epilogue(core(x), x)``: the layer's own epilogue (BN, re-scaling, bias,
-skip: :meth:`scales_cli.binary.layers.BinaryLayer.epilogue`) runs as it is, only the core changes:
+skip: :meth:`scales_cli.binary.layers.QuantizedLayer.epilogue`) runs as it is, only the core changes:
 
 - ``core="float"``: the layer's own torch core, traced: ``alpha * sign(x - beta)`` (Sub,
   GreaterOrEqual, Where) convolved with the constant-folded ``weight_scale * sign(W)`` (Conv/MatMul),
