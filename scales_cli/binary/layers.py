@@ -147,7 +147,7 @@ class BinaryLayer(QuantizedLayer):
     def _core_parts(self) -> dict:
         """The core's constants both views share, float32 NumPy (see :mod:`scales_cli.binary.view`)."""
         c_in = self.weight.shape[1] * getattr(self, "groups", 1)
-        act = self.act.side_parameters()
+        act = self.act.core_constants()
         alpha = float(act["alpha"].reshape(-1)[0]) if "alpha" in act else 1.0
         beta = act["beta"] if "beta" in act else torch.zeros(c_in)
         return {
