@@ -20,7 +20,7 @@ from scales_cli.binary import (
     preset,
 )
 from scales_cli.binary.calibration import CalibrationOptions
-from scales_cli.binary.layers import quantizers_off
+from scales_cli.binary.modes import LayerMode, quantizers_off
 from scales_cli.errors import DataError, RecipeError
 
 
@@ -58,7 +58,7 @@ def test_calibrate_sets_mean_threshold_and_mean_abs_deviation() -> None:
     assert names == ["body.0", "body.2"]
     torch.testing.assert_close(model.body[2].act.beta.detach().double(), beta, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model.body[2].act.scale().detach().double(), alpha.reshape(1), rtol=1e-5, atol=1e-5)
-    assert model.training and model.body[0].quantize  # modes restored
+    assert model.training and model.body[0].mode is LayerMode.BINARY  # modes restored
 
 
 def test_calibrate_from_single_batch_on_tokens() -> None:

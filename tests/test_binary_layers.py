@@ -15,8 +15,10 @@ from scales_cli.binary import (
     BinaryConv2d,
     BinaryLinear,
     BinaryOptions,
+    LayerMode,
     bit_widths,
     is_binary,
+    layer_mode,
     make_binary,
     quantizers_off,
 )
@@ -114,7 +116,7 @@ def test_quantizers_off_is_exactly_the_float_conv(geometry: dict) -> None:
     with quantizers_off(layer):
         assert torch.equal(layer(x), conv(x))
         assert layer.bit_widths() == (32, 32)
-    assert layer.quantize and layer.bit_widths() == (1, 1)
+    assert layer.mode is LayerMode.BINARY and layer.bit_widths() == (1, 1)
     assert not torch.equal(layer(x), conv(x))
 
 
@@ -245,46 +247,35 @@ def test_pack_unpack_round_trip_and_bit_order() -> None:
     assert pack_sign_bits(torch.tensor([[1.0, -1, -1, -1, -1, -1, -1, 1]])).item() == 0b10000001
 
 
-def _rebuild_conv(layer: BinaryConv2d, x: torch.Tensor) -> torch.Tensor:
-    """The forward from packed bits + side parameters only (what an exporter ships)."""
-    side = layer.side_parameters()
-    k = layer.weight[0].numel()
-    wb = unpack_sign_bits(layer.packed_weight_bits(), k).reshape(layer.weight.shape) * side["weight_scale"].reshape(-1, 1, 1, 1)
-    beta = side.get("act.beta", torch.zeros(x.shape[1])).reshape(1, -1, 1, 1)
-    xb = side.get("act.alpha", torch.ones(1)) * hard_sign(x - beta)
-    z = F.conv2d(xb, wb, None, layer.stride, layer.padding, layer.dilation, layer.groups)
-    if "bn.weight" in side:
-        inv = side["bn.weight"] / torch.sqrt(side["bn.running_var"] + side["bn.eps"])
-        z = (z - side["bn.running_mean"].reshape(1, -1, 1, 1)) * inv.reshape(1, -1, 1, 1) + side["bn.bias"].reshape(1, -1, 1, 1)
-    c = None
-    if "channel.weight" in side:
-        source = x if layer.channel_from_input else z
-        pooled = source.mean(dim=(2, 3)).unsqueeze(1)
-        c = torch.sigmoid(F.conv1d(pooled, side["channel.weight"], padding=side["channel.weight"].shape[-1] // 2))
-    if "spatial.weight" in side:
-        z = z * torch.sigmoid(F.conv2d(x, side["spatial.weight"], side["spatial.bias"], layer.stride, layer.spatial.padding))
-    if c is not None:
-        z = z * c.reshape(x.shape[0], -1, 1, 1)
-    z = z + side["bias"].reshape(1, -1, 1, 1)
-    return z + x if layer.skip else z
+def _core_from_view(layer: BinaryConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The core z from the export view only (packed bits, scales, threshold: what an exporter ships)."""
+    view = layer.export_view()
+    wb = torch.from_numpy(view.signs()) * torch.from_numpy(view.weight_scale).reshape(-1, 1, 1, 1)
+    xb = view.alpha * hard_sign(x - torch.from_numpy(view.beta).reshape(1, -1, 1, 1))
+    top, left, bottom, right = view.padding
+    return F.conv2d(F.pad(xb, (left, right, top, bottom)), wb, None, view.stride, 0, view.dilation, view.groups)
 
 
 @pytest.mark.parametrize("geometry", [CONV_GEOMETRIES[0], CONV_GEOMETRIES[2], CONV_GEOMETRIES[4]], ids=["same", "stride2", "groups"])
 @pytest.mark.parametrize("options", [ALL_ON, PRESETS["xnor"]], ids=["all", "xnor"])
-def test_packed_bits_and_side_parameters_rebuild_conv_forward(geometry: dict, options: BinaryOptions) -> None:
+def test_view_core_and_the_layers_epilogue_rebuild_conv_forward(geometry: dict, options: BinaryOptions) -> None:
+    """An exporter replaces only the core: the view's core followed by the layer's epilogue is the layer."""
     layer = _randomised(BinaryConv2d.from_float(nn.Conv2d(**geometry), options))
     x = torch.randn(2, geometry["in_channels"], 9, 8)
-    torch.testing.assert_close(_rebuild_conv(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+    z = _core_from_view(layer, x)
+    torch.testing.assert_close(z, layer.core(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.epilogue(z, x), layer(x), rtol=1e-5, atol=1e-5)
 
 
-def test_packed_bits_and_side_parameters_rebuild_linear_forward() -> None:
-    layer = _randomised(BinaryLinear.from_float(nn.Linear(13, 7), BinaryOptions(spatial=True)))
-    side = layer.side_parameters()
+def test_view_core_and_the_layers_epilogue_rebuild_linear_forward() -> None:
+    layer = _randomised(BinaryLinear.from_float(nn.Linear(13, 7), BinaryOptions(spatial=True, channel=False, skip=False)))
+    view = layer.export_view()
     x = torch.randn(3, 4, 13)
-    wb = unpack_sign_bits(layer.packed_weight_bits(), 13) * side["weight_scale"].reshape(-1, 1)
-    xb = side["act.alpha"] * hard_sign(x - side["act.beta"])
-    s = torch.sigmoid(F.linear(x, side["spatial.weight"], side["spatial.bias"]))
-    torch.testing.assert_close(F.linear(xb, wb) * s + side["bias"], layer(x), rtol=1e-5, atol=1e-5)
+    wb = torch.from_numpy(view.signs()) * torch.from_numpy(view.weight_scale).reshape(-1, 1)
+    xb = view.alpha * hard_sign(x - torch.from_numpy(view.beta))
+    s = torch.sigmoid(F.linear(x, layer.spatial.weight, layer.spatial.bias))
+    torch.testing.assert_close(F.linear(xb, wb) * s + layer.bias, layer(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.epilogue(F.linear(xb, wb), x), layer(x), rtol=1e-5, atol=1e-5)
 
 
 def test_from_float_keeps_dtype_and_training_flag() -> None:
@@ -315,7 +306,8 @@ def test_layers_calibration_and_export_hooks_run_on_cuda() -> None:
     xc = torch.randn(1, 8, 9, 9)
     torch.testing.assert_close(gpu(xc.to(device)).cpu(), cpu(xc), rtol=1e-4, atol=1e-4)
     assert torch.equal(gpu.packed_weight_bits(), cpu.packed_weight_bits())
-    assert all(t.device.type == "cuda" for t in gpu.side_parameters().values())
+    view = gpu.export_view()
+    assert view.beta.shape == (8,) and torch.equal(torch.from_numpy(view.bits), cpu.packed_weight_bits())
 
 
 def test_cost_counter_reads_bit_widths_of_a_scales_conv() -> None:

@@ -267,6 +267,7 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
     binary; validation always scores the fully binary student; a resume across the stage switch is exact."""
     import torch.nn.functional as F
 
+    from scales_cli.binary.modes import LayerMode
     from scales_cli.train.stages import bypassed, fully_binary, set_stage
 
     assert [bypassed("activations-first", s, 12, 0.5) for s in (0, 5, 6, 11)] == ["weights", "weights", None, None]
@@ -282,14 +283,14 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
     assert torch.allclose(layer._conv_forward(a, w, None), F.conv2d(layer.act(x), layer.weight, None, layer.stride, layer.padding))
     with fully_binary(student):
         assert torch.equal(layer._conv_forward(*layer.binary_operands(x), None), binary)
-    assert layer.fp_weights  # restored after the block
+    assert layer.mode is LayerMode.FP_WEIGHTS  # restored after the block
     set_stage(student, "activations")
-    assert torch.equal(layer.binary_operands(x)[0], x) and not layer.fp_weights
+    assert torch.equal(layer.binary_operands(x)[0], x) and layer.mode is LayerMode.FP_ACTIVATIONS
 
     config = FinetuneConfig(**FAST, two_stage="activations-first")
     full = tmp_path / "two"
     result = finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=full)
-    assert not any(getattr(m, "fp_weights", False) for m in result.model.modules())
+    assert all(m.mode is LayerMode.BINARY for m in result.model.modules() if isinstance(m, BinaryLayer))
     part = tmp_path / "part"
     with pytest.raises(TrainingInterrupted):
         finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, callbacks=[_stop_at(3)])

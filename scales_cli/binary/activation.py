@@ -3,7 +3,7 @@
 Each binarizer is built as ``factory(num_channels, channel_dim, options)`` and maps x to a tensor of
 the same shape holding exactly two values. ``channel_dim`` is 1 for NCHW feature maps and -1 for
 tokens ``(B, N, C)``. Binarizers with learnable state also expose ``set_statistics`` (calibration) and
-``side_parameters`` (export).
+``core_constants`` (alpha and beta for an exported core).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class SignBinarizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return SignSTE.apply(x)
 
-    def side_parameters(self) -> dict[str, Tensor]:
+    def core_constants(self) -> dict[str, Tensor]:
         return {}
 
 
@@ -72,7 +72,7 @@ class ScalesBinarizer(nn.Module):
         self.beta.copy_(beta.reshape(self.beta.shape))
         self.alpha.copy_(alpha.reshape(self.alpha.shape).clamp_min(ALPHA_FLOOR))
 
-    def side_parameters(self) -> dict[str, Tensor]:
+    def core_constants(self) -> dict[str, Tensor]:
         return {"alpha": self.scale().detach().clone(), "beta": self.beta.detach().clone()}
 
     def extra_repr(self) -> str:

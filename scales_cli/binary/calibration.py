@@ -27,7 +27,7 @@ picks each step (defaults: the choices that measured best, docs/method.md "Calib
    "none" (default) changes neither. No parameter is added: only alpha, beta, W, b and the branches'
    existing tensors change, so the state-dict format is the same.
 
-Everything runs in eval mode under ``no_grad``; train/eval modes and quantize flags are restored.
+Everything runs in eval mode under ``no_grad``; train/eval modes and layer modes are restored.
 Each forward stops at the layer being fitted (an exception raised from a pre-hook), so K layers cost
 about K/2 full teacher passes (+ K/2 student passes when sequential). The batches are held in memory.
 
@@ -49,7 +49,8 @@ from torch import Tensor, nn
 
 from scales_cli.binary._registry import lookup
 from scales_cli.binary.activation import THRESHOLDS, act_statistics, channel_rows
-from scales_cli.binary.layers import BinaryLayer, quantizers_off
+from scales_cli.binary.layers import BinaryLayer
+from scales_cli.binary.modes import LayerMode, layer_mode, quantizers_off
 from scales_cli.binary.ste import channel_view
 from scales_cli.errors import DataError
 
@@ -132,16 +133,6 @@ def _inputs_of(model: nn.Module, layer: BinaryLayer, batches: list[Tensor]) -> l
     finally:
         handle.remove()
     return captured
-
-
-@contextmanager
-def _quantize(layer: BinaryLayer, on: bool) -> Iterator[None]:
-    previous = layer.quantize
-    layer.quantize = on
-    try:
-        yield
-    finally:
-        layer.quantize = previous
 
 
 def _set_threshold(layer: BinaryLayer, inputs: list[Tensor], threshold: str) -> bool:
@@ -248,9 +239,9 @@ def _calibrate_layer(
     changed = BRANCH_INITS[options.branches](layer) or changed
     if CORRECTIONS[options.correction] == (False, False):
         return changed
-    with _quantize(layer, False):
+    with layer_mode(layer, LayerMode.OFF):  # type: ignore[arg-type]
         targets = [layer(x) for x in (teacher_in if TARGETS[options.target] else student_in)]  # type: ignore[operator]
-    with _quantize(layer, True):
+    with layer_mode(layer, LayerMode.BINARY):  # type: ignore[arg-type]
         return _fit_output(layer, student_in, targets, options.correction) or changed
 
 

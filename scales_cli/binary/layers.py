@@ -2,14 +2,22 @@
 
 A binary layer *is* its float layer (``weight`` and ``bias`` keep their names, so state-dict keys
 carry over) with an activation binarizer ``act``, a weight binarizer ``wbin`` and, when the options
-enable them, the children ``spatial``, ``channel`` and ``bn``::
+enable them, the children ``spatial``, ``channel`` and ``bn``. Its forward is two parts::
 
-    BinaryConv2d:  y = [ (BN(conv(act(x), wbin(W))) * s(x) * c) + bias ] + x
-                                                        ^ spatial  ^ channel   ^ skip
-    BinaryLinear:  y = BN(act(x) @ wbin(W)^T) * s(x) + bias
+    core(x)        z = op(act(x), wbin(W))  = alpha * s[o] * (sign(x - beta) (*) sign(W))   (no bias)
+    epilogue(z, x) y = [ BN(z) * s(x) * c + bias ] + x
+                               ^ spatial ^ channel   ^ skip
 
-``quantize = False`` (or :func:`quantizers_off`) makes either layer compute exactly the float
-operation it was built from, branches bypassed; calibration runs the model that way.
+``op`` is the conv (or linear) of the float layer, so the core is the xnor/popcount-equivalent sum
+already scaled by the quantizers' alpha and s[o]; the epilogue is everything after it and is the
+same method for both layer kinds (a linear layer has no channel branch and no skip). The boundary is
+the interface exporters use: they replace :meth:`BinaryLayer.core` by a node that computes the same
+``z`` (``scales::BinaryConv2d``, OpenVINO's BinaryConvolution) and run this epilogue as it is, so the
+layer's maths exists once in torch (:mod:`scales_cli.export.graph`). A later low-bit layer (INT8)
+fits the same split: its own ``core``, the same ``epilogue``.
+
+``mode`` (:mod:`scales_cli.binary.modes`) picks which quantizers the core uses; ``LayerMode.OFF``
+makes either layer compute exactly the float operation it was built from, epilogue bypassed.
 
 Example::
 
@@ -21,8 +29,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -30,91 +37,125 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scales_cli.binary.activation import act_statistics, make_activation
+from scales_cli.binary.modes import LayerMode, ModedLayer
 from scales_cli.binary.options import BinaryOptions
 from scales_cli.binary.packing import pack_sign_bits
 from scales_cli.binary.protocol import FP_BITS
 from scales_cli.binary.rescale import ChannelRescale, SpatialRescale2d, TokenSpatialRescale
+from scales_cli.binary.ste import channel_view
 from scales_cli.binary.weight import make_weight_binarizer
 from scales_cli.errors import RecipeError
-from scales_cli.binary.view import BinaryConvView, BinaryLinearView, ChannelBranch, SpatialBranch
+from scales_cli.binary.view import BinaryConvView, BinaryLinearView
 
 _BRANCHES = ("spatial", "channel", "bn")
 
 
-class BinaryLayer:
-    """What BinaryConv2d and BinaryLinear share: bit widths, export hooks, calibration.
+class QuantizedLayer(ModedLayer):
+    """A quantized conv/linear = a ``core`` (its own quantizers and main operation) + the shared ``epilogue``.
 
-    Subclasses set ``act``, ``wbin``, ``spatial``, ``channel``, ``bn``, ``quantize`` and the class
-    attribute ``act_channel_dim`` (1 for NCHW, -1 for tokens).
+    The interface exporters and any further quantized layer (INT8 beside the 1-bit ones) rely on:
+
+    - ``core(x) -> z``: the pre-epilogue tensor, no bias; what an exporter replaces by one node;
+    - ``epilogue(z, x) -> y``: BN, re-scaling, bias, skip, from ``z`` and the FP input ``x``; never replaced;
+    - ``mode``: :class:`LayerMode`; ``OFF`` is the float layer (the next class in the MRO) exactly.
+
+    Subclasses set ``spatial``, ``channel``, ``channel_from_input``, ``bn``, ``skip``, ``bias`` (``None``
+    for each one absent), the class attribute ``act_channel_dim`` (1 for NCHW, -1 for tokens) and
+    define ``core`` and ``_normalise`` (their BatchNorm's layout).
     """
 
     act_channel_dim: int
-    weight: nn.Parameter
     bias: nn.Parameter | None
+    spatial: nn.Module | None
+    channel: ChannelRescale | None
+    channel_from_input: bool
+    bn: nn.BatchNorm2d | nn.BatchNorm1d | None
+    skip: bool
+
+    def core(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _normalise(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode is LayerMode.OFF:
+            return super().forward(x)  # type: ignore[misc]  # the float layer that follows in the MRO
+        return self.epilogue(self.core(x), x)
+
+    def epilogue(self, z: Tensor, x: Tensor) -> Tensor:
+        """y from the core's z and the layer's FP input x, in this order::
+
+            z = BN(z)                                     if options.batchnorm (eval: running stats)
+            c = channel(x if channel_from_input else z)   channel factor, from the pre-spatial z
+            z = z * spatial(x) * c
+            y = z + bias (+ x when skip)
+        """
+        if self.bn is not None:
+            z = self._normalise(z)
+        channel = None
+        if self.channel is not None:
+            channel = self.channel(x if self.channel_from_input else z)
+        if self.spatial is not None:
+            z = z * self.spatial(x)
+        if channel is not None:
+            z = z * channel
+        if self.bias is not None:
+            z = z + channel_view(self.bias, z.ndim, self.act_channel_dim)
+        return z + x if self.skip else z
+
+
+class BinaryLayer(QuantizedLayer):
+    """What BinaryConv2d and BinaryLinear share: the binary core, bit widths, views, calibration.
+
+    Subclasses set what :class:`QuantizedLayer` asks, ``act`` and ``wbin``, and define ``main_op``.
+    """
+
+    weight: nn.Parameter
     act: nn.Module
     wbin: nn.Module
-    bn: nn.BatchNorm2d | nn.BatchNorm1d | None
-    quantize: bool
-    # Two-stage training (scales_cli.train.stages) bypasses one binarizer for the first stage: the
-    # latent FP weight, or the FP input, enters the main operation as is. Plain attributes, never
-    # saved: a student file is always the fully binary network.
-    fp_weights: bool = False
-    fp_activations: bool = False
+
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        """The float layer's conv/linear of (a, w), no bias: the core's operation on its operands."""
+        raise NotImplementedError
 
     def binary_operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(binarized input, binarized weight) of the main operation, or FP where a stage bypasses one."""
-        a = x if self.fp_activations else self.act(x)
-        return a, self.weight if self.fp_weights else self.wbin(self.weight)
+        """(input, weight) of the main operation: binarized, or FP where the mode bypasses a quantizer."""
+        a = self.act(x) if self.mode.quantizes_activations else x
+        return a, self.wbin(self.weight) if self.mode.quantizes_weights else self.weight
+
+    def core(self, x: Tensor) -> Tensor:
+        """z = op(act(x), wbin(W)), no bias: in BINARY mode alpha * s[o] * sum of +-1 products.
+
+        What an exporter replaces (``scales::BinaryConv2d`` computes exactly this z); everything after
+        it is :meth:`epilogue`.
+        """
+        return self.main_op(*self.binary_operands(x))
 
     def bit_widths(self) -> tuple[int, int]:
-        """(weight bits, activation bits) of the main operation: (1, 1), or FP when quantize is off."""
-        return (self.wbin.bits, self.act.bits) if self.quantize else FP_BITS
+        """(weight bits, activation bits) of the main operation: 1 per quantizer the mode uses, else FP."""
+        fp_weight, fp_act = FP_BITS
+        return (
+            self.wbin.bits if self.mode.quantizes_weights else fp_weight,
+            self.act.bits if self.mode.quantizes_activations else fp_act,
+        )
 
     def packed_weight_bits(self) -> Tensor:
         """Sign bits of ``weight``, uint8 (C_out, ceil(K / 8)) on the CPU; layout in :mod:`scales_cli.binary.packing`."""
         return pack_sign_bits(self.weight)
 
-    def side_parameters(self) -> dict[str, Tensor]:
-        """Everything besides the packed bits that the binary forward needs, detached copies.
-
-        ``weight_scale`` (C_out,); ``act.alpha`` (1,) the effective positive scale and ``act.beta``
-        (C_in,) when the binarizer has them; ``bias``; the branches' tensors under their state-dict
-        names (``spatial.weight``, ``spatial.bias``, ``channel.weight``, ``bn.weight``, ``bn.bias``,
-        ``bn.running_mean``, ``bn.running_var``) and ``bn.eps`` (1,).
-        """
-        params = {"weight_scale": self.wbin.scale(self.weight).clone()}
-        params.update({f"act.{k}": v for k, v in self.act.side_parameters().items()})
-        if self.bias is not None:
-            params["bias"] = self.bias.detach().clone()
-        for name in _BRANCHES:
-            child = getattr(self, name)
-            if child is None:
-                continue
-            for key, value in child.state_dict().items():
-                if value.is_floating_point():
-                    params[f"{name}.{key}"] = value.detach().clone()
-        if self.bn is not None:
-            params["bn.eps"] = torch.tensor([self.bn.eps], dtype=self.weight.dtype, device=self.weight.device)
-        return params
-
-    def _view_parts(self) -> dict:
-        """The fields both views share, eval-mode, float32 NumPy (see :mod:`scales_cli.export.view`)."""
+    def _core_parts(self) -> dict:
+        """The core's constants both views share, float32 NumPy (see :mod:`scales_cli.binary.view`)."""
         c_in = self.weight.shape[1] * getattr(self, "groups", 1)
-        act = self.act.side_parameters()
+        act = self.act.core_constants()
         alpha = float(act["alpha"].reshape(-1)[0]) if "alpha" in act else 1.0
         beta = act["beta"] if "beta" in act else torch.zeros(c_in)
-        parts = {
+        return {
             "bits": self.packed_weight_bits().numpy(),
             "weight_scale": _np(self.wbin.scale(self.weight)),
             "alpha": alpha,
             "beta": _np(beta),
-            "bias": _np(self.bias) if self.bias is not None else None,
         }
-        if self.bn is not None:
-            scale = self.bn.weight.detach() / torch.sqrt(self.bn.running_var + self.bn.eps)
-            parts["bn_scale"] = _np(scale)
-            parts["bn_shift"] = _np(self.bn.bias.detach() - self.bn.running_mean * scale)
-        return parts
 
     def set_act_statistics(self, beta: Tensor, alpha: Tensor) -> bool:
         """Give the activation binarizer its threshold (C_in,) and scale; False if it has none."""
@@ -179,8 +220,9 @@ def _spatial_padding(conv: nn.Conv2d, kernel: int) -> tuple[int, int]:
 class BinaryConv2d(BinaryLayer, nn.Conv2d):
     """Binary 2-D convolution with SCALES scalings; any kernel, stride, padding, dilation, groups.
 
-    forward (quantize on), with xb = act(x), Wb = wbin(W):
+    core, with xb = act(x), Wb = wbin(W):
         z = conv(xb, Wb)                     (no bias; zero padding adds 0s around the +-alpha map)
+    epilogue (:meth:`QuantizedLayer.epilogue`):
         z = BN(z)                            if options.batchnorm
         z = z * s(x)                         spatial: s = sigmoid(conv_{C_in->1,k}(x)), (B, 1, H', W')
         z = z * c                            channel: c = sigmoid(conv1d_5(GAP(x)))  if C_in == C_out
@@ -212,7 +254,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
         )
         self.options = options
-        self.quantize = True
         self.act = make_activation(in_channels, self.act_channel_dim, options)
         self.wbin = make_weight_binarizer(options.weight)
         self.spatial: SpatialRescale2d | None = None
@@ -251,33 +292,15 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
         _copy_float_parameters(conv, layer)
         return layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.quantize:
-            return super().forward(x)
-        z = self._conv_forward(*self.binary_operands(x), None)
-        if self.bn is not None:
-            z = self.bn(z)
-        channel = None
-        if self.channel is not None:
-            channel = self.channel(x if self.channel_from_input else z)
-        if self.spatial is not None:
-            z = z * self.spatial(x)
-        if channel is not None:
-            z = z * channel
-        if self.bias is not None:
-            z = z + self.bias.reshape(1, -1, 1, 1)
-        return z + x if self.skip else z
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        return self._conv_forward(a, w, None)  # zero padding adds 0s around the +-alpha map
+
+    def _normalise(self, z: Tensor) -> Tensor:
+        return self.bn(z)  # type: ignore[misc]
 
     def export_view(self) -> BinaryConvView:
-        """This layer's eval-mode computation as a frozen view (geometry, bits, scales, branches)."""
+        """This layer's core as a frozen view: geometry, packed bits, scales, threshold."""
         kh, kw = self.kernel_size
-        spatial = None
-        if self.spatial is not None:
-            sp = self.spatial
-            spatial = SpatialBranch(_np(sp.weight), _np(sp.bias), tuple(sp.stride), tuple(sp.padding))  # type: ignore[arg-type]
-        channel = None
-        if self.channel is not None:
-            channel = ChannelBranch(_np(self.channel.weight).reshape(-1), self.channel_from_input)
         return BinaryConvView(
             in_channels=self.in_channels,
             out_channels=self.out_channels,
@@ -286,10 +309,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
             padding=_explicit_padding(self),
             dilation=tuple(self.dilation),  # type: ignore[arg-type]
             groups=self.groups,
-            spatial=spatial,
-            channel=channel,
-            skip=self.skip,
-            **self._view_parts(),
+            **self._core_parts(),
         )
 
 
@@ -311,10 +331,10 @@ def _np(t: Tensor) -> np.ndarray:
 class BinaryLinear(BinaryLayer, nn.Linear):
     """Binary linear layer for (B, N, C) or (N, C) inputs with SCALES token re-scaling.
 
-    forward (quantize on): y = BN(act(x) @ wbin(W)^T) * s(x) + bias, s = sigmoid(Linear_{C->1}(x)) per
-    token. ``options.channel`` and ``options.skip`` do not apply: LayerNorm before every linear of a
-    Transformer block already removes channel-to-channel variation (paper III-B), and the block has its
-    own residuals. BN (if enabled) normalises the out_features of all tokens together.
+    core z = act(x) @ wbin(W)^T; epilogue y = BN(z) * s(x) + bias, s = sigmoid(Linear_{C->1}(x)) per token.
+    ``options.channel`` and ``options.skip`` do not apply (:data:`INAPPLICABLE` says why): presets' values
+    are not used here, and a recipe that sets either true for a linear layer is refused
+    (:func:`refuse_inapplicable`). BN (if enabled) normalises the out_features of all tokens together.
     """
 
     act_channel_dim = -1
@@ -331,11 +351,11 @@ class BinaryLinear(BinaryLayer, nn.Linear):
     ) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
         self.options = options
-        self.quantize = True
         self.act = make_activation(in_features, self.act_channel_dim, options)
         self.wbin = make_weight_binarizer(options.weight)
         self.spatial: TokenSpatialRescale | None = TokenSpatialRescale(in_features) if options.spatial else None
         self.channel = None
+        self.channel_from_input = False
         self.bn: nn.BatchNorm1d | None = nn.BatchNorm1d(out_features) if options.batchnorm else None
         self.skip = False
         for child in (self.act, self.spatial, self.bn):
@@ -356,22 +376,16 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         _copy_float_parameters(linear, layer)
         return layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.quantize:
-            return super().forward(x)
-        z = F.linear(*self.binary_operands(x))
-        if self.bn is not None:
-            z = self.bn(z.reshape(-1, self.out_features)).reshape(z.shape)
-        if self.spatial is not None:
-            z = z * self.spatial(x)
-        return z + self.bias if self.bias is not None else z
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        return F.linear(a, w)
+
+    def _normalise(self, z: Tensor) -> Tensor:
+        """BN over out_features with every token of every batch item pooled."""
+        return self.bn(z.reshape(-1, self.out_features)).reshape(z.shape)  # type: ignore[misc]
 
     def export_view(self) -> BinaryLinearView:
-        """This layer's eval-mode computation as a frozen view (bits, scales, token branch)."""
-        spatial = None
-        if self.spatial is not None:
-            spatial = SpatialBranch(_np(self.spatial.weight), _np(self.spatial.bias))
-        return BinaryLinearView(in_features=self.in_features, out_features=self.out_features, spatial=spatial, **self._view_parts())
+        """This layer's core as a frozen view: packed bits, scales, threshold."""
+        return BinaryLinearView(in_features=self.in_features, out_features=self.out_features, **self._core_parts())
 
 
 def _copy_float_parameters(source: nn.Module, layer: nn.Module) -> None:
@@ -391,6 +405,28 @@ BINARY_LAYERS: dict[type[nn.Module], Callable[[nn.Module, BinaryOptions], nn.Mod
 """Exact float type -> binary constructor. Subclasses (including binary layers) are not matched."""
 
 
+INAPPLICABLE: dict[str, dict[str, str]] = {
+    "linear": {
+        "channel": "LayerNorm before every linear of a Transformer block already removes channel-to-channel "
+        "variation (paper III-B)",
+        "skip": "the Transformer block has its own residuals around its linears",
+    },
+}
+"""Layer type (the recipe selector's name) -> options its binary layer does not apply, and why. A preset's
+value (``skip`` is on in most) is a default for the layers it fits; a recipe that writes one of these
+``true`` for such a layer is refused instead of being silently ignored."""
+
+
+def refuse_inapplicable(layer_type: str, given: Mapping[str, object]) -> None:
+    """RecipeError when ``given`` (the options a recipe writes for a layer) sets one its type ignores."""
+    for option, why in INAPPLICABLE.get(layer_type, {}).items():
+        if given.get(option) is True:
+            raise RecipeError(
+                f"options.{option}: true does not apply to a {layer_type} layer ({why}); "
+                f"set {option}: false for this rule, or select conv2d layers only"
+            )
+
+
 def make_binary(module: nn.Module, options: BinaryOptions) -> nn.Module:
     """The binary replacement of ``module``, dispatched on its exact type through BINARY_LAYERS."""
     factory = BINARY_LAYERS.get(type(module))
@@ -398,17 +434,3 @@ def make_binary(module: nn.Module, options: BinaryOptions) -> nn.Module:
         known = ", ".join(f"{cls.__module__}.{cls.__qualname__}" for cls in BINARY_LAYERS)
         raise RecipeError(f"cannot binarize {type(module).__qualname__}: binary layers exist for exactly {known}")
     return factory(module, options)
-
-
-@contextmanager
-def quantizers_off(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block every binary layer of ``model`` computes its float operation exactly."""
-    layers = [m for m in model.modules() if isinstance(m, BinaryLayer)]
-    previous = [m.quantize for m in layers]
-    for m in layers:
-        m.quantize = False
-    try:
-        yield model
-    finally:
-        for m, flag in zip(layers, previous):
-            m.quantize = flag

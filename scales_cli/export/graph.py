@@ -1,18 +1,23 @@
-"""Torch modules that trace into the exported graphs: each binary layer rebuilt from its export view.
+"""Torch modules that trace into the exported graphs: each binary layer with its core replaced.
 
-:func:`export_network` deep-copies a student and swaps every binary layer for an
-:class:`ExportBinaryConv2d` / :class:`ExportBinaryLinear` whose forward uses only ops that the
-TorchScript ONNX exporter maps to standard nodes, except for the binary core, which is either
+:func:`export_network` deep-copies a student and wraps every binary layer in an :class:`ExportedLayer`
+whose forward is ``layer.epilogue(core(x), x)``: the layer's own epilogue (BN, re-scaling, bias,
+skip: :meth:`scales_cli.binary.layers.QuantizedLayer.epilogue`) runs as it is, only the core changes:
 
-- ``core="float"``: ``alpha * sign(x - beta)`` convolved with the ``weight_scale * sign(W)`` floats
-  (standard ONNX: Sub, GreaterOrEqual, Cast, Mul, Conv/MatMul), the same arithmetic as the torch layer;
+- ``core="float"``: the layer's own torch core, traced: ``alpha * sign(x - beta)`` (Sub,
+  GreaterOrEqual, Where) convolved with the constant-folded ``weight_scale * sign(W)`` (Conv/MatMul),
+  standard ONNX only;
 - ``core="custom"``: one ``scales::BinaryConv2d`` / ``scales::BinaryLinear`` node (docs/onnx-ops.md)
-  holding the packed sign bits; its torch forward is the float core, so tracing sees real values.
+  holding the packed sign bits; its torch forward is the layer's core, so tracing sees real values.
 
-``spatial_pointwise`` rewrites the spatial branch conv (C_in -> 1, k x k) as a 1x1 conv C_in -> k*k
-followed by a fixed one-hot k x k conv k*k -> 1: the same sum in another order (tap (i, j) of the
-kernel is channel i*k + j of the 1x1 output, and padding zeros stay zeros through the 1x1 conv).
-OpenVINO's CPU plugin runs the single-output k x k conv slowly; the pair is several times faster.
+So the layer's maths exists once in torch (NumPy's :mod:`.reference` is the independent spec of the
+nodes), as Brevitas swaps only the quantizer at export.
+
+``spatial_pointwise`` replaces a conv layer's spatial branch (conv C_in -> 1, k x k, then sigmoid) by
+:class:`PointwiseSpatial`: a 1x1 conv C_in -> k*k followed by a fixed one-hot k x k conv k*k -> 1, the
+same sum in another order (tap (i, j) of the kernel is channel i*k + j of the 1x1 output, and padding
+zeros stay zeros through the 1x1 conv). OpenVINO's CPU plugin runs the single-output k x k conv
+slowly; the pair is several times faster.
 """
 
 from __future__ import annotations
@@ -25,72 +30,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .view import BinaryConvView, BinaryLinearView, LayerView
+from ..errors import ScalesError
+from .view import BinaryConvView, LayerView
 
 DOMAIN = "scales"
 DOMAIN_VERSION = 1
 
 
-def _buffer(module: nn.Module, name: str, value: np.ndarray | None) -> None:
-    module.register_buffer(name, None if value is None else torch.from_numpy(np.ascontiguousarray(value)))
+class _CoreNode(torch.autograd.Function):
+    """One ``scales::<op>`` node (inputs X, bits, scale, alpha, beta, shift; integer ``attrs``) in the
+    exported graph; when traced its value is ``z``, the layer's torch core of X computed just before.
 
-
-def folded_shift(view: LayerView) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(weight_scale', shift, bias_folded): the core's per-output-channel multiplier and addend.
-
-    BatchNorm folds into the core (scale * bn_scale, shift bn_shift); the layer bias is folded into
-    the shift only when no re-scaling branch multiplies after it.
+    ``z`` is an input rather than computed inside (the tracer cannot follow parameters used in a
+    Function's forward); the node does not read it, so the ops that made it leave the graph.
     """
-    scale = view.weight_scale.astype(np.float32)
-    shift = np.zeros_like(scale)
-    if view.bn_scale is not None and view.bn_shift is not None:
-        scale = scale * view.bn_scale
-        shift = view.bn_shift.astype(np.float32)
-    fold_bias = view.bias is not None and view.spatial is None and view.channel is None
-    if fold_bias:
-        shift = shift + view.bias
-    return scale.astype(np.float32), shift.astype(np.float32), fold_bias
-
-
-class _BinaryConvCore(torch.autograd.Function):
-    """Float evaluation of scales::BinaryConv2d when traced; one custom node when exported."""
 
     @staticmethod
-    def forward(ctx, x, bits, signs, scale, alpha, beta, shift, geometry):  # noqa: ANN001, ANN205
-        _kernel, stride, padding, dilation, groups = geometry
-        xb = _binarize(x, beta.reshape(1, -1, 1, 1))
-        xb = F.pad(xb, (padding[1], padding[3], padding[0], padding[2]))
-        z = F.conv2d(xb, signs, None, stride, 0, dilation, groups)
-        return z * (alpha * scale).reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+    def forward(ctx, x, z, bits, scale, alpha, beta, shift, op, attrs):  # noqa: ANN001, ANN205
+        return z.clone()
 
     @staticmethod
-    def symbolic(g, x, bits, signs, scale, alpha, beta, shift, geometry):  # noqa: ANN001, ANN205
-        kernel, (sh, sw), (pt, pl, pb, pr), (dh, dw), groups = geometry
-        out = g.op(
-            f"{DOMAIN}::BinaryConv2d", x, bits, scale, alpha, beta, shift,
-            kernel_h_i=kernel[0], kernel_w_i=kernel[1], stride_h_i=sh, stride_w_i=sw,
-            pad_top_i=pt, pad_left_i=pl, pad_bottom_i=pb, pad_right_i=pr,
-            dilation_h_i=dh, dilation_w_i=dw, group_i=groups,
-        )
-        out.setType(x.type().with_sizes([None] * 4))
+    def symbolic(g, x, z, bits, scale, alpha, beta, shift, op, attrs):  # noqa: ANN001, ANN205
+        out = g.op(f"{DOMAIN}::{op}", x, bits, scale, alpha, beta, shift, **{f"{k}_i": v for k, v in attrs})
+        # a conv changes every dim but the batch; a linear keeps the token dims (its feature dim is fixed)
+        out.setType(x.type().with_sizes([None] * 4) if op == "BinaryConv2d" else x.type())
         return out
 
 
-class _BinaryLinearCore(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, bits, signs, scale, alpha, beta, shift):  # noqa: ANN001, ANN205
-        return F.linear(_binarize(x, beta), signs) * (alpha * scale) + shift
-
-    @staticmethod
-    def symbolic(g, x, bits, signs, scale, alpha, beta, shift):  # noqa: ANN001, ANN205
-        out = g.op(f"{DOMAIN}::BinaryLinear", x, bits, scale, alpha, beta, shift)
-        out.setType(x.type())
-        return out
-
-
-def _binarize(x: Tensor, beta: Tensor) -> Tensor:
-    """sign(x - beta) with sign(0) = +1, as +-1 floats (the same expression as binary.ste.hard_sign)."""
-    return (x - beta >= 0).to(x.dtype) * 2 - 1
+def _conv_attrs(view: BinaryConvView) -> tuple[tuple[str, int], ...]:
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = view.kernel, view.stride, view.padding, view.dilation
+    return (("kernel_h", kh), ("kernel_w", kw), ("stride_h", sh), ("stride_w", sw), ("pad_top", pt), ("pad_left", pl),
+            ("pad_bottom", pb), ("pad_right", pr), ("dilation_h", dh), ("dilation_w", dw), ("group", view.groups))
 
 
 @dataclass(frozen=True)
@@ -101,118 +71,84 @@ class GraphOptions:
     spatial_pointwise: bool = False
 
 
-def _core_buffers(module: nn.Module, view: BinaryConvView | BinaryLinearView, bias_shape: tuple[int, ...]) -> bool:
-    """The buffers every exported binary layer holds (bits, signs, scale, alpha, beta, shift, bias);
-    returns whether the bias was folded into the shift."""
-    scale, shift, bias_folded = folded_shift(view)
-    _buffer(module, "bits", view.bits)
-    _buffer(module, "signs", view.signs())
-    _buffer(module, "scale", scale)
-    _buffer(module, "alpha", np.array([view.alpha], dtype=np.float32))
-    _buffer(module, "beta", view.beta.astype(np.float32))
-    _buffer(module, "shift", shift)
-    _buffer(module, "bias", None if view.bias is None or bias_folded else view.bias.reshape(bias_shape))
-    return bias_folded
+class PointwiseSpatial(nn.Module):
+    """sigmoid(conv_{k*k -> 1}(onehot, conv1x1_{C_in -> k*k}(x)) + b): a k x k spatial branch, reordered."""
 
-
-class ExportBinaryConv2d(nn.Module):
-    """A BinaryConv2d rebuilt from its view (equations in :mod:`scales_cli.export.view`)."""
-
-    def __init__(self, view: BinaryConvView, path: str, options: GraphOptions) -> None:
+    def __init__(self, branch: nn.Conv2d) -> None:
         super().__init__()
-        self.view, self.path, self.options = view, path, options
-        self.bias_folded = _core_buffers(self, view, bias_shape=(1, -1, 1, 1))
-        self.geometry = (view.kernel, view.stride, view.padding, view.dilation, view.groups)
-        if view.spatial is not None:
-            sp = view.spatial
-            if options.spatial_pointwise:
-                k = sp.kernel
-                # tap t = i * k + j of the 1x1 conv carries w[0, :, i, j]
-                _buffer(self, "spatial_pointwise", sp.weight[0].reshape(view.in_channels, k * k).T[:, :, None, None].copy())
-                one_hot = np.zeros((1, k * k, k, k), dtype=np.float32)
-                for tap in range(k * k):
-                    one_hot[0, tap, tap // k, tap % k] = 1.0
-                _buffer(self, "spatial_weight", one_hot)
-            else:
-                _buffer(self, "spatial_weight", sp.weight)
-            _buffer(self, "spatial_bias", sp.bias)
-        if view.channel is not None:
-            _buffer(self, "channel_weight", view.channel.weight.reshape(1, 1, -1))
+        k, c_in = branch.kernel_size[0], branch.in_channels
+        w = branch.weight.detach()
+        # tap t = i * k + j of the 1x1 conv carries w[0, :, i, j]
+        self.register_buffer("taps", w[0].reshape(c_in, k * k).T[:, :, None, None].contiguous())
+        one_hot = torch.zeros(1, k * k, k, k, dtype=w.dtype)
+        for tap in range(k * k):
+            one_hot[0, tap, tap // k, tap % k] = 1.0
+        self.register_buffer("one_hot", one_hot)
+        self.register_buffer("bias", branch.bias.detach().clone())
+        self.stride, self.padding = branch.stride, branch.padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(F.conv2d(F.conv2d(x, self.taps), self.one_hot, self.bias, self.stride, self.padding))
+
+
+class ExportedLayer(nn.Module):
+    """A binary layer (``self.layer``, its children and epilogue untouched) whose core the graph replaces."""
+
+    def __init__(self, layer: nn.Module, view: LayerView, options: GraphOptions) -> None:
+        super().__init__()
+        from ..binary.rescale import SpatialRescale2d
+
+        self.layer, self.options = layer, options
+        if options.spatial_pointwise and isinstance(getattr(layer, "spatial", None), SpatialRescale2d):
+            layer.spatial = PointwiseSpatial(layer.spatial)
+        self.op = "BinaryConv2d" if isinstance(view, BinaryConvView) else "BinaryLinear"
+        self.attrs = _conv_attrs(view) if isinstance(view, BinaryConvView) else ()
+        for name, value in (("bits", view.bits), ("scale", view.weight_scale), ("alpha", np.array([view.alpha])),
+                            ("beta", view.beta), ("shift", np.zeros_like(view.weight_scale))):
+            dtype = np.uint8 if name == "bits" else np.float32
+            self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value, dtype=dtype)))
+        # wbin(W) as a constant: the float graph holds the +-scale weights, not W and the ops that quantize it
+        self.register_buffer("quantized_weight", layer.wbin(layer.weight).detach().clone())
 
     def core(self, x: Tensor) -> Tensor:
-        if self.options.core == "custom":
-            return _BinaryConvCore.apply(x, self.bits, self.signs, self.scale, self.alpha, self.beta, self.shift, self.geometry)
-        xb = _binarize(x, self.beta.reshape(1, -1, 1, 1)) * self.alpha
-        _kernel, stride, (pt, pl, pb, pr), dilation, groups = self.geometry
-        if (pt, pl) == (pb, pr):
-            z = F.conv2d(xb, self.signs * self.scale.reshape(-1, 1, 1, 1), None, stride, (pt, pl), dilation, groups)
-        else:
-            z = F.conv2d(F.pad(xb, (pl, pr, pt, pb)), self.signs * self.scale.reshape(-1, 1, 1, 1), None, stride, 0, dilation, groups)
-        return z + self.shift.reshape(1, -1, 1, 1)
+        z = self.layer.main_op(self.layer.act(x), self.quantized_weight)  # the layer's core, wbin(W) frozen
+        if self.options.core == "float":
+            return z
+        return _CoreNode.apply(x, z, self.bits, self.scale, self.alpha, self.beta, self.shift, self.op, self.attrs)
 
     def forward(self, x: Tensor) -> Tensor:
-        view = self.view
-        z = self.core(x)
-        channel = None
-        if view.channel is not None:
-            t = x if view.channel.from_input else z
-            pooled = t.mean(dim=(2, 3)).unsqueeze(1)
-            k = view.channel.kernel
-            channel = torch.sigmoid(F.conv1d(pooled, self.channel_weight, None, 1, k // 2)).reshape(t.shape[0], -1, 1, 1)
-        if view.spatial is not None:
-            sp = view.spatial
-            if self.options.spatial_pointwise:
-                taps = F.conv2d(x, self.spatial_pointwise)
-                logit = F.conv2d(taps, self.spatial_weight, self.spatial_bias, sp.stride, sp.padding)
-            else:
-                logit = F.conv2d(x, self.spatial_weight, self.spatial_bias, sp.stride, sp.padding)
-            z = z * torch.sigmoid(logit)
-        if channel is not None:
-            z = z * channel
-        if self.bias is not None:
-            z = z + self.bias
-        return z + x if view.skip else z
-
-
-class ExportBinaryLinear(nn.Module):
-    """A BinaryLinear rebuilt from its view: tokens (..., N, C)."""
-
-    def __init__(self, view: BinaryLinearView, path: str, options: GraphOptions) -> None:
-        super().__init__()
-        self.view, self.path, self.options = view, path, options
-        self.bias_folded = _core_buffers(self, view, bias_shape=(-1,))
-        if view.spatial is not None:
-            _buffer(self, "spatial_weight", view.spatial.weight)
-            _buffer(self, "spatial_bias", view.spatial.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.options.core == "custom":
-            z = _BinaryLinearCore.apply(x, self.bits, self.signs, self.scale, self.alpha, self.beta, self.shift)
-        else:
-            z = F.linear(_binarize(x, self.beta) * self.alpha, self.signs * self.scale.reshape(-1, 1)) + self.shift
-        if self.view.spatial is not None:
-            z = z * torch.sigmoid(F.linear(x, self.spatial_weight, self.spatial_bias))
-        return z + self.bias if self.bias is not None else z
+        return self.layer.epilogue(self.core(x), x)
 
 
 def binary_views(model: nn.Module) -> list[tuple[str, LayerView]]:
-    """(module path, view) of every quantizing binary layer, in registration order."""
+    """(module path, core view) of every binary layer, in registration order.
+
+    A layer that is not in binary mode (inside ``quantizers_off`` or a training stage) is refused:
+    writing it as binary, or silently as float, would not be the network the user has.
+    """
     from ..binary.layers import BinaryLayer
+    from ..binary.modes import LayerMode
 
-    return [(p, m.export_view()) for p, m in model.named_modules() if isinstance(m, BinaryLayer) and m.quantize]
-
-
-def export_module(view: LayerView, path: str, options: GraphOptions) -> nn.Module:
-    return (ExportBinaryConv2d if isinstance(view, BinaryConvView) else ExportBinaryLinear)(view, path, options)  # type: ignore[arg-type]
+    views = []
+    for path, module in model.named_modules():
+        if isinstance(module, BinaryLayer):
+            if module.mode is not LayerMode.BINARY:
+                raise ScalesError(
+                    f"layer {path or '(the model)'}: mode {module.mode.value}, export writes binary layers only "
+                    "(export outside quantizers_off / layer_mode blocks and training stages)"
+                )
+            views.append((path, module.export_view()))
+    return views
 
 
 def export_network(model: nn.Module, options: GraphOptions) -> nn.Module:
-    """An eval-mode copy of ``model`` whose binary layers are export modules (the input is untouched)."""
+    """An eval-mode copy of ``model`` whose binary layers' cores are export cores (the input is untouched)."""
     net = copy.deepcopy(model).eval()
     for path, view in binary_views(net):
+        exported = ExportedLayer(net.get_submodule(path), view, options)
         if not path:  # the model is itself one binary layer
-            return export_module(view, path, options)
-        net.set_submodule(path, export_module(view, path, options))
+            return exported
+        net.set_submodule(path, exported)
     return net
 
 

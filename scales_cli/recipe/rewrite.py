@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..binary import make_binary
+from ..binary.layers import refuse_inapplicable
 from ..binary.options import BinaryOptions
 from ..errors import RecipeError
 from .schema import Recipe, Rule
@@ -129,6 +130,11 @@ def plan(desc_or_model: Any, recipe: Recipe, *, region_of: RegionOf | None = Non
 
 def _decide(layer: Layer, rule: Rule | None, recipe: Recipe) -> LayerDecision:
     binarize = rule is not None and rule.action == "binarize"
+    if binarize:
+        try:
+            refuse_inapplicable(layer.type, recipe.given_options(rule))  # type: ignore[arg-type]
+        except RecipeError as exc:
+            raise RecipeError(f"recipe {recipe.source}: layer {layer.path} (rule {rule.name!r}): {exc.message}") from None  # type: ignore[union-attr]
     return LayerDecision(
         path=layer.path,
         region=layer.region,

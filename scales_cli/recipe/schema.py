@@ -114,6 +114,10 @@ class Recipe:
             return OptionSet(rule.preset, rule.overrides).resolve()
         return OptionSet(self.defaults.preset, self.defaults.overrides + rule.overrides).resolve()
 
+    def given_options(self, rule: Rule) -> dict[str, Any]:
+        """The option values the recipe writes out for ``rule``'s layers (its presets' values aside)."""
+        return dict(rule.overrides if rule.preset else self.defaults.overrides + rule.overrides)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,

@@ -16,11 +16,18 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from ..binary.layers import BinaryLayer
+from ..binary.modes import LayerMode, layer_mode, set_mode
 from .config import TWO_STAGE_MODES
 
 # mode -> which operand stays FP during the first stage (the modes are the config's, in its order)
 TWO_STAGE: dict[str, str | None] = dict(zip(TWO_STAGE_MODES, (None, "weights", "activations"), strict=True))
+
+STAGE_MODES: dict[str | None, LayerMode] = {
+    None: LayerMode.BINARY,
+    "weights": LayerMode.FP_WEIGHTS,
+    "activations": LayerMode.FP_ACTIVATIONS,
+}
+"""The operand kept FP (what :func:`bypassed` returns) -> the layer mode of every binary layer."""
 
 
 def first_stage_steps(steps: int, first_stage: float) -> int:
@@ -37,20 +44,11 @@ def bypassed(mode: str, step: int, steps: int, first_stage: float) -> str | None
 
 def set_stage(model: nn.Module, fp: str | None) -> None:
     """Bypass ``fp`` (``"weights"``, ``"activations"`` or None) in every binary layer of ``model``."""
-    for module in model.modules():
-        if isinstance(module, BinaryLayer):
-            module.fp_weights = fp == "weights"
-            module.fp_activations = fp == "activations"
+    set_mode(model, STAGE_MODES[fp])
 
 
 @contextmanager
 def fully_binary(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` with no binarizer bypassed while inside (validation); the stage is restored after."""
-    layers = [m for m in model.modules() if isinstance(m, BinaryLayer)]
-    saved = [(m.fp_weights, m.fp_activations) for m in layers]
-    set_stage(model, None)
-    try:
+    with layer_mode(model, LayerMode.BINARY):
         yield model
-    finally:
-        for m, (w, a) in zip(layers, saved, strict=True):
-            m.fp_weights, m.fp_activations = w, a
