@@ -185,7 +185,7 @@ def test_cnn_int8_student_saves_and_loads_back_identically(tmp_path: Path):
     recipe = load_recipe("cnn-int8")
     student, report = rewrite(teacher, recipe)
     decisions = {d.path: d.decision for d in report.layers}
-    assert decisions["fea_conv"] == "int8" and decisions["upsampler.0"] == "keep"
+    assert decisions["fea_conv"] == "keep" and decisions["upsampler.0"] == "keep" and decisions["IMDB1.c5"] == "int8"
     assert report.binarized and report.int8 and all(d.decision == "binarize" for d in report.layers if d.region == "body" and d.shape[-1] >= 3)
     torch.manual_seed(1)
     calibrate_int8(student, [torch.rand(2, 3, 16, 16)])  # non-default ranges must survive the trip
@@ -195,7 +195,7 @@ def test_cnn_int8_student_saves_and_loads_back_identically(tmp_path: Path):
     x = torch.rand(1, 3, 13, 11)
     with torch.no_grad():
         assert torch.equal(student(x), loaded.model(x))
-    assert isinstance(loaded.model.get_submodule("fea_conv"), Int8Conv2d)
+    assert isinstance(loaded.model.get_submodule("IMDB1.c5"), Int8Conv2d)
     assert loaded.extra["student"]["int8_layers"] == len(report.int8)
     assert loaded.model.state_dict().keys() == student.state_dict().keys()
 
@@ -225,30 +225,35 @@ def test_int8_recipe_has_no_binary_layer_and_binarize_calibrates_ranges(tmp_path
 # ------------------------------------------------------------------------------------- cost and export
 
 
+def _mixed_net() -> nn.Module:
+    """head 3x3 (FP in cnn-int8), body 1x1 (INT8), body 3x3 (binary), output conv (FP)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1)
+    )
+
+
 def _head_first(path: str) -> str:
     return "head" if path == "0" else "body"
 
 
 def test_cost_counter_counts_int8_layers_at_their_bit_width():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1))
-    student, report = rewrite(net, load_recipe("cnn-int8"), region_of=_head_first)
-    assert [d.decision for d in report.layers] == ["int8", "binarize", "keep"]
+    student, report = rewrite(_mixed_net(), load_recipe("cnn-int8"), region_of=_head_first)
+    assert [d.decision for d in report.layers] == ["keep", "int8", "binarize", "keep"]
     cost = count_cost(student, input_size=(4, 2))
     px = 8
-    assert cost.macs_int8 == px * 8 * 27 and cost.macs_binary == px * 8 * 72
-    assert next(layer for layer in cost.layers if layer.name == "2").macs_fp == px * 3 * 72
-    assert cost.params_int8 == 8 * 27
+    assert cost.macs_int8 == px * 8 * 8 and cost.macs_binary == px * 8 * 72
+    assert next(layer for layer in cost.layers if layer.name == "3").macs_fp == px * 3 * 72
+    assert cost.params_int8 == 8 * 8
     assert cost.ops == pytest.approx(cost.macs_fp + cost.macs_int8 / 4 + cost.macs_binary / 64)
-    layer = cost.layers[0]
+    layer = next(layer for layer in cost.layers if layer.name == "1")
     assert (layer.weight_bits, layer.act_bits) == (8, 8) and layer.macs_int8 == cost.macs_int8
     as_json = cost.to_json()
     assert as_json["macs_int8"] == cost.macs_int8 and "int8 MACs/4" in as_json["convention"]
 
 
 def test_export_refuses_int8_layers_naming_the_layer(tmp_path: Path):
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1))
-    student, _ = rewrite(net, load_recipe("cnn-int8"), region_of=_head_first)
-    with pytest.raises(ScalesError, match=r"layer 0: --format openvino cannot express its 8-bit weights / 8-bit"):
+    student, _ = rewrite(_mixed_net(), load_recipe("cnn-int8"), region_of=_head_first)
+    with pytest.raises(ScalesError, match=r"layer 1: --format openvino cannot express its 8-bit weights / 8-bit"):
         refuse_unexpressible(student, "openvino")
     with int8_quantizers_off(student):
         refuse_unexpressible(student, "scales")  # FP and binary layers pass
@@ -257,4 +262,28 @@ def test_export_refuses_int8_layers_naming_the_layer(tmp_path: Path):
     path = save_student(tmp_path / "s.safetensors", student.eval(), teacher, load_recipe("cnn-int8"))
     result = run_cli("export", path, "-o", tmp_path / "s.onnx")
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1
-    assert "layer fea_conv" in result.err and not (tmp_path / "s.onnx").exists()
+    assert "layer IMDB1.c5" in result.err and not (tmp_path / "s.onnx").exists()
+
+
+def test_finetune_trains_the_int8_ranges(tmp_path: Path):
+    from scales_cli import finetune
+    from scales_cli.train import FinetuneConfig
+
+    from _train_helpers import TINY_IMDN, write_images
+
+    torch.manual_seed(0)
+    teacher_path = tmp_path / "teacher.pth"
+    torch.save(spec_by_name("imdn").build(**TINY_IMDN).state_dict(), teacher_path)
+    desc = load(teacher_path)
+    recipe = load_recipe("cnn-int8")
+    student, report = rewrite(desc, recipe)
+    calibrate_int8(student, [torch.rand(2, 3, 16, 16)])
+    path = save_student(tmp_path / "s.safetensors", student, desc, recipe)
+    before = {n: p.detach().clone() for n, p in student.named_parameters() if n.endswith((".act.scale", ".act.zero_point"))}
+    assert len(before) == 2 * len(report.int8)
+    lr = write_images(tmp_path / "lr", 2, (20, 16))
+    config = FinetuneConfig(steps=4, batch=2, patch=8, warmup=1, log_every=2, val_every=4, save_every=4, lr=1e-2)
+    finetune(path, teacher_path, [], config, data_lr=[lr], out=tmp_path / "run")
+    after = dict(load(tmp_path / "run" / "last.safetensors").model.named_parameters())
+    moved = [n for n, p in before.items() if n.endswith(".act.scale") and not torch.equal(after[n].detach(), p)]
+    assert moved, "no INT8 step was trained"

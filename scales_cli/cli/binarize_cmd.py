@@ -32,7 +32,7 @@ def binarize(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Student file (default: ./<ckpt stem>-<recipe>.safetensors).")] = None,
     calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Folder of PNG/JPEG images: set alpha/beta from their activations.")] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", help="How many images of --calibrate to use (one seeded random crop each).")] = 16,
-    int8_range: Annotated[str, typer.Option("--int8-range", help="How --calibrate sets INT8 activation ranges: mse or percentile.")] = "mse",
+    int8_range: Annotated[str, typer.Option("--int8-range", help="How --calibrate sets INT8 activation ranges: percentile (cuts 0.01 percent of each tail) or mse.")] = "percentile",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show every layer's decision and the cost; write nothing.")] = False,
     force: ForceFlag = False,
     arch: ArchOpt = None,
@@ -76,8 +76,8 @@ def _summary_table(result: BinarizeResult) -> Table:
     table.add_row("layers binarized", "0", f"{len(result.report.binarized)} of {len(result.report.layers)}")
     if result.report.int8:
         table.add_row("layers INT8", "0", f"{len(result.report.int8)} of {len(result.report.layers)}")
-    table.add_row("params (BNN: FP + bin/32)", f"{teacher.params:,.0f}", f"{student.params:,.0f}")
-    table.add_row(f"OPs @ {w}x{h} (FP + bin/64)", f"{teacher.ops / 1e9:,.2f}G", f"{student.ops / 1e9:,.2f}G")
+    table.add_row("params (BNN: FP + int8/4 + bin/32)", f"{teacher.params:,.0f}", f"{student.params:,.0f}")
+    table.add_row(f"OPs @ {w}x{h} (FP + int8/4 + bin/64)", f"{teacher.ops / 1e9:,.2f}G", f"{student.ops / 1e9:,.2f}G")
     if result.calibration is not None:
         c = result.calibration
         int8 = f", {c.int8_layers} INT8 ranges ({c.int8_range})" if c.int8_layers else ""

@@ -133,7 +133,7 @@ def plan(desc_or_model: Any, recipe: Recipe, *, region_of: RegionOf | None = Non
     if not report.quantized:
         decided = ", ".join(sorted({f"{d.rule}: {d.decision}" for d in report.layers}))
         raise RecipeError(
-            f"recipe {recipe.source}: quantizes none of the network's {len(layers)} conv/linear layers ({decided})"
+            f"recipe {recipe.source}: binarizes none of the network's {len(layers)} conv/linear layers and makes none INT8 ({decided})"
         )
     return report
 

@@ -39,7 +39,7 @@ def protocol_line(report: Report, scale: int, *, flops: bool = False) -> str:
         tail += "; attention matmuls not counted"
     return (
         f"PSNR/SSIM on {report.channel.value.upper()}, border {scale}, {report.gray.value}; "
-        f"{cost} at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + bin/32, OPs = FP MACs + bin MACs/64{tail})"
+        f"{cost} at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + int8/4 + bin/32, OPs = FP MACs + int8 MACs/4 + bin MACs/64{tail})"
     )
 
 
