@@ -1,4 +1,5 @@
-"""Binary layers for SR networks: quantizers, SCALES re-scaling branches, BinaryConv2d/BinaryLinear.
+"""Binary layers for SR networks: quantizers, SCALES re-scaling branches, BinaryConv2d/BinaryLinear;
+and the 8-bit layers beside them (:mod:`scales_cli.binary.int8`).
 
 Entry points: :func:`make_binary` (exact-type dispatch), ``BinaryConv2d.from_float``,
 ``BinaryLinear.from_float``, :data:`PRESETS`, :func:`calibrate`, :func:`quantizers_off`.
@@ -8,6 +9,7 @@ Equations and choices: docs/method.md.
 from __future__ import annotations
 
 from scales_cli.binary.calibration import calibrate
+from scales_cli.binary.int8 import INT8_LAYERS, Int8Conv2d, Int8Layer, Int8Linear, calibrate_int8, int8_quantizers_off, make_int8
 from scales_cli.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLayer, BinaryLinear, make_binary, quantizers_off
 from scales_cli.binary.options import BinaryOptions
 from scales_cli.binary.presets import PRESETS, preset
@@ -20,10 +22,17 @@ __all__ = [
     "BinaryLayer",
     "BinaryLinear",
     "BinaryOptions",
+    "INT8_LAYERS",
+    "Int8Conv2d",
+    "Int8Layer",
+    "Int8Linear",
     "bit_widths",
     "calibrate",
+    "calibrate_int8",
+    "int8_quantizers_off",
     "is_binary",
     "make_binary",
+    "make_int8",
     "preset",
     "quantizers_off",
 ]

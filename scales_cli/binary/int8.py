@@ -84,11 +84,6 @@ class WeightInt8STE(Function):
         return torch.where(inside, grad, 0.0), None
 
 
-def act_fake_quant(x: Tensor, scale: Tensor, zero_point: Tensor) -> Tensor:
-    """Q_a(x) = (clamp(round(x / s) + z, 0, 255) - z) * s without autograd bookkeeping (calibration)."""
-    return (torch.clamp(torch.round(x / scale) + zero_point, 0, ACT_QMAX) - zero_point) * scale
-
-
 class ActInt8STE(Function):
     """Asymmetric per-tensor uint8 fake quantizer with LSQ+ gradients (module docstring: formulas).
 
@@ -306,7 +301,7 @@ def mse_range(samples: Tensor) -> tuple[float, float]:
     best, best_err = (low, high), float("inf")
     for c in MSE_SHRINKS.tolist():
         probe.set_range(c * low, c * high)
-        err = float((act_fake_quant(samples, probe.step(), probe.integer_zero_point()) - samples).pow(2).mean())
+        err = float((probe(samples) - samples).pow(2).mean())
         if err < best_err:
             best, best_err = (c * low, c * high), err
     return best
