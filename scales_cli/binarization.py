@@ -78,7 +78,7 @@ def binarize(
     *,
     calibrate: str | Path | None = None,
     calib_images: int = 16,
-    int8_range: str = "percentile",
+    int8_range: str = "mse",
     dry_run: bool = False,
     force: bool = False,
     arch: str | None = None,
@@ -89,8 +89,8 @@ def binarize(
     ``recipe``: a built-in name, a ``.yaml`` path or a parsed :class:`Recipe`; None picks the default
     for the network (``transformer`` when its body has linear layers, else ``cnn``). ``output``
     defaults to :func:`default_output`. ``calibrate``: a folder of images whose activations set
-    alpha/beta and the INT8 ranges (``calib_images`` seeded crops; ``int8_range``: "percentile" (default) or
-"mse", :mod:`scales_cli.binary.int8`). ``dry_run`` plans and costs the rewrite and writes
+    alpha/beta and the INT8 ranges (``calib_images`` seeded crops; ``int8_range``: "mse" (default) or
+"percentile", :mod:`scales_cli.binary.int8`). ``dry_run`` plans and costs the rewrite and writes
     nothing. Raises :class:`scales_cli.errors.ScalesError` subclasses with one-line messages.
     """
     from .binary._registry import lookup

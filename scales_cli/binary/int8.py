@@ -309,7 +309,7 @@ def mse_range(samples: Tensor) -> tuple[float, float]:
 
 RANGE_METHODS: dict[str, Callable[[Tensor], tuple[float, float]]] = {"mse": mse_range, "percentile": percentile_range}
 """``--int8-range`` name -> (low, high) from a layer's sampled FP inputs."""
-DEFAULT_RANGE_METHOD = "percentile"  # RLFN x4 int8, Set5: 31.51 dB vs 31.48 (mse); docs/recipes.md
+DEFAULT_RANGE_METHOD = "mse"  # Set5, int8 recipe: IMDN x4 32.03 vs 31.94 dB, RLFN x4 31.48 vs 31.51 (docs/recipes.md)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ generator (the same files and seed give the same crops), scales them to ``[0, in
 hands them to :func:`scales_cli.binary.calibrate`, which fits each binary layer in forward order
 (by default: beta = per-channel mean, alpha = mean |x - beta| of the FP activations; the other
 steps and why they are off by default: docs/method.md "Calibration"). INT8 layers get their
-activation ranges from the same crops (:func:`scales_cli.binary.int8.calibrate_int8`, "percentile" by default).
+activation ranges from the same crops (:func:`scales_cli.binary.int8.calibrate_int8`, "mse" by default).
 
 Defaults (16 images, 64 px crops): more or larger crops did not change IMDN x4's Set5 PSNR by more
 than a few hundredths of a dB in the measurements of docs/method.md, and 16 x 64 px keeps the
