@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,9 @@ def test_int8_recipe_has_no_binary_layer_and_binarize_calibrates_ranges(tmp_path
     result = run_cli("binarize", teacher, "-r", "int8", "--calibrate", images, "--int8-range", "percentile", "-o", out)
     assert result.code == 0, result.err
     assert "changed nothing" not in result.err
+    dry = run_cli("binarize", teacher, "-r", "int8", "--dry-run", "--json")
+    student_cost = json.loads(dry.out)["student"]
+    assert student_cost["macs_int8"] > 0 and student_cost["macs_binary"] == 0
     loaded = load(out)
     info = loaded.extra["student"]
     assert info["binarized_layers"] == 0 and info["int8_layers"] > 0
