@@ -186,7 +186,7 @@ def test_cnn_int8_student_saves_and_loads_back_identically(tmp_path: Path):
     recipe = load_recipe("cnn-int8")
     student, report = rewrite(teacher, recipe)
     decisions = {d.path: d.decision for d in report.layers}
-    assert decisions["fea_conv"] == "keep" and decisions["upsampler.0"] == "keep" and decisions["IMDB1.c5"] == "int8"
+    assert decisions["fea_conv"] == "keep" and decisions["upsampler.0"] == "int8" and decisions["IMDB1.c5"] == "int8"
     assert report.binarized and report.int8 and all(d.decision == "binarize" for d in report.layers if d.region == "body" and d.shape[-1] >= 3)
     torch.manual_seed(1)
     calibrate_int8(student, [torch.rand(2, 3, 16, 16)])  # non-default ranges must survive the trip
@@ -230,7 +230,7 @@ def test_int8_recipe_has_no_binary_layer_and_binarize_calibrates_ranges(tmp_path
 
 
 def _mixed_net() -> nn.Module:
-    """head 3x3 (FP in cnn-int8), body 1x1 (INT8), body 3x3 (binary), output conv (FP)."""
+    """head 3x3 (FP in cnn-int8), body 1x1 (INT8), body 3x3 (binary), output conv (INT8, never binary)."""
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1)
     )
@@ -242,15 +242,15 @@ def _head_first(path: str) -> str:
 
 def test_cost_counter_counts_int8_layers_at_their_bit_width():
     student, report = rewrite(_mixed_net(), load_recipe("cnn-int8"), region_of=_head_first)
-    assert [d.decision for d in report.layers] == ["keep", "int8", "binarize", "keep"]
+    assert [d.decision for d in report.layers] == ["keep", "int8", "binarize", "int8"]
     cost = count_cost(student, input_size=(4, 2))
     px = 8
-    assert cost.macs_int8 == px * 8 * 8 and cost.macs_binary == px * 8 * 72
-    assert next(layer for layer in cost.layers if layer.name == "3").macs_fp == px * 3 * 72
-    assert cost.params_int8 == 8 * 8
+    assert cost.macs_int8 == px * (8 * 8 + 3 * 72) and cost.macs_binary == px * 8 * 72
+    assert next(layer for layer in cost.layers if layer.name == "0").macs_fp == px * 8 * 27
+    assert cost.params_int8 == 8 * 8 + 3 * 72
     assert cost.ops == pytest.approx(cost.macs_fp + cost.macs_int8 / 4 + cost.macs_binary / 64)
     layer = next(layer for layer in cost.layers if layer.name == "1")
-    assert (layer.weight_bits, layer.act_bits) == (8, 8) and layer.macs_int8 == cost.macs_int8
+    assert (layer.weight_bits, layer.act_bits) == (8, 8) and layer.macs_int8 == px * 8 * 8
     as_json = cost.to_json()
     assert as_json["macs_int8"] == cost.macs_int8 and "int8 MACs/4" in as_json["convention"]
 
