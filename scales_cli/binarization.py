@@ -56,9 +56,11 @@ class BinarizeResult:
                 "params": student.params,
                 "params_fp": student.params_fp,
                 "params_binary": student.params_binary,
+                "params_int8": student.params_int8,
                 "ops": student.ops,
                 "macs_fp": student.macs_fp,
                 "macs_binary": student.macs_binary,
+                "macs_int8": student.macs_int8,
             },
             "ops_input_size": list(student.input_size),
             "convention": student.convention,
@@ -78,6 +80,7 @@ def binarize(
     *,
     calibrate: str | Path | None = None,
     calib_images: int = 16,
+    int8_range: str = "mse",
     dry_run: bool = False,
     force: bool = False,
     arch: str | None = None,
@@ -88,14 +91,18 @@ def binarize(
     ``recipe``: a built-in name, a ``.yaml`` path or a parsed :class:`Recipe`; None picks the default
     for the network (``transformer`` when its body has linear layers, else ``cnn``). ``output``
     defaults to :func:`default_output`. ``calibrate``: a folder of images whose activations set
-    alpha/beta (``calib_images`` seeded crops). ``dry_run`` plans and costs the rewrite and writes
+    alpha/beta and the INT8 ranges (``calib_images`` seeded crops; ``int8_range``: "mse" (default) or
+"percentile", :mod:`scales_cli.binary.int8`). ``dry_run`` plans and costs the rewrite and writes
     nothing. Raises :class:`scales_cli.errors.ScalesError` subclasses with one-line messages.
     """
+    from .binary._registry import lookup
+    from .binary.int8 import RANGE_METHODS
     from .io import refuse_existing
     from .metrics.cost import count_cost
     from .recipe import Recipe, apply_plan, default_recipe_name, load_recipe, plan, save_student
     from .recipe.calibrate import calibrate_student, calibration_images
 
+    lookup(RANGE_METHODS, int8_range, "--int8-range")
     desc = _descriptor(checkpoint, arch, arch_opts)
     chosen = recipe if isinstance(recipe, Recipe) else load_recipe(str(recipe) if recipe else default_recipe_name(desc))
     if output is None and desc.source is None:
@@ -113,7 +120,9 @@ def binarize(
         return BinarizeResult(desc, chosen, report, student, **costs)
     calibration = None
     if calibrate is not None:
-        calibration = calibrate_student(student, Path(calibrate), calib_images, input_range=desc.input_range)
+        calibration = calibrate_student(
+            student, Path(calibrate), calib_images, input_range=desc.input_range, int8_range=int8_range
+        )
     written = save_student(
         target, student, desc, chosen, force,
         binarized=len(report.binarized), calibration=calibration.to_json() if calibration else None,

@@ -1,4 +1,5 @@
-"""Binary layers for SR networks: quantizers, SCALES re-scaling branches, BinaryConv2d/BinaryLinear.
+"""Binary layers for SR networks: quantizers, SCALES re-scaling branches, BinaryConv2d/BinaryLinear;
+and the 8-bit layers beside them (:mod:`scales_cli.binary.int8`).
 
 Entry points: :func:`make_binary` (exact-type dispatch), ``BinaryConv2d.from_float``,
 ``BinaryLinear.from_float``, :data:`PRESETS`, :func:`calibrate`, :class:`LayerMode` and
@@ -9,6 +10,7 @@ Equations and choices: docs/method.md.
 from __future__ import annotations
 
 from scales_cli.binary.calibration import calibrate
+from scales_cli.binary.int8 import INT8_LAYERS, Int8Conv2d, Int8Layer, Int8Linear, calibrate_int8, int8_quantizers_off, make_int8
 from scales_cli.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLayer, BinaryLinear, QuantizedLayer, make_binary
 from scales_cli.binary.modes import LayerMode, layer_mode, quantizers_off
 from scales_cli.binary.options import BinaryOptions
@@ -24,11 +26,18 @@ __all__ = [
     "BinaryOptions",
     "LayerMode",
     "QuantizedLayer",
+    "INT8_LAYERS",
+    "Int8Conv2d",
+    "Int8Layer",
+    "Int8Linear",
     "bit_widths",
     "calibrate",
+    "calibrate_int8",
+    "int8_quantizers_off",
     "is_binary",
     "layer_mode",
     "make_binary",
+    "make_int8",
     "preset",
     "quantizers_off",
 ]

@@ -32,6 +32,7 @@ def binarize(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Student file (default: ./<ckpt stem>-<recipe>.safetensors).")] = None,
     calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Folder of PNG/JPEG images: set alpha/beta from their activations.")] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", help="How many images of --calibrate to use (one seeded random crop each).")] = 16,
+    int8_range: Annotated[str, typer.Option("--int8-range", help="How --calibrate sets INT8 activation ranges: mse (least fake-quantization error) or percentile (cuts 0.01 percent of each tail).")] = "mse",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show every layer's decision and the cost; write nothing.")] = False,
     force: ForceFlag = False,
     arch: ArchOpt = None,
@@ -43,7 +44,7 @@ def binarize(
 
     result = run_binarize(
         load_model(checkpoint, arch, arch_opt), recipe, output,
-        calibrate=calibrate, calib_images=calib_images, dry_run=dry_run, force=force,
+        calibrate=calibrate, calib_images=calib_images, int8_range=int8_range, dry_run=dry_run, force=force,
     )
     if dry_run:
         if json_out:
@@ -52,7 +53,7 @@ def binarize(
             console.print(_layer_table(checkpoint, result.report, result.student_cost))
             console.print(_summary_table(result))
         return
-    if result.calibration is not None and result.calibration.layers == 0:
+    if result.calibration is not None and result.calibration.layers == 0 and result.calibration.int8_layers == 0:
         err_console.print(
             f"warning: --calibrate changed nothing: recipe {result.recipe.name}'s binarizers have no threshold "
             "or scale to set from data (sign/approxsign activations)"
@@ -73,11 +74,14 @@ def _summary_table(result: BinarizeResult) -> Table:
     table.add_column("teacher (FP)", justify="right")
     table.add_column("student", justify="right")
     table.add_row("layers binarized", "0", f"{len(result.report.binarized)} of {len(result.report.layers)}")
-    table.add_row("params (BNN: FP + bin/32)", f"{teacher.params:,.0f}", f"{student.params:,.0f}")
-    table.add_row(f"OPs @ {w}x{h} (FP + bin/64)", f"{teacher.ops / 1e9:,.2f}G", f"{student.ops / 1e9:,.2f}G")
+    if result.report.int8:
+        table.add_row("layers INT8", "0", f"{len(result.report.int8)} of {len(result.report.layers)}")
+    table.add_row("params (BNN: FP + int8/4 + bin/32)", f"{teacher.params:,.0f}", f"{student.params:,.0f}")
+    table.add_row(f"OPs @ {w}x{h} (FP + int8/4 + bin/64)", f"{teacher.ops / 1e9:,.2f}G", f"{student.ops / 1e9:,.2f}G")
     if result.calibration is not None:
         c = result.calibration
-        table.add_row("calibration", "", f"{c.images} crops {c.crop}px, {c.layers} layers")
+        int8 = f", {c.int8_layers} INT8 ranges ({c.int8_range})" if c.int8_layers else ""
+        table.add_row("calibration", "", f"{c.images} crops {c.crop}px, {c.layers} layers{int8}")
     if result.written is not None:
         table.add_row("written", "", str(result.written))
     return table
@@ -121,7 +125,7 @@ def _layer_table(checkpoint: Path, report: RewriteReport, cost: CostReport) -> T
     table.add_column("OPs (M)", justify="right", no_wrap=True)
     for d in report.layers:
         params, ops = _subtree(cost, d.path)
-        style = "bold green" if d.decision == "binarize" else "dim"
+        style = {"binarize": "bold green", "int8": "bold cyan"}.get(d.decision, "dim")
         table.add_row(
             d.path, d.region, f"{_TYPE_ABBR.get(d.type, d.type)} {'x'.join(map(str, d.shape))}", f"[{style}]{d.decision}[/]", d.rule,
             _options_text(d.options), f"{params:,.0f}", f"{ops / 1e6:,.1f}",

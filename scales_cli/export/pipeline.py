@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..binary.protocol import FP_BITS, bit_widths
 from ..errors import ScalesError
 from ..io import refuse_existing
 from . import onnx_custom, onnx_float, openvino
@@ -122,6 +123,21 @@ class ExportResult:
         }
 
 
+def refuse_unexpressible(model: nn.Module, fmt: str) -> None:
+    """One line naming the first layer whose bit widths no format writes yet (INT8: FakeQuantize / QDQ to come).
+
+    Every format writes FP layers and binary (1, 1) layers; anything else would be exported as the
+    float layer it was built from, which is not the network that was trained.
+    """
+    for path, module in model.named_modules():
+        bits = bit_widths(module)
+        if bits not in (FP_BITS, (1, 1)):
+            raise ScalesError(
+                f"layer {path or '(model)'}: --format {fmt} cannot express its {bits[0]}-bit weights / {bits[1]}-bit "
+                "activations yet (INT8 export is not written; formats write FP and binary layers only)"
+            )
+
+
 def export_format(name: str) -> tuple[ExportFormat, GraphOptions]:
     if name not in FORMATS:
         raise ScalesError(f"--format {name}: unknown format (expected {', '.join(FORMATS)})")
@@ -168,6 +184,7 @@ def export_model(
     chosen, options = prepare(target, fmt, force=force, opset=opset)
     images = check_images(check_dir) if check else []
     model = model.eval()
+    refuse_unexpressible(model, chosen.name)
     views = binary_views(model)
     chosen.check(views)
 

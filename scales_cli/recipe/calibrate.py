@@ -5,7 +5,8 @@ gray files are replicated to RGB), takes one ``crop x crop`` random crop of each
 generator (the same files and seed give the same crops), scales them to ``[0, input_range]`` and
 hands them to :func:`scales_cli.binary.calibrate`, which fits each binary layer in forward order
 (by default: beta = per-channel mean, alpha = mean |x - beta| of the FP activations; the other
-steps and why they are off by default: docs/method.md "Calibration").
+steps and why they are off by default: docs/method.md "Calibration"). INT8 layers get their
+activation ranges from the same crops (:func:`scales_cli.binary.int8.calibrate_int8`, "mse" by default).
 
 Defaults (16 images, 64 px crops): more or larger crops did not change IMDN x4's Set5 PSNR by more
 than a few hundredths of a dB in the measurements of docs/method.md, and 16 x 64 px keeps the
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from ..binary.calibration import CalibrationOptions, calibrate
+from ..binary.int8 import DEFAULT_RANGE_METHOD, calibrate_int8, int8_quantizers_off
 from ..errors import DataError
 from ..metrics.color import gray_to_rgb, load_image
 
@@ -42,6 +44,8 @@ class CalibrationInfo:
     seed: int
     layers: int  # binary layers whose state the calibration changed
     options: CalibrationOptions = field(default_factory=CalibrationOptions)
+    int8_layers: int = 0  # INT8 layers whose activation range was set
+    int8_range: str = DEFAULT_RANGE_METHOD
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -101,11 +105,18 @@ def calibrate_student(
     seed: int = DEFAULT_SEED,
     input_range: float = 1.0,
     options: CalibrationOptions | None = None,
+    int8_range: str = DEFAULT_RANGE_METHOD,
 ) -> CalibrationInfo:
-    """Fit the student's binary layers on ``folder``'s crops (see :mod:`scales_cli.binary.calibration`)."""
+    """Fit the student's binary layers on ``folder``'s crops (see :mod:`scales_cli.binary.calibration`),
+    then set its INT8 layers' activation ranges by ``int8_range`` from the float network's activations.
+
+    The binary fit runs with the INT8 layers off, so its FP teacher is the float network.
+    """
     options = options or CalibrationOptions()
     batches = calibration_batches(folder, n_images, crop=crop, seed=seed, input_range=input_range)
-    calibrated = calibrate(student, batches, options)
+    with int8_quantizers_off(student):
+        calibrated = calibrate(student, batches, options)
+    ranges = calibrate_int8(student, batches, int8_range)
     return CalibrationInfo(
         folder=str(folder),
         images=sum(int(b.shape[0]) for b in batches),
@@ -113,4 +124,6 @@ def calibrate_student(
         seed=seed,
         layers=len(calibrated),
         options=options,
+        int8_layers=len(ranges),
+        int8_range=int8_range,
     )

@@ -3,7 +3,7 @@
 Two phases (the Brevitas/NNCF lesson): :func:`plan` walks every conv/linear layer once and lets the
 rules decide — the last rule whose selector matches a layer wins — without touching the model;
 :func:`rewrite` then deep-copies the network and swaps each selected layer for
-``make_binary(layer, options)``. The teacher is never mutated, and module paths are kept, so
+``make_binary(layer, options)`` (precision ``binary``) or ``make_int8(layer)`` (precision ``int8``). The teacher is never mutated, and module paths are kept, so
 ``teacher.get_submodule(p)`` and ``student.get_submodule(p)`` are the same layer, FP and binary.
 
 >>> from torch import nn
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..binary import make_binary
+from ..binary.int8 import make_int8
 from ..binary.layers import refuse_inapplicable
 from ..binary.options import BinaryOptions
 from ..errors import RecipeError
@@ -45,7 +46,7 @@ class LayerDecision:
     region: str
     type: str
     shape: tuple[int, ...]
-    decision: str  # "binarize" | "keep"
+    decision: str  # "binarize" | "int8" | "keep"
     rule: str  # name of the deciding rule, or DEFAULT_RULE
     options: BinaryOptions | None  # set when decision == "binarize"
 
@@ -73,13 +74,23 @@ class RewriteReport:
         return tuple(d for d in self.layers if d.decision == "binarize")
 
     @property
+    def int8(self) -> tuple[LayerDecision, ...]:
+        return tuple(d for d in self.layers if d.decision == "int8")
+
+    @property
+    def quantized(self) -> tuple[LayerDecision, ...]:
+        """Every layer the rewrite swaps: binary and INT8."""
+        return tuple(d for d in self.layers if d.decision != "keep")
+
+    @property
     def kept(self) -> tuple[LayerDecision, ...]:
-        return tuple(d for d in self.layers if d.decision != "binarize")
+        return tuple(d for d in self.layers if d.decision == "keep")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "recipe": self.recipe,
             "binarized": len(self.binarized),
+            "int8": len(self.int8),
             "kept": len(self.kept),
             "layers": [d.to_json() for d in self.layers],
         }
@@ -120,16 +131,21 @@ def plan(desc_or_model: Any, recipe: Recipe, *, region_of: RegionOf | None = Non
         if rule.required and hit == 0:
             raise RecipeError(_no_match_message(recipe, rule, layers))
     report = RewriteReport(recipe=recipe.name, layers=tuple(decisions))
-    if not report.binarized:
+    if not report.quantized:
         decided = ", ".join(sorted({f"{d.rule}: {d.decision}" for d in report.layers}))
         raise RecipeError(
-            f"recipe {recipe.source}: binarizes none of the network's {len(layers)} conv/linear layers ({decided})"
+            f"recipe {recipe.source}: binarizes none of the network's {len(layers)} conv/linear layers and makes none INT8 ({decided})"
         )
     return report
 
 
+DECISIONS: dict[str, str] = {"binary": "binarize", "int8": "int8", "fp": "keep"}
+"""A rule's outcome (precision) -> the decision recorded for the layer."""
+
+
 def _decide(layer: Layer, rule: Rule | None, recipe: Recipe) -> LayerDecision:
-    binarize = rule is not None and rule.action == "binarize"
+    decision = DECISIONS[rule.outcome] if rule is not None else "keep"
+    binarize = decision == "binarize"
     if binarize:
         try:
             refuse_inapplicable(layer.type, recipe.given_options(rule))  # type: ignore[arg-type]
@@ -140,7 +156,7 @@ def _decide(layer: Layer, rule: Rule | None, recipe: Recipe) -> LayerDecision:
         region=layer.region,
         type=layer.type,
         shape=layer.shape,
-        decision="binarize" if binarize else "keep",
+        decision=decision,
         rule=rule.name if rule is not None else DEFAULT_RULE,
         options=recipe.options_for(rule) if binarize and rule is not None else None,
     )
@@ -181,10 +197,11 @@ def apply_plan(model: nn.Module, report: RewriteReport, maker: BinaryMaker | Non
 
 
 def _swap_all(student: nn.Module, report: RewriteReport, maker: BinaryMaker) -> None:
-    for d in report.binarized:
+    makers: dict[str, BinaryMaker] = {"binarize": maker, "int8": make_int8}
+    for d in report.quantized:
         old = student.get_submodule(d.path)
         try:
-            new = maker(old, d.options)
+            new = makers[d.decision](old, d.options)
         except RecipeError as exc:  # e.g. a geometry the spatial branch cannot match: name the layer and rule
             raise RecipeError(f"recipe {report.recipe}: layer {d.path} (rule {d.rule!r}): {exc.message}") from None
         new.train(old.training)

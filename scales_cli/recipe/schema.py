@@ -13,12 +13,16 @@ A recipe says which conv/linear layers of a network become binary and with which
       - name: body-convs
         select: {region: body, type: conv2d, kernel: ">=3", path: "*", exclude: [], last: false, depthwise: false}
         action: binarize         # or keep
+        precision: binary        # or int8 (8-bit weights per channel, 8-bit activations) or fp (= keep)
         preset: xnor             # optional: replaces the recipe's default preset *and* its options
         options: {spatial: false}
         required: true           # false: matching no layer is fine (rules for optional blocks)
 
 Options of a layer = preset (rule's, else the defaults') with the overrides of the same level
-(rule's options on top of the defaults' options when the rule names no preset). Every mistake is a
+(rule's options on top of the defaults' options when the rule names no preset). A rule's
+``precision`` says what ``binarize`` makes of the layers it selects: ``binary`` (default: the binary
+layer of its options), ``int8`` (:mod:`scales_cli.binary.int8`; preset and options do not apply) or
+``fp`` (the same as ``action: keep``). Every mistake is a
 one-line :class:`RecipeError` naming the file and the key path, with a "did you mean" for typos.
 """
 
@@ -45,7 +49,9 @@ SCHEMA_VERSION = 1
 ACTIONS: tuple[str, ...] = ("binarize", "keep")
 TOP_KEYS: tuple[str, ...] = ("version", "name", "description", "extends", "defaults", "rules")
 DEFAULTS_KEYS: tuple[str, ...] = ("preset", "options")
-RULE_KEYS: tuple[str, ...] = ("name", "select", "action", "preset", "options", "required")
+RULE_KEYS: tuple[str, ...] = ("name", "select", "action", "precision", "preset", "options", "required")
+PRECISIONS: tuple[str, ...] = ("binary", "int8", "fp")
+"""What a selected layer becomes: a binary layer, an INT8 layer, or the float layer as it is."""
 SELECT_KEYS: tuple[str, ...] = ("region", "path", "exclude", "type", "kernel", "last", "depthwise")
 OPTION_FIELDS: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(BinaryOptions)}
 # Allowed values of the string-valued BinaryOptions fields, read from the binary registries.
@@ -87,9 +93,17 @@ class Rule:
     preset: str | None = None
     overrides: tuple[tuple[str, Any], ...] = ()
     required: bool = True
+    precision: str = "binary"
+
+    @property
+    def outcome(self) -> str:
+        """What the selected layers become: ``binary``, ``int8`` or ``fp`` (``action: keep`` is ``fp``)."""
+        return "fp" if self.action == "keep" else self.precision
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "select": self.select.to_dict(), "action": self.action}
+        if self.precision != "binary":
+            out["precision"] = self.precision
         out.update(OptionSet(self.preset, self.overrides).to_dict())
         if not self.required:
             out["required"] = False
@@ -309,6 +323,7 @@ class _Ctx:
         required = node.get("required", True)
         if not isinstance(required, bool):
             raise self.fail(f"{where}.required", f"expected true or false, got {required!r}")
+        precision = self.precision(node, action, where)
         return Rule(
             name=name,
             select=self.selector(node.get("select") or {}, f"{where}.select"),
@@ -316,7 +331,21 @@ class _Ctx:
             preset=self.preset(node.get("preset"), f"{where}.preset"),
             overrides=self.options(node.get("options"), f"{where}.options"),
             required=required,
+            precision=precision,
         )
+
+    def precision(self, node: Mapping[str, Any], action: str, where: str) -> str:
+        """The rule's precision; contradictions with ``action``/``preset``/``options`` are refused by name."""
+        precision = node.get("precision", "binary")
+        if precision not in PRECISIONS:
+            raise self.fail(f"{where}.precision", f"unknown precision {_one_of(precision, PRECISIONS)}")
+        if action == "keep" and precision != "fp" and "precision" in node:
+            raise self.fail(f"{where}.precision", f"{precision!r} contradicts action: keep (a kept layer stays fp)")
+        if precision != "binary":
+            extra = [key for key in ("preset", "options") if node.get(key) is not None]
+            if extra:
+                raise self.fail(f"{where}.{extra[0]}", f"applies to binary layers only (this rule's precision is {precision})")
+        return str(precision)
 
     def selector(self, node: Any, where: str) -> Selector:
         node = self.mapping(node, where)

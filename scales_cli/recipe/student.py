@@ -15,7 +15,7 @@ The file holds the student's full state dict plus string metadata::
     scales.training        JSON, only in files written by ``scales finetune``: how it was trained
 
 Loading rebuilds the FP network from arch + hparams, re-applies the recipe (same decisions, same
-module paths) and loads the state dict with ``strict=True``, so the student computes exactly what
+module paths, binary and INT8 layers alike: an INT8 layer's ``act.scale``/``act.zero_point`` are state) and loads the state dict with ``strict=True``, so the student computes exactly what
 was saved.
 """
 
@@ -136,6 +136,7 @@ def load_student(ckpt: Checkpoint, arch_opts: Mapping[str, Any] | None = None) -
                 "recipe": recipe.name,
                 "teacher_sha256": meta.get(f"{PREFIX}teacher_sha256", ""),
                 "binarized_layers": len(report.binarized),
+                "int8_layers": len(report.int8),
                 "kept_layers": len(report.kept),
                 "calibration": calibration,
                 "written_by": meta.get(f"{PREFIX}version", ""),

@@ -1,7 +1,8 @@
 """Render a :class:`~.build.Report`: rich tables, a Markdown table, the JSON document.
 
 Cells are ``PSNR / SSIM`` (dB, 2 and 4 decimals as papers print them). Params and OPs follow the
-BNN convention of :mod:`scales_cli.metrics.cost` (``P_fp + P_bin/32``, ``MAC_fp + MAC_bin/64``) at
+BNN convention of :mod:`scales_cli.metrics.cost` (``P_fp + P_int8/4 + P_bin/32``,
+``MAC_fp + MAC_int8/4 + MAC_bin/64``) at
 the report's input size; with ``flops=True`` the cost column is FLOPs = 2 x OPs (one MAC is a
 multiply and an add) and says so. The JSON layout is documented in docs/report-json.md.
 """
@@ -38,7 +39,7 @@ def protocol_line(report: Report, scale: int, *, flops: bool = False) -> str:
         tail += "; attention matmuls not counted"
     return (
         f"PSNR/SSIM on {report.channel.value.upper()}, border {scale}, {report.gray.value}; "
-        f"{cost} at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + bin/32, OPs = FP MACs + bin MACs/64{tail})"
+        f"{cost} at {w}x{h} -> {w * scale}x{h * scale} (BNN: Params = FP + int8/4 + bin/32, OPs = FP MACs + int8 MACs/4 + bin MACs/64{tail})"
     )
 
 
@@ -76,15 +77,15 @@ def _best_psnr(group: Group) -> dict[str, float]:
     return best
 
 
-def _split(fp: float, binary: float, fmt: Callable[[float], str]) -> str:
-    """``'19,920'`` for an FP-only figure, ``'212 + 2,304b'`` when part of it is binary."""
-    return f"{fmt(fp)} + {fmt(binary)}b" if binary else fmt(fp)
+def _split(fp: float, binary: float, fmt: Callable[[float], str], int8: float = 0) -> str:
+    """``'19,920'`` for an FP-only figure, ``'212 + 2,304b'`` when part of it is binary, ``+ 96i`` INT8."""
+    return "".join([fmt(fp), f" + {fmt(int8)}i" if int8 else "", f" + {fmt(binary)}b" if binary else ""])
 
 
 def layer_table(label: str, cost: CostReport) -> Table:
     """Per-layer breakdown of one model (``--ops``); ``b`` marks the binary part of a figure."""
     w, h = cost.input_size
-    table = Table(title=f"{label}: per-layer cost at {w}x{h} (b = binary)")
+    table = Table(title=f"{label}: per-layer cost at {w}x{h} (b = binary, i = INT8)")
     table.add_column("Layer", overflow="fold", min_width=12)  # dotted paths: wrap, never truncate
     table.add_column("Type", overflow="fold")
     for name in ("w/a", "params", "MACs", "OPs %"):
@@ -94,12 +95,13 @@ def layer_table(label: str, cost: CostReport) -> Table:
     for layer in cost.layers:
         table.add_row(
             layer.name or "(model)", layer.kind, f"{layer.weight_bits}/{layer.act_bits}",
-            _split(layer.params_fp, layer.params_binary, comma), _split(layer.macs_fp, layer.macs_binary, human),
+            _split(layer.params_fp, layer.params_binary, comma, layer.params_int8),
+            _split(layer.macs_fp, layer.macs_binary, human, layer.macs_int8),
             f"{100 * layer.ops / total:.1f}",
         )
     table.add_row(
-        "total", "", "", _split(cost.params_fp, cost.params_binary, comma),
-        _split(cost.macs_fp, cost.macs_binary, human), "100.0", style="bold",
+        "total", "", "", _split(cost.params_fp, cost.params_binary, comma, cost.params_int8),
+        _split(cost.macs_fp, cost.macs_binary, human, cost.macs_int8), "100.0", style="bold",
     )
     return table
 

@@ -1,8 +1,8 @@
 """Optimizer, learning-rate schedule and EMA of one run, built from a :class:`FinetuneConfig`.
 
-Two parameter groups: the binary layers' side parameters (activation ``alpha``/``beta`` and the
-``spatial``/``channel``/``bn`` re-scaling branches), which may get their own ``scale_lr`` and never
-weight decay, and everything else. The schedule is a pure function of the step (so a resumed
+Two parameter groups: the quantized layers' side parameters (binary activation ``alpha``/``beta``,
+INT8 activation ``scale``/``zero_point`` and the ``spatial``/``channel``/``bn`` re-scaling branches),
+which may get their own ``scale_lr`` and never weight decay, and everything else. The schedule is a pure function of the step (so a resumed
 scheduler is just its step count):
 
     warmup  f(t) = (t + 1) / warmup                                  for t < warmup
@@ -23,12 +23,13 @@ from torch import nn
 from .config import FinetuneConfig
 
 _SIDE_PARTS = (".spatial.", ".channel.", ".bn.")
+_SIDE_SUFFIXES = (".act.alpha", ".act.beta", ".act.scale", ".act.zero_point")  # binary and INT8 activation quantizers
 
 
 def is_side_parameter(name: str) -> bool:
     """Binarizer scale/threshold or re-scaling branch parameter (by its state-dict name)."""
     dotted = "." + name
-    return dotted.endswith((".act.alpha", ".act.beta")) or any(part in dotted for part in _SIDE_PARTS)
+    return dotted.endswith(_SIDE_SUFFIXES) or any(part in dotted for part in _SIDE_PARTS)
 
 
 def parameter_groups(model: nn.Module, config: FinetuneConfig) -> list[dict]:
