@@ -184,8 +184,8 @@ def export_model(
     chosen, options = prepare(target, fmt, force=force, opset=opset)
     images = check_images(check_dir) if check else []
     model = model.eval()
+    views = binary_views(model)  # first: a binary layer outside binary mode is named as such
     refuse_unexpressible(model, chosen.name)
-    views = binary_views(model)
     chosen.check(views)
 
     paths = [p for p, _ in views]
