@@ -69,6 +69,14 @@ class Candidate:
     kind: str  # "fp32", "nncf-int8" or "student"
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the repository where it lies inside it (the JSON goes into docs/)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def run_scales(*args: object) -> None:
     """``scales ARGS`` as a user types it (printed, then run; a failure stops the benchmark)."""
     cmd = [sys.executable, "-m", "scales_cli", *map(str, args)]
@@ -151,6 +159,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=10, help="interleaved timed runs per model (default 10)")
     ap.add_argument("--reuse", action="store_true", help="keep IRs already in --out instead of exporting/quantizing again")
     ap.add_argument("--no-score", action="store_true", help="time only")
+    ap.add_argument("--json", type=Path, help="write the results here (default OUT/int8_baseline.json)")
     return ap.parse_args()
 
 
@@ -182,10 +191,10 @@ def main() -> None:
     print(f"machine: {result.machine.describe() if result.machine else probe(args.threads).describe()}")
     payload = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "calibration": {"folder": str(args.calib), "images": len(crops), "crop": args.crop, "seed": 0},
+        "calibration": {"folder": shown(args.calib), "images": len(crops), "crop": args.crop, "seed": 0},
         "seconds": time.time() - started,
         "models": [
-            {"label": c.label, "kind": c.kind, "file": str(c.path), "fake_quantize_nodes": fq[c.label],
+            {"label": c.label, "kind": c.kind, "file": shown(c.path), "fake_quantize_nodes": fq[c.label],
              "median_ms": result.timing(c.label).median * 1e3, "all_ms": [s * 1e3 for s in result.timing(c.label).seconds],
              "speedup_vs_fp32": result.speedup(c.label, over=candidates[0].label), "psnr": psnr.get(c.label)}
             for c in candidates
@@ -193,8 +202,9 @@ def main() -> None:
         "bench": result.to_json(),
         "machine_after": probe(args.threads).to_json(),
     }
-    (out / "int8_baseline.json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out / 'int8_baseline.json'}")
+    target = args.json or out / "int8_baseline.json"
+    target.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

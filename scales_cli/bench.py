@@ -114,4 +114,5 @@ def bench(
     timings = tuple(
         Timing(label, str(desc.extra.get("runtime", "torch")), tuple(s)) for (label, desc), s in zip(models, samples, strict=True)
     )
+    # probed after the runs: its 1-minute load average tells how busy the machine was while they ran
     return BenchResult((width, height), threads, repeats, timings, probe(threads))
