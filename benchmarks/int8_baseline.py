@@ -8,7 +8,8 @@ For one FP teacher checkpoint:
    (default T91, all 91; the crops of :func:`scales_cli.recipe.calibrate.calibration_batches`, scaled to
    the teacher's input range), in two variants: ``int8`` (NNCF's defaults) and ``int8-firstlast-fp``
    (first and last convolution kept FP through ``nncf.IgnoredScope``: the layers binarization keeps FP);
-3. every extra ``STUDENT`` file (a student ``.safetensors``, exported to IR here, or an ``.xml``) is added;
+3. every extra ``STUDENT`` file (a student ``.safetensors``, exported to IR here, or an ``.xml``) is added,
+   and with ``--quantize-students`` also its IR after NNCF PTQ of its FP layers (binary layers untouched);
 4. scores every IR with the library behind ``scales report`` (Y-PSNR on ``--data``, default Set5 and Set14);
 5. times them with the library behind ``scales bench`` (interleaved repeats, one seeded 1x3xHxW input);
 6. prints ms, speed-up over the OpenVINO FP32 IR and dB, the machine line (CPU, ISA flags: ratios
@@ -66,7 +67,7 @@ VARIANTS = (
 class Candidate:
     label: str
     path: Path
-    kind: str  # "fp32", "nncf-int8" or "student"
+    kind: str  # "fp32", "nncf-int8", "student" or "student+nncf-int8"
 
 
 def shown(path: Path) -> str:
@@ -100,21 +101,32 @@ def convolutions(xml: Path) -> list[str]:
     return [op.get_friendly_name() for op in ov.Core().read_model(str(xml)).get_ordered_ops() if op.get_type_name() == "Convolution"]
 
 
-def quantize(fp_xml: Path, target: Path, variant: Variant, crops: list, reuse: bool) -> Path:  # noqa: ANN001
-    """NNCF PTQ of ``fp_xml`` on ``crops`` (each a 1x3xhxw float array), saved with FP32 weights storage."""
+def quantize(src: Path, target: Path, recipe: str, crops: list, reuse: bool, keep_fp: str = "none") -> Path:  # noqa: ANN001
+    """NNCF PTQ of the IR ``src`` on ``crops`` (each a 1x3xhxw float array), saved with FP32 weights storage.
+
+    A student IR is calibrated at the crops' static shape and saved dynamic again: the CPU plugin's
+    BinaryConvolution runs only at static shapes, and NNCF's statistics pass compiles the model as given.
+    NNCF leaves BinaryConvolution (and its 1-bit FakeQuantize) alone and quantizes the FP layers.
+    """
     if reuse and target.is_file() and target.with_suffix(".bin").is_file():
         return target
     import nncf
     import openvino as ov
 
-    model = ov.Core().read_model(str(fp_xml))
-    convs = convolutions(fp_xml)
-    ignored = nncf.IgnoredScope(names=[convs[0], convs[-1]]) if variant.keep_fp == "first-last" else None
-    print(f"nncf.quantize({fp_xml.name}, {len(crops)} crops, preset=MIXED, ignored_scope="
+    model = ov.Core().read_model(str(src))
+    name, dynamic = model.inputs[0].get_any_name(), model.inputs[0].get_partial_shape()
+    binary = any(op.get_type_name() == "BinaryConvolution" for op in model.get_ordered_ops())
+    if binary:
+        model.reshape({name: ov.PartialShape(list(crops[0].shape))})
+    convs = convolutions(src)
+    ignored = nncf.IgnoredScope(names=[convs[0], convs[-1]]) if keep_fp == "first-last" else None
+    print(f"nncf.quantize({src.name}, {len(crops)} crops, preset=MIXED, ignored_scope="
           f"{[convs[0], convs[-1]] if ignored else None})", flush=True)
     quantized = nncf.quantize(model, nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED, subset_size=len(crops),
                               **({"ignored_scope": ignored} if ignored else {}))
-    quantized.set_rt_info(variant.name, ["scales", "recipe"])  # the rest of ``scales`` (scale, arch, range) survives NNCF
+    if binary:
+        quantized.reshape({name: dynamic})
+    quantized.set_rt_info(recipe, ["scales", "recipe"])  # the rest of ``scales`` (scale, arch, range) survives NNCF
     ov.save_model(quantized, str(target), compress_to_fp16=False)
     return target
 
@@ -159,6 +171,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=10, help="interleaved timed runs per model (default 10)")
     ap.add_argument("--reuse", action="store_true", help="keep IRs already in --out instead of exporting/quantizing again")
     ap.add_argument("--no-score", action="store_true", help="time only")
+    ap.add_argument("--quantize-students", action="store_true",
+                    help="also each student with NNCF quantizing its FP layers (binary layers untouched)")
     ap.add_argument("--json", type=Path, help="write the results here (default OUT/int8_baseline.json)")
     return ap.parse_args()
 
@@ -174,11 +188,15 @@ def main() -> None:
                                                      batch_size=1)]
     candidates = [Candidate(f"{teacher.arch} x{teacher.scale} FP32", fp_xml, "fp32")]
     for v in VARIANTS:
-        xml = quantize(fp_xml, out / f"{v.name}.xml", v, crops, args.reuse)
+        xml = quantize(fp_xml, out / f"{v.name}.xml", v.name, crops, args.reuse, v.keep_fp)
         candidates.append(Candidate(f"{teacher.arch} x{teacher.scale} {v.description}", xml, "nncf-int8"))
     for s in args.students:
         xml = export_ir(s, out / f"student-{s.stem}.xml", args.reuse)
         candidates.append(Candidate(f"student {s.name}", xml, "student"))
+        if args.quantize_students:
+            recipe = load(xml).extra["exported"].get("recipe") or "student"
+            q = quantize(xml, out / f"student-{s.stem}-nncf-int8.xml", f"{recipe}+nncf-int8", crops, args.reuse)
+            candidates.append(Candidate(f"student {s.name}, FP layers NNCF INT8", q, "student+nncf-int8"))
     fq = {c.label: fake_quantize_count(c.path) for c in candidates}
     data = [Path(d) for d in (args.data or DEFAULT_DATA)]
     psnr = {} if args.no_score else score(candidates, data)
