@@ -22,6 +22,7 @@ from scales_cli.binary.options import BinaryOptions
 from scales_cli.export.openvino import model_of, graph_options
 from scales_cli.export.graph import export_network
 from scales_cli.export.runtime import OpenVinoRuntime
+from scales_cli.machine import probe
 x = torch.rand(1, 64, 180, 320)
 conv = nn.Conv2d(64, 64, 3, padding=1)
 b = BinaryConv2d.from_float(conv, BinaryOptions(spatial=False, channel=False, skip=False)).eval()
@@ -33,4 +34,5 @@ for _ in range(15):
     for k, r in (("fp", fp), ("bin", bn)):
         t0 = time.perf_counter(); r(xn); t[k].append(time.perf_counter() - t0)
 m = {k: statistics.median(v) * 1000 for k, v in t.items()}
+print(f"machine: {probe(2).describe()}")
 print(f"FP conv {m['fp']:.1f} ms, binary conv {m['bin']:.1f} ms: {m['fp'] / m['bin']:.2f}x")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from scales_cli.export import onnx_float, openvino  # noqa: E402
 from scales_cli.export._onnx import example_input, onnx_bytes  # noqa: E402
 from scales_cli.export.graph import export_network  # noqa: E402
 from scales_cli.export.runtime import OnnxRuntime, OpenVinoRuntime  # noqa: E402
+from scales_cli.machine import probe  # noqa: E402
 
 
 def ov_model(net: torch.nn.Module, spatial_pointwise: bool = True):  # noqa: ANN201
@@ -119,6 +119,8 @@ def main() -> None:
     print(f"{'candidate':48s} {'median ms':>10s} {'vs OV teacher':>14s} {'vs torch teacher':>17s}")
     for k, v in med.items():
         print(f"{k:48s} {v:10.1f} {ov_teacher / v:13.2f}x {torch_teacher / v:16.2f}x")
+    machine = probe(args.threads)
+    print(f"machine: {machine.describe()}")
     split = time_split(ov_student, x)
     print("OpenVINO student time split by node type (profiling counters):")
     for k, v in split.items():
@@ -127,7 +129,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "loadavg": os.getloadavg()},
+            "machine": {**machine.to_json(), "loadavg": os.getloadavg()},
             "size": [h, w], "threads": args.threads, "repeats": args.repeats,
             "median_ms": med, "all_ms": {k: [t * 1000 for t in v] for k, v in times.items()},
             "split": split, "variants": {k: str(v) for k, v in variants.items()},

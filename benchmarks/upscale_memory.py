@@ -30,6 +30,7 @@ from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name  # noqa: E402
 from scales_cli.imaging import read_image, upscale_image, write_png  # noqa: E402
 from scales_cli.tiling import plan_tiles, tile_spans, window_alignment  # noqa: E402
+from scales_cli.machine import probe  # noqa: E402
 
 SHARED_IMDN = REPO.parent / "shared" / "checkpoints" / "IMDN_x4.pth"
 
@@ -75,6 +76,7 @@ def main() -> None:
         image_path = tmp / "input.png"
         smooth_test_image(width, height, image_path)
         print(f"model: {desc.arch} x{desc.scale} ({source}); device {args.device}; threads {torch.get_num_threads()}")
+        print(f"machine: {probe(torch.get_num_threads()).describe()}")
         print(f"peak RSS after imports + model load: {peak_rss_mib():.0f} MiB")
         image = read_image(image_path)
         plan = plan_tiles(height, width, args.tile, args.overlap, window_alignment(model))

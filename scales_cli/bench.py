@@ -25,6 +25,7 @@ import torch
 
 from .archs.descriptor import SRDescriptor
 from .errors import ScalesError
+from .machine import Machine, probe
 
 DEFAULT_SIZE = (320, 180)  # LR width x height: a 1280x720 output at x4, the SR papers' OPs size
 
@@ -48,6 +49,7 @@ class BenchResult:
     threads: int
     repeats: int
     timings: tuple[Timing, ...]
+    machine: Machine | None = None  # CPU and ISA: ratios differ between machines (scales_cli.machine)
 
     def timing(self, label: str) -> Timing:
         found = next((t for t in self.timings if t.label == label), None)
@@ -70,6 +72,7 @@ class BenchResult:
                  "speedup_vs_first": base.median / t.median}
                 for t in self.timings
             ],
+            "machine": None if self.machine is None else self.machine.to_json(),
         }
 
 
@@ -111,4 +114,5 @@ def bench(
     timings = tuple(
         Timing(label, str(desc.extra.get("runtime", "torch")), tuple(s)) for (label, desc), s in zip(models, samples, strict=True)
     )
-    return BenchResult((width, height), threads, repeats, timings)
+    # probed after the runs: its 1-minute load average tells how busy the machine was while they ran
+    return BenchResult((width, height), threads, repeats, timings, probe(threads))

@@ -41,3 +41,5 @@ def bench_cmd(
         table.add_row(Path(t.label).name, t.runtime, f"{t.median * 1e3:,.1f}", f"{min(t.seconds) * 1e3:,.1f}",
                       f"{max(t.seconds) * 1e3:,.1f}", f"{base / t.median:.2f}x")
     console.print(table)
+    if result.machine is not None:
+        console.print(f"machine: {result.machine.describe()}", soft_wrap=True)
