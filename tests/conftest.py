@@ -70,6 +70,10 @@ class CliResult:
     out: str
     err: str
 
+    def __iter__(self) -> Iterator[object]:
+        """``code, out, err = run_cli(...)``."""
+        return iter((self.code, self.out, self.err))
+
     @property
     def err_lines(self) -> list[str]:
         return self.err.strip().splitlines()
