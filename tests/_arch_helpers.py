@@ -21,3 +21,9 @@ def _numbers(node: Any) -> list[float]:
     if isinstance(node, tuple | list):
         return [x for v in node for x in _numbers(v)]
     return [node] if isinstance(node, int | float) and not isinstance(node, bool) and node > 1 else []
+
+
+def is_windowed(spec: ArchSpec) -> bool:
+    """Attention in windows (SwinIR, HAT, IMDTN): the input is padded and masked inside the network.
+    IMDTN pads itself by its own rule, so it declares ``window_size`` without a ``window_hparam``."""
+    return spec.window_hparam is not None or "window_size" in smallest_example(spec)
