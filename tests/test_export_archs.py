@@ -74,7 +74,7 @@ def test_every_architecture_declares_a_tiny_example(arch: str):
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("arch", CONVOLUTIONAL)
-def test_small_students_export_with_parity(arch: str, fmt: str, lr_dir: Path, tmp_path: Path, request):
+def test_small_students_export_with_parity(arch: str, fmt: str, lr_dir: Path, tmp_path: Path, request, one_thread):
     if (arch, fmt) in KNOWN_FAILURES:
         request.applymarker(pytest.mark.xfail(reason=ESA_SMALL_INPUT, strict=True))
     student, input_range = _student(arch)
