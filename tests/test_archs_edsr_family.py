@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
+from conftest import run_cli
 from scales_cli.archs import all_specs
 from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
@@ -269,11 +269,9 @@ def test_forward_is_nearest_upsampling_with_constructed_weights(make, tmp_path):
 
 
 def test_cli_inspect_json(tmp_path):
-    from scales_cli.cli import app
-
     path = _save(RCAN(scale=3, n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4), tmp_path)
-    result = CliRunner().invoke(app, ["inspect", str(path), "--json"])
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.stdout)
+    result = run_cli("inspect", path, "--json")
+    assert result.code == 0, result.err
+    info = json.loads(result.out)
     assert (info["arch"], info["scale"], info["input_range"]) == ("rcan", 3, 255.0)
     assert info["hparams"]["n_resgroups"] == 2 and info["hparams"]["reduction"] == 4

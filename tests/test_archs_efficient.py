@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from typer.testing import CliRunner
 
+from conftest import run_cli
 from scales_cli.archs import all_specs, detect
 from scales_cli.loading import load
 from scales_cli.archs._distill import esa_max_pool
@@ -43,11 +43,9 @@ def test_real_checkpoint_detected(checkpoints: Path, name: str, arch: str, scale
 
 
 def test_cli_inspect_json(checkpoints: Path):
-    from scales_cli.cli import app
-
-    result = CliRunner().invoke(app, ["inspect", str(checkpoints / "RLFN_x4.pth"), "--json"])
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.stdout)
+    result = run_cli("inspect", checkpoints / "RLFN_x4.pth", "--json")
+    assert result.code == 0, result.err
+    info = json.loads(result.out)
     assert (info["arch"], info["scale"], info["params"], info["input_range"]) == ("rlfn", 4, 317_218, 255.0)
     assert info["hparams"]["mf"] == 48 and info["hparams"]["esa_channels"] == 16
     assert info["regions"]["tail"] == ["upsampler"]

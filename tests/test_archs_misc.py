@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from typer.testing import CliRunner
 
+from conftest import run_cli
 from scales_cli.archs import detect
 from scales_cli.loading import load
 from scales_cli.archs import carn_m, srgan, srresnet
-from scales_cli.cli import app
 from scales_cli.errors import DetectionError
 
 # (file, arch, scale, learnable params, sha256 prefix) as stated in checkpoints/MANIFEST.md
@@ -42,18 +41,18 @@ def test_carn_m_scale_is_a_user_choice(checkpoints: Path):
 
 
 def test_cli_inspect_json_srgan(checkpoints: Path):
-    result = CliRunner().invoke(app, ["inspect", str(checkpoints / "SRGAN_G_x4.pth"), "--json"])
-    assert result.exit_code == 0, result.output
-    payload = json.loads(result.stdout)
+    result = run_cli("inspect", checkpoints / "SRGAN_G_x4.pth", "--json")
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)
     assert payload["arch"] == "srgan-g" and payload["scale"] == 4 and payload["params"] == 734_092
     assert payload["hparams"]["num_block"] == 5 and payload["hparams"]["trunk_end"] == "prelu"
     assert payload["regions"] == {"head": ["block1"], "body": [f"block{i}" for i in range(2, 8)], "tail": ["block8"]}
 
 
 def test_cli_inspect_carn_m_arch_opt_scale(checkpoints: Path):
-    result = CliRunner().invoke(app, ["inspect", str(checkpoints / "CARN-M.pth"), "--json", "--arch-opt", "scale=3"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["scale"] == 3
+    result = run_cli("inspect", checkpoints / "CARN-M.pth", "--json", "--arch-opt", "scale=3")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["scale"] == 3
 
 
 def test_msrresnet_x4_published_param_count():

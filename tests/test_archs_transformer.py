@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from typer.testing import CliRunner
 
+from conftest import run_cli
 from scales_cli.archs import detect
 from scales_cli.loading import load
 from scales_cli.archs import hat, imdtn, swinir
@@ -286,9 +286,7 @@ def test_imdtn_real_checkpoint(checkpoints: Path, benchmarks: Path):
 
 
 def test_imdtn_inspect_json(checkpoints: Path):
-    from scales_cli.cli import app
-
-    result = CliRunner().invoke(app, ["inspect", str(checkpoints / "IMDTN_x4.pth"), "--json"])
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.stdout)
+    result = run_cli("inspect", checkpoints / "IMDTN_x4.pth", "--json")
+    assert result.code == 0, result.err
+    info = json.loads(result.out)
     assert (info["arch"], info["scale"], info["params"]) == ("imdtn", 4, 371_532)

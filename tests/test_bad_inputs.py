@@ -1,5 +1,5 @@
 """The CLI's promise on bad input — one line naming the file or option, exit 2, no traceback, nothing
-written — for every class of case a new-user battery broke (issue 10), run in-process through the
+written — for every class of case a new-user battery broke (issue 10), run in-process by ``conftest.run_cli`` through the
 real entry point :func:`scales_cli.cli.main` (one subprocess test per command lives beside them).
 """
 
@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,33 +17,17 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from conftest import run_cli, run_console
 from scales_cli.archs._registry import spec_by_name
-from scales_cli.cli import main
 from scales_cli.loading import load
 
 DEMO = Path(__file__).resolve().parents[1] / "scales_cli" / "demo"
 RLFN = DEMO / "RLFN_x4.pth"
 
 
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``scales ARGS`` in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["scales", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(SystemExit) as info:
-        main()
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, out.err
-
-
-def refused(monkeypatch, capsys, *args: str, names: str) -> str:
-    """Assert exit 2 with exactly one stderr line that names ``names``; return the line."""
-    code, _, err = run(monkeypatch, capsys, *args)
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert "Traceback" not in err
-    assert len(lines) == 1, err
-    assert names in lines[0], lines[0]
-    return lines[0]
+def refused(*args: object, names: str) -> str:
+    """Assert exit 2 with exactly one stderr line that names ``names`` and no traceback; return the line."""
+    return run_cli(*args).refused(names)
 
 
 def files_in(folder: Path) -> set[str]:
@@ -61,10 +43,10 @@ def tiny_teacher(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def student(tmp_path: Path, tiny_teacher: Path, monkeypatch, capsys) -> Path:
+def student(tmp_path: Path, tiny_teacher: Path, ) -> Path:
     path = tmp_path / "student.safetensors"
-    code, _, err = run(monkeypatch, capsys, "binarize", tiny_teacher, "-o", path)
-    assert code == 0, err
+    made = run_cli("binarize", tiny_teacher, "-o", path)
+    assert made.code == 0, made.err
     return path
 
 
@@ -80,15 +62,15 @@ def _with_meta(src: Path, dst: Path, **fields: str) -> Path:
 
 
 @pytest.mark.parametrize("value", ["null", "[1, 2]", "{not json", '"text"'])
-def test_student_with_bad_hparams_metadata(tmp_path, student, value, monkeypatch, capsys):
+def test_student_with_bad_hparams_metadata(tmp_path, student, value):
     bad = _with_meta(student, tmp_path / "bad.safetensors", hparams=value)
-    line = refused(monkeypatch, capsys, "inspect", bad, names="bad.safetensors")
+    line = refused("inspect", bad, names="bad.safetensors")
     assert "scales.hparams" in line
 
 
-def test_student_without_a_scale(tmp_path, student, monkeypatch, capsys):
+def test_student_without_a_scale(tmp_path, student):
     bad = _with_meta(student, tmp_path / "noscale.safetensors", hparams=json.dumps({"nf": 16}))
-    refused(monkeypatch, capsys, "inspect", bad, names="noscale.safetensors")
+    refused("inspect", bad, names="noscale.safetensors")
 
 
 # -- --arch-opt values ----------------------------------------------------------------------------
@@ -96,52 +78,52 @@ def test_student_without_a_scale(tmp_path, student, monkeypatch, capsys):
 
 @pytest.mark.parametrize("opt", ["input_range=banana", "input_range=[]", "input_range=0", "scale=two", "nf=True", "scale=2.5"])
 @pytest.mark.parametrize("command", ["inspect", "binarize"])
-def test_arch_opt_of_the_wrong_type(tmp_path, command, opt, monkeypatch, capsys):
+def test_arch_opt_of_the_wrong_type(tmp_path, command, opt):
     extra = ["-o", tmp_path / "s.safetensors"] if command == "binarize" else []
-    refused(monkeypatch, capsys, command, RLFN, "--arch-opt", opt, *extra, names=f"--arch-opt {opt.split('=')[0]}")
+    refused(command, RLFN, "--arch-opt", opt, *extra, names=f"--arch-opt {opt.split('=')[0]}")
     assert not (tmp_path / "s.safetensors").exists()
 
 
-def test_arch_opt_scale_on_a_model_whose_shapes_say_otherwise(monkeypatch, capsys):
-    line = refused(monkeypatch, capsys, "inspect", RLFN, "--arch-opt", "scale=3", names="scale=3")
+def test_arch_opt_scale_on_a_model_whose_shapes_say_otherwise():
+    line = refused("inspect", RLFN, "--arch-opt", "scale=3", names="scale=3")
     assert "say scale=4" in line
     # refused before a network of the requested size is built (this one would take all memory)
-    refused(monkeypatch, capsys, "inspect", RLFN, "--arch-opt", "num_blocks=100000", names="num_blocks=100000")
+    refused("inspect", RLFN, "--arch-opt", "num_blocks=100000", names="num_blocks=100000")
 
 
-def test_report_scale_out_of_range_names_the_scale(monkeypatch, capsys):
-    line = refused(monkeypatch, capsys, "report", "--bicubic", "--scale", "1000", "--data", DEMO / "Set5-mini", names="scale 1000")
+def test_report_scale_out_of_range_names_the_scale():
+    line = refused("report", "--bicubic", "--scale", "1000", "--data", DEMO / "Set5-mini", names="scale 1000")
     assert "super-resolution factor" in line
 
 
 # -- recipes and outputs --------------------------------------------------------------------------
 
 
-def test_recipe_file_of_random_bytes(tmp_path, tiny_teacher, monkeypatch, capsys):
+def test_recipe_file_of_random_bytes(tmp_path, tiny_teacher):
     recipe = tmp_path / "junk.yaml"
     recipe.write_bytes(bytes(range(128, 256)) * 3)
-    refused(monkeypatch, capsys, "binarize", tiny_teacher, "--recipe", recipe, "-o", tmp_path / "s.safetensors", names="junk.yaml")
+    refused("binarize", tiny_teacher, "--recipe", recipe, "-o", tmp_path / "s.safetensors", names="junk.yaml")
     assert not (tmp_path / "s.safetensors").exists()
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists() or os.name != "posix", reason="needs /proc (a folder nobody can create files in)")
-def test_unwritable_outputs_are_one_line_before_any_work(tmp_path, tiny_teacher, monkeypatch, capsys):
-    refused(monkeypatch, capsys, "binarize", tiny_teacher, "-o", "/proc/student.safetensors", names="/proc/student.safetensors")
-    line = refused(monkeypatch, capsys, "report", tiny_teacher, "--data", DEMO / "Set5-mini", "--json", "/proc/r.json",
+def test_unwritable_outputs_are_one_line_before_any_work(tmp_path, tiny_teacher):
+    refused("binarize", tiny_teacher, "-o", "/proc/student.safetensors", names="/proc/student.safetensors")
+    line = refused("report", tiny_teacher, "--data", DEMO / "Set5-mini", "--json", "/proc/r.json",
                    names="/proc/r.json")
     assert "cannot be written" in line
 
 
-def test_demo_checks_every_output_before_writing(tmp_path, monkeypatch, capsys):
+def test_demo_checks_every_output_before_writing(tmp_path):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "report.md").write_text("mine")
-    refused(monkeypatch, capsys, "demo", "--out", out, names="report.md")
+    refused("demo", "--out", out, names="report.md")
     assert files_in(out) == {"report.md"} and (out / "report.md").read_text() == "mine"
     (out / "report.md").unlink()
     (out / "finetune").mkdir()
     (out / "finetune" / "state.pt").write_text("a run")
-    refused(monkeypatch, capsys, "demo", "--out", out, names="finetune")
+    refused("demo", "--out", out, names="finetune")
     assert files_in(out) == {"finetune", "finetune/state.pt"}
 
 
@@ -163,18 +145,18 @@ def _poisoned(tmp_path: Path, value: float | None, dtype: torch.dtype | None = N
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_non_finite_weights_are_refused_by_every_command(tmp_path, value, monkeypatch, capsys):
+def test_non_finite_weights_are_refused_by_every_command(tmp_path, value):
     bad = _poisoned(tmp_path, value)
     image = tmp_path / "in.png"
     Image.new("RGB", (8, 8), (40, 80, 120)).save(image)
     for args in (["inspect", bad], ["binarize", bad, "-o", tmp_path / "s.safetensors"], ["upscale", bad, image, "-o", tmp_path / "up"]):
-        line = refused(monkeypatch, capsys, *args, names="poisoned.pth")
+        line = refused(*args, names="poisoned.pth")
         assert "non-finite" in line and "fea_conv.weight" in line
     assert files_in(tmp_path) == {"poisoned.pth", "in.png"}
 
 
-def test_integer_weights_are_refused_not_cast(tmp_path, monkeypatch, capsys):
-    line = refused(monkeypatch, capsys, "inspect", _poisoned(tmp_path, None, torch.int32), names="poisoned.pth")
+def test_integer_weights_are_refused_not_cast(tmp_path):
+    line = refused("inspect", _poisoned(tmp_path, None, torch.int32), names="poisoned.pth")
     assert "int32" in line and "floating-point" in line
 
 
@@ -186,10 +168,10 @@ def test_integer_weights_are_refused_not_cast(tmp_path, monkeypatch, capsys):
     ("raise SystemExit('bye')\n", "SystemExit at line 1"),
     ("import os\nos.environ['X'] = '1'\nraise ValueError('boom')\n", "ValueError at line 3: boom"),
 ])
-def test_user_arch_file_that_exits_or_raises_while_imported(tmp_path, source, says, monkeypatch, capsys):
+def test_user_arch_file_that_exits_or_raises_while_imported(tmp_path, source, says):
     net = tmp_path / "net.py"
     net.write_text(source)
-    line = refused(monkeypatch, capsys, "inspect", RLFN, "--arch", f"{net}:Net", names="net.py")
+    line = refused("inspect", RLFN, "--arch", f"{net}:Net", names="net.py")
     assert says in line
 
 
@@ -226,21 +208,21 @@ def test_two_user_files_of_the_same_name_do_not_collide(tmp_path):
     assert type(outputs[0].model).__module__ != type(outputs[1].model).__module__
 
 
-def test_arch_help_says_the_file_is_trusted_code(monkeypatch, capsys):
-    code, out, _ = run(monkeypatch, capsys, "inspect", "--help")
-    assert code == 0 and "trust" in out
+def test_arch_help_says_the_file_is_trusted_code():
+    result = run_cli("inspect", "--help")
+    assert result.code == 0 and "trust" in result.out
 
 
 # -- images ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 5), (7, 2)])
-def test_upscale_of_an_image_smaller_than_the_kernels(tmp_path, size, monkeypatch, capsys):
+def test_upscale_of_an_image_smaller_than_the_kernels(tmp_path, size):
     """RLFN's ESA blocks need 3 px: smaller (valid) images are edge-padded and the output cropped."""
     image = tmp_path / "tiny.png"
     Image.new("RGB", size, (200, 30, 60)).save(image)
-    code, _, err = run(monkeypatch, capsys, "upscale", RLFN, image, "-o", tmp_path / "up")
-    assert code == 0, err
+    result = run_cli("upscale", RLFN, image, "-o", tmp_path / "up")
+    assert result.code == 0, result.err
     out = Image.open(tmp_path / "up" / "tiny_x4.png")
     assert out.size == (4 * size[0], 4 * size[1])
     # a flat colour stays close to that colour
@@ -266,28 +248,21 @@ def test_sixteen_bit_gray_reads_alike_in_upscale_and_report(tmp_path):
 # -- one subprocess test per command: the real console script, warnings included ------------------
 
 
-def _console(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scales_cli", *map(str, args)], capture_output=True, text=True, timeout=180)
-
-
 def test_console_inspect_plain_pickle_prints_one_line_and_no_library_warning(tmp_path):
     path = tmp_path / "plain.pth"
     with open(path, "wb") as fh:
         pickle.dump({"a": 1}, fh, protocol=4)  # torch warns "Detected pickle protocol 4" before refusing
-    proc = _console("inspect", path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "plain.pth" in proc.stderr, proc.stderr
-    assert "Warning" not in proc.stderr
+    proc = run_console("inspect", path)
+    proc.refused("plain.pth")
+    assert "Warning" not in proc.err
 
 
 def test_console_binarize_unwritable_output(tmp_path, tiny_teacher):
-    proc = _console("binarize", tiny_teacher, "-o", "/proc/x.safetensors")
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    run_console("binarize", tiny_teacher, "-o", "/proc/x.safetensors").refused()
 
 
 def test_console_report_bad_scale():
-    proc = _console("report", "--bicubic", "--scale", "0", "--data", DEMO / "Set5-mini")
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "scale 0" in proc.stderr
+    run_console("report", "--bicubic", "--scale", "0", "--data", DEMO / "Set5-mini").refused("scale 0")
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -296,7 +271,7 @@ def test_console_report_bad_scale():
     (["report", RLFN, "--data", DEMO / "Set5-mini", "--gray-convention", "x"], "--gray-convention"),
     (["nosuch"], "No such command"),
 ])
-def test_usage_errors_are_one_line_too(args, says, monkeypatch, capsys):
+def test_usage_errors_are_one_line_too(args, says):
     """Click's multi-line usage box becomes one line naming the option and the command's --help."""
-    line = refused(monkeypatch, capsys, *args, names=says)
+    line = refused(*args, names=says)
     assert "--help" in line

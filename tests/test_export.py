@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from conftest import run_cli
 from scales_cli.binary.layers import BinaryConv2d, BinaryLinear
 from scales_cli.binary.options import BinaryOptions
 from scales_cli.binary.packing import pack_sign_bits
 from scales_cli.binary.ste import hard_sign
-from scales_cli.cli import main
 from scales_cli.errors import ScalesError
 from scales_cli.export import reference
 from scales_cli.export.openvino import UnsupportedLayerError, _u1_constant
@@ -190,14 +190,6 @@ def test_failed_parity_names_the_layer_and_leaves_no_file(tiny: Tiny, lr_dir: Pa
 # ---- CLI ---------------------------------------------------------------------------------------
 
 
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["scales", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def student_file(tmp_path_factory) -> Path:
     """A tiny IMDN x2 student written by the library (same file `scales binarize` writes)."""
@@ -215,9 +207,9 @@ def student_file(tmp_path_factory) -> Path:
     return save_student(folder / "tiny-cnn.safetensors", student, desc, recipe)
 
 
-def test_cli_exports_with_json_report(monkeypatch, capsys, student_file: Path, lr_dir: Path, tmp_path: Path):
+def test_cli_exports_with_json_report(student_file: Path, lr_dir: Path, tmp_path: Path):
     out = tmp_path / "tiny.onnx"
-    code, stdout, _ = run(monkeypatch, capsys, "export", str(student_file), "-o", str(out), "--check", str(lr_dir), "--json")
+    code, stdout, _ = run_cli("export", str(student_file), "-o", str(out), "--check", str(lr_dir), "--json")
     assert code == 0
     payload = json.loads(stdout)
     assert payload["format"] == "scales" and payload["parity"]["ok"] and payload["binary_layers"] > 0
@@ -235,11 +227,11 @@ def test_cli_exports_with_json_report(monkeypatch, capsys, student_file: Path, l
         (["{student}", "-o", "{tmp}/exists.onnx"], "already exists (pass --force"),
     ],
 )
-def test_cli_errors_are_one_line_exit_2(monkeypatch, capsys, student_file: Path, tmp_path: Path, args, needle):
+def test_cli_errors_are_one_line_exit_2(student_file: Path, tmp_path: Path, args, needle):
     (tmp_path / "exists.onnx").write_bytes(b"keep me")
     argv = [a.format(tmp=tmp_path, student=student_file) for a in args]
-    code, _, err = run(monkeypatch, capsys, "export", *argv)
-    assert code == 2
+    code, _, err = run_cli("export", *argv)
+    assert code == 2 and "Traceback" not in err
     assert needle in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "exists.onnx").read_bytes() == b"keep me"
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "a.xml").exists()
@@ -251,15 +243,12 @@ def test_library_refuses_unknown_format_before_work(tiny: Tiny, tmp_path: Path):
 
 
 @pytest.mark.parametrize("fmt, suffix", [("scales", ".onnx"), ("openvino", ".xml")])
-def test_report_and_upscale_run_exported_files(monkeypatch, capsys, student_file: Path, lr_dir: Path, tmp_path: Path, fmt, suffix):
-    from typer.testing import CliRunner
-
-    from scales_cli.cli import app
+def test_report_and_upscale_run_exported_files(student_file: Path, lr_dir: Path, tmp_path: Path, fmt, suffix):
     from scales_cli.metrics.color import modcrop
     from scales_cli.metrics.resize import imresize
 
     exported = tmp_path / f"tiny{suffix}"
-    code, _, err = run(monkeypatch, capsys, "export", str(student_file), "-o", str(exported), "--format", fmt, "--check", str(lr_dir))
+    code, _, err = run_cli("export", str(student_file), "-o", str(exported), "--format", fmt, "--check", str(lr_dir))
     assert code == 0, err
     data = tmp_path / "Tiny"
     rng = np.random.default_rng(5)
@@ -269,14 +258,14 @@ def test_report_and_upscale_run_exported_files(monkeypatch, capsys, student_file
         Image.fromarray(hr).save(data / "HR" / f"im{i}.png")
         (data / "LR_bicubic" / "X2").mkdir(parents=True, exist_ok=True)
         Image.fromarray(imresize(modcrop(hr, 2), 0.5)).save(data / "LR_bicubic" / "X2" / f"im{i}x2.png")
-    result = CliRunner().invoke(app, ["report", str(student_file), str(exported), "--data", str(data), "--json", str(tmp_path / "r.json")])
-    assert result.exit_code == 0, result.output
+    result = run_cli("report", student_file, exported, "--data", data, "--json", tmp_path / "r.json")
+    assert result.code == 0, result.err
     rows = json.loads((tmp_path / "r.json").read_text())["groups"][0]["rows"]
     torch_row, export_row = rows
     assert (torch_row["runtime"], export_row["runtime"]) == ("torch", "openvino" if fmt == "openvino" else "onnxruntime")
     assert abs(torch_row["results"]["Tiny"]["psnr"] - export_row["results"]["Tiny"]["psnr"]) < 0.005
-    up = CliRunner().invoke(app, ["upscale", str(exported), str(lr_dir / "a.png"), "--out", str(tmp_path / "up")])
-    assert up.exit_code == 0, up.output
+    up = run_cli("upscale", exported, lr_dir / "a.png", "--out", tmp_path / "up")
+    assert up.code == 0, up.err
     assert len(list((tmp_path / "up").iterdir())) == 1
 
 

@@ -1,5 +1,6 @@
-"""Export parity over architectures: small random configurations of the paper's networks (windowed
-ones at sizes other than the traced one), and (slow) a real checkpoint binarized with its default recipe."""
+"""Export parity over every registered architecture (its smallest declared example, random weights;
+windowed ones at sizes other than the traced one), and (slow) a real checkpoint binarized with its
+default recipe. The architectures come from the registry: a new one is tested without editing this file."""
 
 from __future__ import annotations
 
@@ -10,25 +11,21 @@ import pytest
 import torch
 from PIL import Image
 
-from scales_cli.archs._registry import spec_by_name
+from _arch_helpers import is_windowed, smallest_example
+from scales_cli.archs._registry import all_specs, spec_by_name
 from scales_cli.export.openvino import UnsupportedLayerError
 from scales_cli.export.pipeline import FORMATS, export_model
 from scales_cli.recipe import default_recipe_name, load_recipe, rewrite
 
-SMALL = {
-    "edsr": {"scale": 2, "n_resblocks": 2, "n_feats": 16},
-    "rdn": {"scale": 2, "G0": 16, "D": 2, "C": 2, "G": 8, "kernel_size": 3},
-    "rcan": {"scale": 2, "n_resgroups": 1, "n_resblocks": 2, "n_feats": 16, "reduction": 4},
-    "msrresnet": {"scale": 2, "num_feat": 16, "num_block": 2},
-    "swinir": {"scale": 2, "embed_dim": 16, "depths": (2,), "num_heads": (2,), "window_size": 4, "mlp_ratio": 2.0,
-               "upsampler": "pixelshuffledirect"},
-    "hat": {"scale": 2, "embed_dim": 16, "depths": (2,), "num_heads": (2,), "window_size": 4, "compress_ratio": 4,
-            "squeeze_factor": 4, "overlap_ratio": 0.5, "mlp_ratio": 2.0},
-    "imdtn": {"scale": 2, "nf": 16, "num_modules": 1, "depth": 2, "num_heads": 2, "window_size": 4, "mlp_ratio": 2.0},
-}
-
-
-WINDOWED = ("swinir", "hat", "imdtn")
+SPECS = all_specs()
+WINDOWED = [s.name for s in SPECS if is_windowed(s)]
+CONVOLUTIONAL = [s.name for s in SPECS if not is_windowed(s)]
+# Known failures found when every architecture ran (strict: a fix turns them into XPASS failures,
+# so the entry is removed with it). ESA blocks (RFDN/RLFN/BSRN) pool 7x7 after a stride-2 conv: on
+# the 16x12 LR image the map is 7x5, which the torch model shrinks its window for
+# (archs/_distill.esa_max_pool) but the exported graph cannot (a static MaxPool kernel).
+ESA_SMALL_INPUT = "ESA's 7x7 max pool on a 7x5 map: the exported graph keeps the static kernel (issue 19 report)"
+KNOWN_FAILURES = {("rfdn", "openvino"), ("rlfn", "scales"), ("rlfn", "float"), ("rlfn", "openvino"), ("bsrn", "openvino")}
 TRACED_SIZE = (40, 44)  # _onnx.example_input: every graph is traced at this size
 
 
@@ -60,15 +57,26 @@ def untraced_sizes(tmp_path_factory) -> Path:
 def _student(arch: str):  # noqa: ANN202
     spec = spec_by_name(arch)
     torch.manual_seed(0)
-    model = spec.build(**{**spec.defaults, **SMALL[arch]}).eval()
+    model = spec.build(**{**spec.defaults, **smallest_example(spec)}).eval()
     student, report = rewrite(model, load_recipe(default_recipe_name(model, region_of=spec.region_of)), region_of=spec.region_of)
     assert report.binarized, arch
     return student.eval(), spec.input_range
 
 
+@pytest.mark.parametrize("arch", [s.name for s in SPECS])
+def test_every_architecture_declares_a_tiny_example(arch: str):
+    """The export parity tests below run each architecture's smallest example in every format: an
+    architecture without a tiny one would slow the whole suite (each declares one of at most 200K parameters)."""
+    spec = spec_by_name(arch)
+    model = spec.build(**{**spec.defaults, **smallest_example(spec)})
+    assert sum(p.numel() for p in model.parameters()) <= 200_000, smallest_example(spec)
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
-@pytest.mark.parametrize("arch", [a for a in SMALL if a not in WINDOWED])
-def test_small_students_export_with_parity(arch: str, fmt: str, lr_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("arch", CONVOLUTIONAL)
+def test_small_students_export_with_parity(arch: str, fmt: str, lr_dir: Path, tmp_path: Path, request, one_thread):
+    if (arch, fmt) in KNOWN_FAILURES:
+        request.applymarker(pytest.mark.xfail(reason=ESA_SMALL_INPUT, strict=True))
     student, input_range = _student(arch)
     chosen, _ = FORMATS[fmt]
     try:

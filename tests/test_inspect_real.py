@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from scales_cli.cli import app
+from conftest import run_cli
 
 # file -> (architecture, scale, learnable params, sha256[:12]) as recorded in MANIFEST.md
 EXPECTED = {
@@ -34,9 +33,9 @@ def test_inspect_json(name, checkpoints, tmp_path):
     # A copy under a neutral name proves detection never reads the file name.
     neutral = tmp_path / "weights.pth"
     neutral.write_bytes((checkpoints / name).read_bytes())
-    result = CliRunner().invoke(app, ["inspect", str(neutral), "--json"])
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.stdout)
+    result = run_cli("inspect", neutral, "--json")
+    assert result.code == 0, result.err
+    info = json.loads(result.out)
     arch, scale, params, sha = EXPECTED[name]
     assert (info["arch"], info["scale"], info["params"]) == (arch, scale, params)
     assert info["sha256"].startswith(sha)

@@ -4,10 +4,9 @@ default recipe and run at an odd input size."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
+from _arch_helpers import smallest_example
 from _recipe_helpers import TOY_SPEC, Marked, Toy, fake_maker
 from torch import nn
 
@@ -123,31 +122,17 @@ def test_exact_types_only():
     assert [d.path for d in report.layers] == ["1", "2"]
 
 
-def _smallest_example(spec) -> dict:  # noqa: ANN001
-    """The example with the smallest product of its sizes (widths, depths, scale): a cheap proxy for
-    the parameter count that needs no build (building on the meta device takes seconds for some)."""
-    return dict(min(spec.examples, key=lambda example: math.prod(_numbers(dict(example)))))
-
-
-def _numbers(node) -> list[float]:  # noqa: ANN001
-    if isinstance(node, dict):
-        return [x for v in node.values() for x in _numbers(v)]
-    if isinstance(node, tuple | list):
-        return [x for v in node for x in _numbers(v)]
-    return [node] if isinstance(node, int | float) and not isinstance(node, bool) and node > 1 else []
-
-
 @pytest.mark.parametrize("spec", all_specs(), ids=lambda s: s.name)
 def test_every_architecture_binarizes_with_its_default_recipe(spec):
     torch.manual_seed(0)
-    model = spec.build(**{**spec.defaults, **_smallest_example(spec)}).eval()
+    model = spec.build(**{**spec.defaults, **smallest_example(spec)}).eval()
     name = default_recipe_name(model, region_of=spec.region_of)
     student, report = rewrite(model, load_recipe(name), region_of=spec.region_of)
     assert report.binarized
     assert all(d.region == "body" for d in report.binarized)
     if any(type(m) is nn.LayerNorm for m in model.modules()):
         assert name == "transformer" and {d.type for d in report.binarized} >= {"linear"}
-    scale = int(_smallest_example(spec)["scale"])
+    scale = int(smallest_example(spec)["scale"])
     with torch.no_grad():
         y = student.eval()(torch.rand(1, 3, 13, 11))
     assert y.shape == (1, 3, 13 * scale, 11 * scale) and torch.isfinite(y).all()

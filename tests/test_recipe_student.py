@@ -4,7 +4,6 @@ and ``scales_cli.archs.load`` / ``scales inspect`` open students."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -75,16 +74,14 @@ def test_overwrite_needs_force(teacher, tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".s.safetensors")]  # no temp left over
 
 
-def test_inspect_student(teacher, tmp_path: Path, capsys, monkeypatch):
-    from scales_cli.cli import main
+def test_inspect_student(teacher, tmp_path: Path):
+    from conftest import run_cli
 
     student, recipe, _ = _student(teacher)
     path = save_student(tmp_path / "s.safetensors", student, teacher, recipe)
-    monkeypatch.setattr(sys, "argv", ["scales", "inspect", str(path), "--json"])
-    with pytest.raises(SystemExit) as info:
-        main()
-    assert info.value.code in (0, None)
-    payload = json.loads(capsys.readouterr().out)
+    result = run_cli("inspect", path, "--json")
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)
     assert payload["arch"] == "imdn" and payload["student"]["recipe"] == "cnn"
 
 

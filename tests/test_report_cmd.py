@@ -1,4 +1,4 @@
-"""``scales report`` through Typer's CliRunner on tiny datasets made in tmp_path."""
+"""``scales report`` through ``conftest.run_cli`` (the real entry point) on tiny datasets made in tmp_path."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from scales_cli.cli import app
-from scales_cli.errors import DataError, OutputExistsError
+from conftest import CliResult, run_cli
 from scales_cli.metrics.color import modcrop
 from scales_cli.metrics.resize import imresize
 
@@ -38,8 +36,8 @@ def _tiny_model(path: Path, scale: int, seed: int = 0) -> Path:
     return path
 
 
-def _invoke(*args: str):  # noqa: ANN202
-    return CliRunner().invoke(app, ["report", *map(str, args)])
+def _invoke(*args: object) -> CliResult:
+    return run_cli("report", *args)
 
 
 def test_report_writes_json_markdown_pictures(tmp_path: Path):
@@ -48,8 +46,8 @@ def test_report_writes_json_markdown_pictures(tmp_path: Path):
     b = _tiny_model(tmp_path / "b.pth", 2, seed=1)
     outs = ["--json", tmp_path / "r.json", "--markdown", tmp_path / "r.md", "--pictures", tmp_path / "pics"]
     result = _invoke(a, b, "--data", data, "--bicubic", "--ops", "--input-size", "16x8", *outs)
-    assert result.exit_code == 0, result.output
-    assert "Bicubic" in result.output and "gray-as-y" in result.output and "per-layer" in result.output
+    assert result.code == 0, result.err
+    assert "Bicubic" in result.out and "gray-as-y" in result.out and "per-layer" in result.out
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["schema"] == "scales-report/1" and doc["protocol"]["input_size"] == [16, 8]
     (group,) = doc["groups"]
@@ -64,20 +62,19 @@ def test_report_writes_json_markdown_pictures(tmp_path: Path):
         assert im.width > 3 * im.height / 2  # HR | bicubic | a | b side by side
 
     again = _invoke(a, "--data", data, "--json", tmp_path / "r.json")
-    assert isinstance(again.exception, OutputExistsError) and "r.json" in str(again.exception)
-    assert _invoke(a, "--data", data, "--json", tmp_path / "r.json", "--force").exit_code == 0
+    again.refused("r.json")
+    assert _invoke(a, "--data", data, "--json", tmp_path / "r.json", "--force").code == 0
 
 
 def test_mixed_scales_are_refused_unless_grouped(tmp_path: Path):
     data = _tiny_dataset(tmp_path, 2)
     _tiny_dataset(tmp_path, 4)  # adds LR_bicubic/X4 to the same folder
     two, four = _tiny_model(tmp_path / "two.pth", 2), _tiny_model(tmp_path / "four.pth", 4)
-    refused = _invoke(two, four, "--data", data)
-    assert isinstance(refused.exception, DataError) and "different scales" in str(refused.exception)
+    _invoke(two, four, "--data", data).refused("different scales")
     wrong = _invoke(two, "--data", data, "--scale", "4")
-    assert isinstance(wrong.exception, DataError) and "two is x2" in str(wrong.exception)
+    wrong.refused("two is x2")
     grouped = _invoke(two, four, "--data", data, "--group-by-scale", "--json", tmp_path / "g.json")
-    assert grouped.exit_code == 0, grouped.output
+    assert grouped.code == 0, grouped.err
     doc = json.loads((tmp_path / "g.json").read_text())
     assert [g["scale"] for g in doc["groups"]] == [2, 4]
 
@@ -85,21 +82,21 @@ def test_mixed_scales_are_refused_unless_grouped(tmp_path: Path):
 def test_bicubic_alone_and_bad_options(tmp_path: Path):
     data = _tiny_dataset(tmp_path, 3)
     ok = _invoke("--data", data, "--bicubic", "--scale", "3", "--gray-convention", "gray-raw")
-    assert ok.exit_code == 0 and "gray-raw" in ok.output
-    assert isinstance(_invoke("--data", data, "--bicubic").exception, DataError)
-    assert isinstance(_invoke("--data", data, "--bicubic", "--scale", "3", "--input-size", "12").exception, DataError)
-    assert isinstance(_invoke("--bicubic", "--scale", "3").exception, DataError)
-    assert _invoke("--data", data, "--gray-convention", "nope").exit_code == 2
+    assert ok.code == 0 and "gray-raw" in ok.out
+    _invoke("--data", data, "--bicubic").refused()
+    _invoke("--data", data, "--bicubic", "--scale", "3", "--input-size", "12").refused()
+    _invoke("--bicubic", "--scale", "3").refused()
+    _invoke("--data", data, "--gray-convention", "nope").refused("--gray-convention")
 
 
 def test_report_real_checkpoint_on_tiny_data(tmp_path: Path, checkpoints: Path):
     data = _tiny_dataset(tmp_path, 4)
     result = _invoke(checkpoints / "IMDN_x4.pth", "--data", data, "--json", tmp_path / "r.json")
-    assert result.exit_code == 0, result.output
+    assert result.code == 0, result.err
     row = json.loads((tmp_path / "r.json").read_text())["groups"][0]["rows"][0]
     assert (row["arch"], row["cost"]["params"]) == ("imdn", 715_176)
     assert row["cost"]["macs_fp"] == pytest.approx(40.9e9, rel=0.01)
-    assert "715.2K" in result.output and "40.89G" in result.output
+    assert "715.2K" in result.out and "40.89G" in result.out
 
 
 def test_hr_lr_folders_and_flops(tmp_path: Path):
@@ -107,8 +104,8 @@ def test_hr_lr_folders_and_flops(tmp_path: Path):
     model = _tiny_model(tmp_path / "m.pth", 2)
     args = [model, "--hr", data / "HR", "--lr", data / "LR_bicubic" / "X2", "--input-size", "16x8"]
     result = _invoke(*args, "--flops", "--json", tmp_path / "r.json", "--markdown", tmp_path / "r.md")
-    assert result.exit_code == 0, result.output
-    assert "FLOPs" in result.output and "FLOPs = 2 x OPs" in result.output
+    assert result.code == 0, result.err
+    assert "FLOPs" in result.out and "FLOPs = 2 x OPs" in result.out
     doc = json.loads((tmp_path / "r.json").read_text())
     (dataset,) = doc["groups"][0]["datasets"]
     assert (dataset["name"], dataset["origin"]) == ("Tiny", "pairs")
@@ -118,43 +115,39 @@ def test_hr_lr_folders_and_flops(tmp_path: Path):
     assert "| Method | Params | FLOPs |" in md and "FLOPs = 2 x OPs" in md
     # the same scores as the benchmark layout of the same files
     same = _invoke(model, "--data", data, "--input-size", "16x8", "--json", tmp_path / "d.json")
-    assert same.exit_code == 0, same.output
+    assert same.code == 0, same.err
     by_folder = json.loads((tmp_path / "d.json").read_text())["groups"][0]["rows"][0]["results"]
     assert by_folder == doc["groups"][0]["rows"][0]["results"]
     # --hr alone: LR made on the fly (bit-identical to the files, so the same scores again)
     alone = _invoke(model, "--hr", data / "HR", "--input-size", "16x8", "--json", tmp_path / "h.json")
-    assert alone.exit_code == 0, alone.output
+    assert alone.code == 0, alone.err
     assert json.loads((tmp_path / "h.json").read_text())["groups"][0]["rows"][0]["results"] == by_folder
 
 
 def test_bad_device_and_lonely_lr_are_one_line_errors(tmp_path: Path):
-    from scales_cli.errors import ScalesError
-
     data = _tiny_dataset(tmp_path, 2)
     model = _tiny_model(tmp_path / "m.pth", 2)
     bogus = _invoke(model, "--data", data, "--device", "tpu")
-    assert isinstance(bogus.exception, ScalesError) and "expected cpu or cuda" in str(bogus.exception)
+    bogus.refused("expected cpu or cuda")
     if not torch.cuda.is_available():
         cuda = _invoke(model, "--data", data, "--device", "cuda")
-        assert isinstance(cuda.exception, ScalesError) and "CUDA is not available" in str(cuda.exception)
+        cuda.refused("CUDA is not available")
     pictures = _invoke("--data", data, "--bicubic", "--scale", "2", "--pictures", tmp_path / "p")
-    assert isinstance(pictures.exception, DataError) and "at least one MODEL" in str(pictures.exception)
+    pictures.refused("at least one MODEL")
     lonely = _invoke(model, "--lr", data / "LR_bicubic" / "X2")
-    assert isinstance(lonely.exception, DataError) and "--lr needs the --hr" in str(lonely.exception)
+    lonely.refused("--lr needs the --hr")
 
 
 def test_arch_options_reach_the_loader(tmp_path: Path):
-    from scales_cli.errors import DetectionError
-
     data = _tiny_dataset(tmp_path, 2)
     model = _tiny_model(tmp_path / "m.pth", 2)
     named = _invoke(model, "--data", data, "--arch", "msrresnet", "--json", tmp_path / "r.json")
-    assert named.exit_code == 0, named.output
+    assert named.code == 0, named.err
     assert json.loads((tmp_path / "r.json").read_text())["groups"][0]["rows"][0]["arch"] == "msrresnet"
     unknown = _invoke(model, "--data", data, "--arch", "nope")
-    assert isinstance(unknown.exception, DetectionError) and "unknown architecture" in str(unknown.exception)
+    unknown.refused("unknown architecture")
     bad_opt = _invoke(model, "--data", data, "--arch-opt", "noequals")
-    assert isinstance(bad_opt.exception, DetectionError) and "expected key=value" in str(bad_opt.exception)
+    bad_opt.refused("expected key=value")
 
 
 def test_report_on_a_binarized_student_counts_binary_layers(tmp_path: Path):
@@ -165,10 +158,10 @@ def test_report_on_a_binarized_student_counts_binary_layers(tmp_path: Path):
     teacher = tmp_path / "teacher.pth"
     torch.save(spec_by_name("imdn").build(scale=2, in_nc=3, nf=32, num_modules=2, out_nc=3).state_dict(), teacher)
     student = tmp_path / "student.safetensors"
-    made = CliRunner().invoke(app, ["binarize", str(teacher), "-o", str(student)])
-    assert made.exit_code == 0, made.output
+    made = run_cli("binarize", teacher, "-o", student)
+    assert made.code == 0, made.err
     result = _invoke(teacher, student, "--data", data, "--input-size", "16x8", "--ops", "--json", tmp_path / "r.json")
-    assert result.exit_code == 0, result.output
+    assert result.code == 0, result.err
     fp_row, bin_row = json.loads((tmp_path / "r.json").read_text())["groups"][0]["rows"]
     assert fp_row["cost"]["params_binary"] == 0 and fp_row["cost"]["macs_binary"] == 0
     cost = bin_row["cost"]

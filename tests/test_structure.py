@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _arch_helpers import is_windowed
 from scales_cli.archs._registry import all_specs, spec_by_name
 from scales_cli.binary import BINARY_LAYERS
 from scales_cli.loading import load
@@ -62,7 +63,7 @@ def test_window_models_declare_their_size_multiple():
             assert spec.size_multiple({**spec.defaults, **example}) == expected, spec.name
 
 
-@pytest.mark.parametrize("name", ["swinir", "hat", "imdtn"])
+@pytest.mark.parametrize("name", [s.name for s in all_specs() if is_windowed(s)])
 def test_window_models_run_on_sides_equal_to_the_window(name: str):
     """Non-square inputs whose short side is one window once broke a ``view`` in window partitioning."""
     spec = spec_by_name(name)

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from _train_helpers import make_pair, write_images
-from scales_cli.cli import main
+from conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--batch", "2", "--patch", "8", "--warmup", "2", "--val-every", "0", "--save-every", "0"]
@@ -33,22 +33,11 @@ def setup(tmp_path: Path, monkeypatch):
     return student, teacher, lr
 
 
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["scales", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_json_run_with_a_config_file_where_options_win(setup, monkeypatch, capsys, tmp_path):
+def test_json_run_with_a_config_file_where_options_win(setup, tmp_path):
     student, teacher, lr = setup
     cfg = tmp_path / "ft.yaml"
     cfg.write_text("steps: 4\nlr: 1.0e-2\nschedule: constant\nloss: charbonnier\n")
-    code, out, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
+    code, out, err = run_cli("finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
                          "--config", str(cfg), "--lr", "2e-3", *TINY, "--out", "run", "--json")
     assert code == 0, err
     result = json.loads(out)
@@ -69,7 +58,7 @@ def test_json_run_with_a_config_file_where_options_win(setup, monkeypatch, capsy
         (["--val", "nowhere"], "nowhere"),
     ],
 )
-def test_mistakes_are_one_line_exit_2_and_write_nothing(setup, monkeypatch, capsys, tmp_path, extra, expected):
+def test_mistakes_are_one_line_exit_2_and_write_nothing(setup, tmp_path, extra, expected):
     student, teacher, lr = setup
     args = ["finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr), *TINY, "--steps", "2", "--out", "run"]
     if extra[0] in ("--teacher", "--data-lr"):  # replace, not add
@@ -77,30 +66,30 @@ def test_mistakes_are_one_line_exit_2_and_write_nothing(setup, monkeypatch, caps
         args[i + 1] = extra[1]
     else:
         args += extra
-    code, out, err = run(monkeypatch, capsys, *args)
-    assert code == 2, err
+    code, out, err = run_cli(*args)
+    assert code == 2 and "Traceback" not in err, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
     assert not (tmp_path / "run").exists()
 
 
-def test_teacher_mismatch_is_one_line_exit_2(setup, monkeypatch, capsys, tmp_path):
+def test_teacher_mismatch_is_one_line_exit_2(setup, tmp_path):
     student, _, lr = setup
     (tmp_path / "other").mkdir()
     _, other = make_pair(tmp_path / "other", seed=3)
-    code, _, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(other), "--data-lr", str(lr), *TINY, "--out", "run")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not the teacher" in err
+    code, _, err = run_cli("finetune", str(student), "--teacher", str(other), "--data-lr", str(lr), *TINY, "--out", "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not the teacher" in err and "Traceback" not in err
 
 
-def test_an_existing_run_is_refused_without_resume_or_force(setup, monkeypatch, capsys, tmp_path):
+def test_an_existing_run_is_refused_without_resume_or_force(setup, tmp_path):
     student, teacher, lr = setup
     base = ["finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr), *TINY, "--steps", "2", "--out", "run"]
-    assert run(monkeypatch, capsys, *base)[0] == 0
+    assert run_cli(*base).code == 0
     before = (tmp_path / "run" / "state.pt").read_bytes()
-    code, _, err = run(monkeypatch, capsys, *base)
-    assert code == 2 and "already holds a run" in err and "--resume" in err
+    code, _, err = run_cli(*base)
+    assert code == 2 and "already holds a run" in err and "--resume" in err and "Traceback" not in err
     assert (tmp_path / "run" / "state.pt").read_bytes() == before
-    assert run(monkeypatch, capsys, *base, "--force")[0] == 0
+    assert run_cli(*base, "--force").code == 0
 
 
 def _env() -> dict[str, str]:
@@ -155,13 +144,13 @@ def test_torchrun_two_ranks_end_identical_and_write_once(setup, tmp_path):
     assert all(torch.equal(state["model"][k], a[k]) for k in a)
 
 
-def test_an_unwritable_out_is_refused_before_any_work(setup, monkeypatch, capsys, tmp_path):
+def test_an_unwritable_out_is_refused_before_any_work(setup, tmp_path):
     student, teacher, lr = setup
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, _, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
+    code, _, err = run_cli("finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
                        *TINY, "--out", str(blocker / "run"))
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a writable folder" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not a writable folder" in err and "Traceback" not in err
 
 
 def test_every_config_field_is_an_option_of_scales_finetune():

@@ -4,7 +4,6 @@ named ``<stem>_x<scale>.png`` and never overwritten without --force; user archit
 from __future__ import annotations
 
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -14,13 +13,11 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from typer.testing import CliRunner
 
+from conftest import run_cli, run_console
 from scales_cli.loading import load
 from scales_cli.archs._registry import spec_by_name
-from scales_cli.cli import app
-from scales_cli.errors import DataError, DetectionError, OutputExistsError, ScalesError
-from conftest import CliResult, run_cli
+from scales_cli.errors import DataError, DetectionError, ScalesError
 from scales_cli.imaging import read_image, upscale_image
 from scales_cli.tiling import TilePlan, plan_tiles
 
@@ -173,30 +170,23 @@ def test_upscale_command_writes_named_outputs_and_refuses_overwrite(tmp_path: Pa
     Image.fromarray(rgb_array).save(tmp_path / "one.png")
     Image.fromarray(rgb_array[..., 0], mode="L").save(tmp_path / "two.jpg")
     out = tmp_path / "out"
-    runner = CliRunner()
-    args = ["upscale", str(carn_ckpt), str(tmp_path / "one.png"), str(tmp_path / "two.jpg"), "-o", str(out)]
-    result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
+    args = ["upscale", carn_ckpt, tmp_path / "one.png", tmp_path / "two.jpg", "-o", out]
+    result = run_cli(*args, "--json")
+    assert result.code == 0, result.err
     one, two = Image.open(out / "one_x4.png"), Image.open(out / "two_x4.png")
     assert (one.mode, one.size) == ("RGB", (28, 36)) and (two.mode, two.size) == ("L", (28, 36))
     before = (out / "one_x4.png").read_bytes()
-    again = runner.invoke(app, args)
-    assert isinstance(again.exception, OutputExistsError) and "one_x4.png" in str(again.exception)
+    again = run_cli(*args)  # refused after the model loaded: its scale-probe warning line comes first
+    assert again.code == 2 and "one_x4.png" in again.err_lines[-1] and "Traceback" not in again.err, again.err
     assert (out / "one_x4.png").read_bytes() == before
-    assert runner.invoke(app, [*args, "--force", "--tile", "4", "--tile-overlap", "2"]).exit_code == 0
+    assert run_cli(*args, "--force", "--tile", "4", "--tile-overlap", "2").code == 0
     assert sorted(p.name for p in out.iterdir()) == ["one_x4.png", "two_x4.png"], "no temp files left behind"
 
 
 def test_upscale_bad_image_exits_2_with_one_line(tmp_path: Path, carn_ckpt: Path):
     bad = tmp_path / "notanimage.png"
     bad.write_text("hello")
-    proc = subprocess.run(
-        [sys.executable, "-m", "scales_cli", "upscale", str(carn_ckpt), str(bad), "-o", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "notanimage.png" in lines[0] and "Traceback" not in proc.stderr
+    run_console("upscale", carn_ckpt, bad, "-o", tmp_path / "o", timeout=120).refused("notanimage.png")
 
 
 # ---- bring your own architecture ----------------------------------------------------------------
@@ -271,9 +261,9 @@ def test_user_arch_scale_is_probed_when_not_given(tmp_path: Path, user_module: P
 def test_user_arch_through_the_command(tmp_path: Path, user_module: Path, rgb_array):
     ckpt = _save_user(tmp_path, user_module, "TinySR", scale=2, feat=8)
     Image.fromarray(rgb_array).save(tmp_path / "im.png")
-    result = CliRunner().invoke(app, ["upscale", str(ckpt), str(tmp_path / "im.png"), "-o", str(tmp_path / "o"),
-                                      "--arch", f"{user_module}:TinySR", "--arch-opt", "feat=8"])
-    assert result.exit_code == 0, result.output
+    result = run_cli("upscale", ckpt, tmp_path / "im.png", "-o", tmp_path / "o", "--arch", f"{user_module}:TinySR",
+                     "--arch-opt", "feat=8")
+    assert result.code == 0, result.err
     assert Image.open(tmp_path / "o" / "im_x2.png").size == (14, 18)
 
 
@@ -290,17 +280,14 @@ def test_user_arch_errors_name_the_problem(tmp_path: Path, user_module: Path, ar
 def test_real_imdn_upscale_beats_bicubic_on_set5(tmp_path: Path, checkpoints: Path, benchmarks: Path):
     """`scales upscale` with the real IMDN_x4.pth on Set5 LR x4: Y-PSNR against HR clearly above
     MATLAB-exact bicubic (published: 32.21 vs 28.42)."""
-    from typer.testing import CliRunner
-
-    from scales_cli.cli import app
     from scales_cli.metrics.color import load_image, modcrop
     from scales_cli.metrics.quality import score
     from scales_cli.metrics.resize import imresize
 
     lr_files = sorted((benchmarks / "Set5" / "LR_bicubic" / "X4").glob("*.png"))
     assert len(lr_files) == 5
-    result = CliRunner().invoke(app, ["upscale", str(checkpoints / "IMDN_x4.pth"), *map(str, lr_files), "-o", str(tmp_path)])
-    assert result.exit_code == 0, result.output
+    result = run_cli("upscale", checkpoints / "IMDN_x4.pth", *lr_files, "-o", tmp_path)
+    assert result.code == 0, result.err
     model_db, bicubic_db = [], []
     for lr_path in lr_files:
         name = lr_path.stem[: -len("x4")]
@@ -314,21 +301,10 @@ def test_real_imdn_upscale_beats_bicubic_on_set5(tmp_path: Path, checkpoints: Pa
     assert model == pytest.approx(32.21, abs=0.03)
 
 
-def _upscale_cli(*args: str) -> CliResult:
-    return run_cli("upscale", *args)
-
-
-def _one_line(proc: CliResult, name: str) -> str:
-    assert proc.code == 2, (proc.code, proc.err[-2000:])
-    lines = proc.err.strip().splitlines()
-    assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.err, proc.err
-    return lines[0]
-
-
 def test_output_folder_that_is_a_file_exits_2(tmp_path: Path, carn_ckpt: Path, rgb_array):
     Image.fromarray(rgb_array).save(tmp_path / "im.png")
     (tmp_path / "taken").write_text("not a folder")
-    line = _one_line(_upscale_cli(str(carn_ckpt), str(tmp_path / "im.png"), "-o", str(tmp_path / "taken")), "taken")
+    line = run_cli("upscale", carn_ckpt, tmp_path / "im.png", "-o", tmp_path / "taken").refused("taken")
     assert "not a folder" in line
     assert (tmp_path / "taken").read_text() == "not a folder"
 
@@ -338,7 +314,7 @@ def test_unsupported_mode_is_refused_before_any_output(tmp_path: Path, carn_ckpt
     Image.fromarray(rgb_array).save(tmp_path / "good.png")
     Image.fromarray(np.zeros((6, 5), dtype=np.float32), mode="F").save(tmp_path / "float.tif")
     out = tmp_path / "o"
-    line = _one_line(_upscale_cli(str(carn_ckpt), str(tmp_path / "good.png"), str(tmp_path / "float.tif"), "-o", str(out)), "float.tif")
+    line = run_cli("upscale", carn_ckpt, tmp_path / "good.png", tmp_path / "float.tif", "-o", out).refused("float.tif")
     assert "not supported" in line
     assert not out.exists()
 
@@ -361,7 +337,7 @@ def test_user_arch_that_fails_to_import_is_one_line(tmp_path: Path, carn_ckpt: P
     bad.write_text(source)
     with pytest.raises(DetectionError, match=match):
         load(carn_ckpt, arch=f"{bad}:Net")
-    _one_line(run_cli("inspect", carn_ckpt, "--arch", f"{bad}:Net"), "bad_net.py")
+    run_cli("inspect", carn_ckpt, "--arch", f"{bad}:Net").refused("bad_net.py")
 
 
 def test_user_arch_may_import_a_sibling_file(tmp_path: Path, user_module: Path):

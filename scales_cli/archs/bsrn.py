@@ -184,5 +184,7 @@ SPEC = ArchSpec(
         {"scale": 4, "num_in_ch": 3, "num_feat": 48, "num_block": 5, "num_out_ch": 3, "esa_channels": 12},
         {"scale": 2, "num_in_ch": 3, "num_feat": 64, "num_block": 8, "num_out_ch": 3, "esa_channels": 16},
         {"scale": 3, "num_in_ch": 3, "num_feat": 48, "num_block": 5, "num_out_ch": 3, "esa_channels": 12},
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "num_in_ch": 3, "num_feat": 16, "num_block": 1, "num_out_ch": 3, "esa_channels": 8},
     ),
 )

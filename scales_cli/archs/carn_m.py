@@ -204,5 +204,7 @@ SPEC = ArchSpec(
         {"scale": 2, "num_feat": 64, "group": 4, "multi_scale": False},
         {"scale": 3, "num_feat": 64, "group": 4, "multi_scale": False},
         {"scale": 8, "num_feat": 32, "group": 2, "multi_scale": False},
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "num_feat": 16, "group": 2, "multi_scale": False},
     ),
 )

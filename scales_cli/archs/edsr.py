@@ -111,6 +111,8 @@ SPEC_EDSR = ArchSpec(
         {"scale": 2, "n_resblocks": 16, "n_feats": 64},
         {"scale": 3, "n_resblocks": 16, "n_feats": 64},
         {"scale": 4, "n_resblocks": 32, "n_feats": 256, "res_scale": 0.1},  # EDSR paper model
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "n_resblocks": 2, "n_feats": 16},
     ),
 )
 
@@ -173,6 +175,8 @@ SPEC_EDSR_BASICSR = ArchSpec(
         {"scale": 4, "num_feat": 64, "num_block": 16},  # EDSR_Mx4
         {"scale": 2, "num_feat": 64, "num_block": 16},
         {"scale": 4, "num_feat": 256, "num_block": 32, "res_scale": 0.1},  # EDSR_Lx4
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "num_feat": 16, "num_block": 2},
     ),
 )
 

@@ -285,5 +285,8 @@ SPEC = ArchSpec(
          "squeeze_factor": 8, "overlap_ratio": 0.25, "mlp_ratio": 4.0},
         {"scale": 4, "embed_dim": 144, "compress_ratio": 24, "squeeze_factor": 24, **_COMMON},  # HAT-S x4
         {"scale": 4, "embed_dim": 180, "compress_ratio": 3, "squeeze_factor": 30, **_COMMON},  # HAT x4
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "embed_dim": 16, "depths": (2,), "num_heads": (2,), "window_size": 4, "compress_ratio": 4,
+         "squeeze_factor": 4, "overlap_ratio": 0.5, "mlp_ratio": 2.0},
     ),
 )

@@ -134,5 +134,7 @@ SPEC = ArchSpec(
     examples=(
         {"scale": 4, "nf": 64, "num_modules": 3, "depth": 2, "num_heads": 2, "window_size": 6, "mlp_ratio": 2.0},
         {"scale": 2, "nf": 32, "num_modules": 2, "depth": 4, "num_heads": 4, "window_size": 8, "mlp_ratio": 4.0},
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "nf": 16, "num_modules": 1, "depth": 2, "num_heads": 2, "window_size": 4, "mlp_ratio": 2.0},
     ),
 )

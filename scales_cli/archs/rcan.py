@@ -125,5 +125,7 @@ SPEC = ArchSpec(
     examples=(
         {"scale": 2, "n_resgroups": 2, "n_resblocks": 3, "n_feats": 32, "reduction": 8},  # small config
         {"scale": 4, "n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16},  # RCAN paper
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "n_resgroups": 1, "n_resblocks": 2, "n_feats": 16, "reduction": 4},
     ),
 )

@@ -129,5 +129,7 @@ SPEC = ArchSpec(
         {"scale": 4, "in_nc": 3, "nf": 46, "mf": 48, "num_blocks": 4, "out_nc": 3, "esa_channels": 16},
         {"scale": 2, "in_nc": 3, "nf": 52, "mf": 48, "num_blocks": 6, "out_nc": 3, "esa_channels": 16},
         {"scale": 3, "in_nc": 3, "nf": 46, "mf": 48, "num_blocks": 4, "out_nc": 3, "esa_channels": 16},
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "in_nc": 3, "nf": 16, "mf": 16, "num_blocks": 1, "out_nc": 3, "esa_channels": 8},
     ),
 )

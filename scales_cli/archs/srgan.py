@@ -164,5 +164,7 @@ SPEC = ArchSpec(
         {"scale": 4, "num_feat": 64, "num_block": 5, "trunk_end": "bn"},  # the repo's later model.py
         {"scale": 4, "num_feat": 32, "num_block": 8, "trunk_end": "prelu"},
         {"scale": 2, "num_feat": 48, "num_block": 1, "trunk_end": "prelu"},
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "num_feat": 16, "num_block": 1, "trunk_end": "prelu"},
     ),
 )

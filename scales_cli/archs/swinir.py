@@ -176,5 +176,8 @@ SPEC = ArchSpec(
          "upsampler": "pixelshuffle", "num_feat": 32, "resi_connection": "3conv"},
         {"scale": 4, "embed_dim": 32, "depths": (2,), "num_heads": (2,), "window_size": 8, "mlp_ratio": 4.0,
          "upsampler": "nearest+conv", "num_feat": 16},
+        # tiny, for tests that run every architecture (export parity, rewrite): they pick the smallest
+        {"scale": 2, "embed_dim": 16, "depths": (2,), "num_heads": (2,), "window_size": 4, "mlp_ratio": 2.0,
+         "upsampler": "pixelshuffledirect"},
     ),
 )
