@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-import scales_cli.train.loop as loop_module
+import scales_cli.train.distiller as distiller_module
 from scales_cli import finetune
 from scales_cli.loading import load
 from scales_cli.binary import BinaryLayer
@@ -145,7 +145,7 @@ def test_resume_with_other_settings_is_refused(pair, lr_images, tmp_path):
 def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(pair, lr_images, tmp_path, monkeypatch):
     student_path, teacher_path = pair
     calls = {"n": 0}
-    real = loop_module.distillation_loss
+    real = distiller_module.distillation_loss
 
     def poisoned(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls["n"] += 1
@@ -154,7 +154,7 @@ def test_a_nan_loss_stops_naming_the_step_and_keeps_the_last_good_state(pair, lr
             return type(parts)(parts.total * math.nan, parts.terms)
         return parts
 
-    monkeypatch.setattr(loop_module, "distillation_loss", poisoned)
+    monkeypatch.setattr(distiller_module, "distillation_loss", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged) as info:
         finetune(student_path, teacher_path, [], FinetuneConfig(**FAST), data_lr=[lr_images], out=out)

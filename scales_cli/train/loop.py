@@ -6,9 +6,9 @@
 ...                   FinetuneConfig(steps=1000), val="Set5", out="ft")
 >>> result.best_psnr                                                                 # doctest: +SKIP
 
-Each step: a batch of LR crops x (``input_range`` units), T = teacher(x) without gradients,
-S = student(x), the loss of :mod:`.losses`, backward, optional clipping, one optimizer and scheduler
-step, the EMA update. Every ``log_every`` steps a ``train`` record goes to ``OUT/history.jsonl``;
+This module is the driver; the step itself (T = teacher(x) without gradients, S = student(x), the
+loss of :mod:`.losses`, backward, optional clipping, one optimizer and scheduler step, the EMA update)
+is :meth:`.distiller.Distiller.step`, fed batches of LR crops x (``input_range`` units). Every ``log_every`` steps a ``train`` record goes to ``OUT/history.jsonl``;
 every ``val_every`` steps (and at the end) the student (its EMA when on) is scored with the
 project's evaluation (Y-PSNR, :func:`scales_cli.metrics.evaluate.evaluate_model`), a ``val`` record
 is written, ``OUT/curves.png`` redrawn and ``OUT/student.safetensors`` replaced when it is the best
@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,14 +41,13 @@ from torch import nn
 from ..errors import CheckpointError, OutputExistsError, ScalesError
 from . import distributed as dist_
 from .checkpoint import (
-    BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, OUTPUT_FILES, STATE_FILE, STATE_VERSION,
-    RunIdentity, load_state, rng_state, save_state, save_trained_student, set_rng_state,
+    BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, OUTPUT_FILES, STATE_FILE, RunIdentity, save_trained_student,
 )
 from .config import FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
-from .losses import distillation_loss, feature_paths, taps
-from .optim import EMA, current_lrs, make_optimizer, make_scheduler
-from .stages import bypassed, fully_binary, set_stage
+from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult
+from .losses import feature_paths
+from .optim import current_lrs
 
 
 class TrainingInterrupted(ScalesError):
@@ -101,9 +100,10 @@ class FinetuneResult:
     curves: Path
     config: FinetuneConfig = field(repr=False)
     model: nn.Module | None = field(default=None, repr=False, compare=False)  # the trained student (EMA if on), every rank
+    main_rank: bool = field(default=True, repr=False, compare=False)  # False on torchrun's other ranks: render nothing
 
     def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("config", "model")}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("config", "model", "main_rank")}
         out = {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
         out["config"] = self.config.to_json()
         return out
@@ -271,195 +271,216 @@ def finetune(
         from ..metrics.datasets import dataset_from_folder
 
         val_set = dataset_from_folder(val, scale)
+    plan = _Plan(config, world, device, student_desc, teacher_desc, source_meta, images, tuple(data), tuple(data_lr),
+                 val_set, out, resume)
     dist_.start(world, device)
     try:
-        return _run(
-            config, world, device, student_desc, teacher_desc, source_meta, images, data, data_lr,
-            val_set, out, resume, callbacks,
-        )
+        return _run(plan, callbacks)
     finally:
         dist_.stop(world)
 
 
-def _run(
-    config: FinetuneConfig, world: dist_.World, device: torch.device, student_desc: Any, teacher_desc: Any,
-    source_meta: Mapping[str, str], images: Sequence[Any], data: Sequence[Path], data_lr: Sequence[Path],
-    val_set: Any, out: Path, resume: bool, callbacks: Sequence[Any],
-) -> FinetuneResult:
-    from ..io import ensure_dir, sha256_of
-    from .plots import draw_curves
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a run was given, checked and loaded (what :func:`_run` drives)."""
 
-    if world.is_main:
-        ensure_dir(out)
-    dist_.barrier(world)
-    identity = _identity(config, sha256_of(Path(student_desc.source)), teacher_desc.sha256 or "", world.size, data, data_lr)
-    torch.manual_seed(config.seed)
-    model: nn.Module = student_desc.model.to(device).train()
-    teacher_model = teacher_desc.model.to(device).eval()
-    for p in teacher_model.parameters():
-        p.requires_grad_(False)
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
-    ema = EMA(model, config.ema) if config.ema > 0 else None
-    start_step, wall_before, best_psnr, best_step = 0, 0.0, -math.inf, None
-    # loss terms of each step since the last history record (saved: a resumed log averages the same steps)
-    window: list[dict[str, float]] = []
-    if resume:
-        state = load_state(out / STATE_FILE, identity)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        set_rng_state(state["rng"])
-        start_step, wall_before = int(state["step"]), float(state["wall_s"])
-        best_psnr = state["best_psnr"] if state["best_psnr"] is not None else -math.inf
-        best_step = state["best_step"]
-        window = list(state["window"])
-    train_model = dist_.wrap(model, world, device)
-    body = feature_paths(model, student_desc.regions.get("body", ())) if config.feature_weight > 0 else []
-    with_hr = config.hr_weight > 0
-    sampler = StepSampler(start_step, config.steps, config.batch, world.rank, world.size)
-    workers = default_workers(device, world.size) if config.workers < 0 else config.workers
-    loader = torch.utils.data.DataLoader(
-        TrainSet(images, student_desc.scale, config.patch, config.seed, with_hr),
-        batch_size=config.batch, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
-    )
-    history = _History(out / HISTORY_FILE, start_step if resume else 0) if world.is_main else None
-    r = float(student_desc.input_range)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
-    started = time.perf_counter()
-    step, last_loss = start_step, None
-    stage: str | None = None  # the operand bypassed now (a loaded student starts fully binary)
-    title = f"{student_desc.arch} x{student_desc.scale} student: {config.loss}, {config.schedule} lr {config.lr:g}"
+    config: FinetuneConfig
+    world: dist_.World
+    device: torch.device
+    student: Any  # SRDescriptor of the student (its model is trained in place)
+    teacher: Any  # SRDescriptor of the FP teacher
+    source_meta: Mapping[str, str]
+    images: Sequence[Any]
+    data: tuple[Path, ...]
+    data_lr: tuple[Path, ...]
+    val_set: Any
+    out: Path
+    resume: bool
 
-    def elapsed() -> float:
-        return wall_before + time.perf_counter() - started
 
-    def eval_model() -> nn.Module:
-        return ema.model if ema is not None else model
+class _Run:
+    """The driver's state around a :class:`Distiller`: wall time, best validation, the log window
+    (loss terms of each step since the last history record, saved so that a resumed log averages the
+    same steps), ``history.jsonl`` and the callbacks. Only rank 0 writes files."""
 
-    def training_block(final_psnr: float | None) -> dict[str, Any]:
+    def __init__(self, plan: _Plan, distiller: Distiller, identity: RunIdentity, callbacks: Sequence[Any]) -> None:
+        self.plan, self.distiller, self.identity, self.callbacks = plan, distiller, identity, callbacks
+        self.wall_before, self.best_psnr, self.best_step = 0.0, -math.inf, None
+        self.window: list[dict[str, float]] = []
+        self.last_loss: float | None = None
+        if plan.resume:
+            state = distiller.restore(plan.out / STATE_FILE, identity)
+            self.wall_before = float(state["wall_s"])
+            self.best_psnr = state["best_psnr"] if state["best_psnr"] is not None else -math.inf
+            self.best_step, self.window = state["best_step"], list(state["window"])
+        self.start_step = distiller.completed
+        self.history = _History(plan.out / HISTORY_FILE, self.start_step if plan.resume else 0) if plan.world.is_main else None
+        s, cfg = plan.student, plan.config
+        self.title = f"{s.arch} x{s.scale} student: {cfg.loss}, {cfg.schedule} lr {cfg.lr:g}"
+        self.started = time.perf_counter()
+
+    @property
+    def step(self) -> int:
+        return self.distiller.completed
+
+    def elapsed(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def training_block(self, final_psnr: float | None) -> dict[str, Any]:
+        p, cfg = self.plan, self.plan.config
         return {
-            "steps": step, "data": [str(p) for p in data], "data_lr": [str(p) for p in data_lr],
-            "val": val_set.name if val_set is not None else None, "loss": config.loss, "schedule": config.schedule,
-            "lr": config.lr, "batch": config.batch, "patch": config.patch, "world_size": world.size,
-            "best_val_psnr": None if best_step is None else best_psnr, "best_step": best_step,
-            "final_val_psnr": final_psnr, "wall_s": round(elapsed(), 1), "device": str(device),
-            "seed": config.seed, "ema": config.ema, "config": config.to_json(),
+            "steps": self.step, "data": [str(d) for d in p.data], "data_lr": [str(d) for d in p.data_lr],
+            "val": p.val_set.name if p.val_set is not None else None, "loss": cfg.loss, "schedule": cfg.schedule,
+            "lr": cfg.lr, "batch": cfg.batch, "patch": cfg.patch, "world_size": p.world.size,
+            "best_val_psnr": None if self.best_step is None else self.best_psnr, "best_step": self.best_step,
+            "final_val_psnr": final_psnr, "wall_s": round(self.elapsed(), 1), "device": str(p.device),
+            "seed": cfg.seed, "ema": cfg.ema, "config": cfg.to_json(),
         }
 
-    def save_all(final_psnr: float | None = None) -> None:
-        if world.is_main:
-            save_state(out / STATE_FILE, {
-                "version": STATE_VERSION, "identity": identity.to_json(), "step": step,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None, "rng": rng_state(), "wall_s": elapsed(),
-                "best_psnr": None if best_step is None else best_psnr, "best_step": best_step, "window": list(window),
-            })
-            save_trained_student(out / LAST_FILE, eval_model(), source_meta, training_block(final_psnr))
-        dist_.barrier(world)
+    def save_all(self, final_psnr: float | None = None) -> None:
+        out = self.plan.out
+        if self.plan.world.is_main:
+            self.distiller.save(out / STATE_FILE, self.identity, wall_s=self.elapsed(), best_step=self.best_step,
+                                best_psnr=None if self.best_step is None else self.best_psnr, window=list(self.window))
+            save_trained_student(out / LAST_FILE, self.distiller.eval_model, self.plan.source_meta, self.training_block(final_psnr))
+        dist_.barrier(self.plan.world)
 
-    def validate() -> float | None:
-        nonlocal best_psnr, best_step
-        result = None
-        if world.is_main and val_set is not None:
-            from ..metrics.evaluate import evaluate_model
-
-            with fully_binary(eval_model()) as scored_model:
-                scored = evaluate_model(dataclasses.replace(student_desc, model=scored_model), val_set, device=str(device))
-            model.train()
-            psnr, ssim = scored.mean_psnr, scored.mean_ssim
-            if psnr > best_psnr:
-                best_psnr, best_step = psnr, step
-                save_trained_student(out / BEST_FILE, eval_model(), source_meta, training_block(psnr))
-            history.add({"kind": "val", "step": step, "psnr": psnr, "ssim": ssim, "dataset": val_set.name, "time": round(elapsed(), 2)})
-            draw_curves(out / CURVES_FILE, history.records, title)
-            _call(callbacks, "on_validate", ValLog(step, psnr, ssim, best_psnr, best_step))
+    def validate(self) -> float | None:
+        """Score on rank 0 (the others wait); a new best replaces ``student.safetensors``."""
+        p, result = self.plan, None
+        if p.world.is_main and p.val_set is not None and self.history is not None:
+            psnr, ssim = self.distiller.validate(p.student, p.val_set)
+            if psnr > self.best_psnr:
+                self.best_psnr, self.best_step = psnr, self.step
+                save_trained_student(p.out / BEST_FILE, self.distiller.eval_model, p.source_meta, self.training_block(psnr))
+            self.history.add({"kind": "val", "step": self.step, "psnr": psnr, "ssim": ssim, "dataset": p.val_set.name,
+                              "time": round(self.elapsed(), 2)})
+            self._draw()
+            _call(self.callbacks, "on_validate", ValLog(self.step, psnr, ssim, self.best_psnr, self.best_step))
             result = psnr
-        dist_.barrier(world)
+        dist_.barrier(p.world)
         return result
 
-    if world.is_main:
-        _call(callbacks, "on_start", start_step, config.steps)
-    final_psnr = None
-    try:
-        with _stop_signals() as stop, taps(teacher_model, model, body) as feature_taps:
-            for lr_batch, hr_batch in loader:
-                if dist_.any_rank(world, bool(stop["signal"]), device):
-                    save_all()
-                    signum = stop["signal"] or signal.SIGINT
-                    raise TrainingInterrupted(
-                        f"interrupted at step {step} of {config.steps}: state saved in {out / STATE_FILE} "
-                        f"(continue with --resume)", exit_code=128 + int(signum),
-                    )
-                x = lr_batch.to(device, non_blocking=True) * r
-                fp = bypassed(config.two_stage, step, config.steps, config.first_stage)
-                if fp != stage:  # flags change at most twice a run: no walk over the modules every step
-                    set_stage(model, fp)
-                    stage = fp
-                with torch.no_grad(), autocast():
-                    t_out = teacher_model(x)
-                with autocast():
-                    s_out = train_model(x)
-                feats = (feature_taps[0].outputs, feature_taps[1].outputs) if feature_taps else None
-                parts = distillation_loss(
-                    s_out / r, t_out / r, kind=config.loss, eps=config.charbonnier_eps,
-                    hr=hr_batch.to(device) if with_hr else None, hr_weight=config.hr_weight,
-                    feats=feats, feature_weight=config.feature_weight,
-                )
-                loss_value = float(parts.total.detach())
-                bad = not math.isfinite(loss_value)
-                if not bad:
-                    optimizer.zero_grad(set_to_none=True)
-                    parts.total.backward()
-                    if config.clip_grad > 0:
-                        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad))
-                        bad = not math.isfinite(norm)
-                if dist_.any_rank(world, bad, device):
-                    optimizer.zero_grad(set_to_none=True)
-                    save_all()
-                    what = f"loss {loss_value}" if not math.isfinite(loss_value) else "gradient norm is not finite"
-                    raise TrainingDiverged(
-                        f"step {step + 1}: {what}; stopped, the last good state (step {step}) is in {out / STATE_FILE} "
-                        "(try a lower --lr or --clip-grad)"
-                    )
-                optimizer.step()
-                scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                window.append({"loss": loss_value, **parts.terms})
-                logged = step % config.log_every == 0 or step == config.steps
-                if logged:  # means over the steps since the last record, and over the ranks
-                    means = {k: dist_.mean_over_ranks(world, sum(w[k] for w in window) / len(window), device) for k in window[-1]}
-                    last_loss = means["loss"]
-                    window.clear()
-                    if history is not None:
-                        history.add({"kind": "train", "step": step, **means,
-                                     "lr": current_lrs(optimizer), "time": round(elapsed(), 2)})
-                # on_step returning True asks for a stop, handled like Ctrl-C (a time budget, a GUI button)
-                if world.is_main and _call(callbacks, "on_step", StepLog(step, config.steps, loss_value, parts.terms,
-                                                                         optimizer.param_groups[0]["lr"], elapsed(), logged)):
-                    stop["signal"] = stop["signal"] or int(signal.SIGINT)
-                if config.val_every and step % config.val_every == 0 and step < config.steps:
-                    validate()
-                if config.save_every and step % config.save_every == 0 and step < config.steps:
-                    save_all()
-        set_stage(model, None)  # fully binary at the end even when rounding put the last step in stage 1
-        final_psnr = validate()
-        save_all(final_psnr)
-        if world.is_main:
-            if val_set is None:  # no validation: the final weights are the student
-                save_trained_student(out / BEST_FILE, eval_model(), source_meta, training_block(None))
-            draw_curves(out / CURVES_FILE, history.records, title)
-        dist_.barrier(world)
-    finally:
-        if history is not None:
-            history.close()
-    return FinetuneResult(
-        out=out, steps=step, start_step=start_step, best_psnr=None if best_step is None else best_psnr,
-        best_step=best_step, final_psnr=final_psnr, final_loss=last_loss, wall_s=round(elapsed(), 1),
-        device=str(device), world_size=world.size, student=out / BEST_FILE, last=out / LAST_FILE,
-        history=out / HISTORY_FILE, curves=out / CURVES_FILE, config=config, model=eval_model(),
+    def _draw(self) -> None:
+        from .plots import draw_curves
+
+        if self.history is not None:
+            draw_curves(self.plan.out / CURVES_FILE, self.history.records, self.title)
+
+    def after_step(self, done: StepResult) -> bool:
+        """Log, call back, validate and save as the config says; True when a callback asked to stop."""
+        cfg, world, step = self.plan.config, self.plan.world, done.step
+        self.window.append({"loss": done.loss, **done.terms})
+        logged = step % cfg.log_every == 0 or step == cfg.steps
+        if logged:  # means over the steps since the last record, and over the ranks
+            window, self.window = self.window, []
+            means = {k: dist_.mean_over_ranks(world, sum(w[k] for w in window) / len(window), self.plan.device) for k in window[-1]}
+            self.last_loss = means["loss"]
+            if self.history is not None:
+                self.history.add({"kind": "train", "step": step, **means,
+                                  "lr": current_lrs(self.distiller.optimizer), "time": round(self.elapsed(), 2)})
+        # on_step returning True asks for a stop, handled like Ctrl-C (a time budget, a GUI button)
+        stop = world.is_main and _call(self.callbacks, "on_step", StepLog(step, cfg.steps, done.loss, done.terms,
+                                                                         done.lr, self.elapsed(), logged))
+        if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
+            self.validate()
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+            self.save_all()
+        return stop
+
+    def interrupt(self, signum: int) -> TrainingInterrupted:
+        self.save_all()
+        return TrainingInterrupted(
+            f"interrupted at step {self.step} of {self.plan.config.steps}: state saved in {self.plan.out / STATE_FILE} "
+            f"(continue with --resume)", exit_code=128 + int(signum or signal.SIGINT),
+        )
+
+    def diverge(self, exc: NonFiniteStep) -> TrainingDiverged:
+        self.save_all()
+        return TrainingDiverged(f"{exc.message}; stopped, the last good state (step {self.step}) is in "
+                                f"{self.plan.out / STATE_FILE} (try a lower --lr or --clip-grad)")
+
+    def finish(self) -> float | None:
+        """Fully binary, a last validation and save; with no validation the final weights are the student."""
+        self.distiller.finish()
+        final_psnr = self.validate()
+        self.save_all(final_psnr)
+        if self.plan.world.is_main:
+            if self.plan.val_set is None:
+                save_trained_student(self.plan.out / BEST_FILE, self.distiller.eval_model, self.plan.source_meta,
+                                     self.training_block(None))
+            self._draw()
+        dist_.barrier(self.plan.world)
+        return final_psnr
+
+    def result(self, final_psnr: float | None) -> FinetuneResult:
+        p = self.plan
+        return FinetuneResult(
+            out=p.out, steps=self.step, start_step=self.start_step, best_psnr=None if self.best_step is None else self.best_psnr,
+            best_step=self.best_step, final_psnr=final_psnr, final_loss=self.last_loss, wall_s=round(self.elapsed(), 1),
+            device=str(p.device), world_size=p.world.size, student=p.out / BEST_FILE, last=p.out / LAST_FILE,
+            history=p.out / HISTORY_FILE, curves=p.out / CURVES_FILE, config=p.config, model=self.distiller.eval_model,
+            main_rank=p.world.is_main,
+        )
+
+    def close(self) -> None:
+        if self.history is not None:
+            self.history.close()
+
+
+def _distiller(plan: _Plan) -> Distiller:
+    """The student (seeded, on the device) and its frozen teacher around one :class:`Distiller`."""
+    cfg, device = plan.config, plan.device
+    torch.manual_seed(cfg.seed)
+    model: nn.Module = plan.student.model.to(device).train()
+    teacher = plan.teacher.model.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    body = feature_paths(model, plan.student.regions.get("body", ())) if cfg.feature_weight > 0 else []
+    objective = OutputDistillation.from_config(cfg, plan.student.input_range)
+    return Distiller(model, cfg, teacher=teacher, objective=objective, device=device, world=plan.world, feature_paths=body)
+
+
+def _loader(plan: _Plan, start_step: int) -> torch.utils.data.DataLoader:
+    """Batches of (LR, HR) crops for the steps still to run: a function of (seed, sample index), see :mod:`.data`."""
+    cfg, world, device = plan.config, plan.world, plan.device
+    sampler = StepSampler(start_step, cfg.steps, cfg.batch, world.rank, world.size)
+    workers = default_workers(device, world.size) if cfg.workers < 0 else cfg.workers
+    return torch.utils.data.DataLoader(
+        TrainSet(plan.images, plan.student.scale, cfg.patch, cfg.seed, cfg.hr_weight > 0),
+        batch_size=cfg.batch, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
     )
+
+
+def _run(plan: _Plan, callbacks: Sequence[Any]) -> FinetuneResult:
+    """The driver: feed batches to :meth:`Distiller.step`, stop cleanly, and finish (see the module doc)."""
+    from ..io import ensure_dir, sha256_of
+
+    world, device = plan.world, plan.device
+    if world.is_main:
+        ensure_dir(plan.out)
+    dist_.barrier(world)
+    identity = _identity(plan.config, sha256_of(Path(plan.student.source)), plan.teacher.sha256 or "", world.size,
+                         plan.data, plan.data_lr)
+    r, with_hr = float(plan.student.input_range), plan.config.hr_weight > 0
+    with _distiller(plan) as distiller:
+        run = _Run(plan, distiller, identity, callbacks)
+        loader = _loader(plan, run.start_step)
+        if world.is_main:
+            _call(callbacks, "on_start", run.start_step, plan.config.steps)
+        try:
+            with _stop_signals() as stop:
+                for lr_batch, hr_batch in loader:
+                    if dist_.any_rank(world, bool(stop["signal"]), device):
+                        raise run.interrupt(stop["signal"])
+                    x = lr_batch.to(device, non_blocking=True) * r
+                    try:
+                        done = distiller.step(x, hr=hr_batch.to(device) if with_hr else None)
+                    except NonFiniteStep as exc:
+                        raise run.diverge(exc) from None
+                    if run.after_step(done):
+                        stop["signal"] = stop["signal"] or int(signal.SIGINT)
+            final_psnr = run.finish()
+        finally:
+            run.close()
+    return run.result(final_psnr)
