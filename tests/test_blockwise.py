@@ -117,3 +117,106 @@ def test_reconstruction_loss_is_scale_free():
         b = BlockReconstruction(kind, 1e-3)(100 * s, 100 * t).total
         assert torch.allclose(a, b, rtol=1e-4)
     assert float(BlockReconstruction("l1")(t, t).total) == 0.0
+
+
+# --- the stage inside `scales finetune` -------------------------------------------------------------
+
+FAST = {"steps": 6, "batch": 2, "patch": 8, "warmup": 2, "log_every": 2, "val_every": 4, "save_every": 4,
+        "blockwise_steps": 6, "lr": 2e-3}
+
+
+@pytest.fixture
+def run_inputs(tmp_path):  # noqa: ANN001, ANN201
+    from _train_helpers import make_pair, write_images
+
+    student, teacher = make_pair(tmp_path)
+    return student, teacher, write_images(tmp_path / "lr", 4, (20, 16)), write_images(tmp_path / "val", 2, (32, 32), seed=5) / "sub"
+
+
+def _history(out):  # noqa: ANN001, ANN202
+    import json
+
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+
+
+def test_the_stage_lowers_each_blocks_reconstruction_loss_then_runs_end_to_end(run_inputs, tmp_path):
+    from scales_cli import finetune
+    from scales_cli.train import FinetuneConfig
+
+    student, teacher, lr_images, val = run_inputs
+    out = tmp_path / "run"
+    finetune(student, teacher, [], FinetuneConfig(**FAST), data_lr=[lr_images], val=val, out=out)
+    history = _history(out)
+    done = [r for r in history if r["kind"] == "block_done"]
+    assert [r["block"] for r in done] == ["IMDB1", "IMDB2", "LR_conv"]  # the tiny IMDN's body, in order
+    for r in done:
+        assert r["after"] < r["before"], r
+    kinds = [r["kind"] for r in history]
+    # the stage comes first, the student is scored after it (step 0), then the end-to-end steps
+    assert kinds.index("val") > max(i for i, k in enumerate(kinds) if k.startswith("block"))
+    assert history[kinds.index("val")]["step"] == 0 and sum(k == "train" for k in kinds) == 3
+    assert max(r["block_step"] for r in history if r["kind"] == "block") == 3 * FAST["blockwise_steps"]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_student_it_writes_loads_in_every_command(run_inputs, tmp_path):
+    from conftest import run_cli
+
+    student, teacher, lr_images, val = run_inputs
+    out = tmp_path / "run"
+    ran = run_cli("finetune", student, "--teacher", teacher, "--data-lr", lr_images, "--out", out, "--steps", 2,
+                  "--batch", 2, "--patch", 8, "--warmup", 1, "--blockwise-steps", 2, "--blockwise-pairs", "--json")
+    assert ran.code == 0, ran.err
+    trained = out / "student.safetensors"
+    report = run_cli("report", trained, "--data", val, "--json", tmp_path / "r.json")
+    assert report.code == 0, report.err
+    exported = run_cli("export", trained, "-o", tmp_path / "s.onnx", "--format", "float")
+    assert exported.code == 0, exported.err
+    assert (tmp_path / "s.onnx").stat().st_size > 0
+
+
+def _stop_at_block(step: int):  # noqa: ANN202
+    class Stopper:
+        def on_block_step(self, log):  # noqa: ANN001, ANN202
+            return log.step == step  # a stop request, handled as Ctrl-C's flag is
+
+    return Stopper()
+
+
+def test_resume_across_the_stage_boundary_is_bit_identical(run_inputs, tmp_path):
+    from safetensors.torch import load_file
+
+    from scales_cli import finetune
+    from scales_cli.train import FinetuneConfig, TrainingInterrupted
+
+    student, teacher, lr_images, val = run_inputs
+    config = FinetuneConfig(**{**FAST, "save_every": 5}, ema=0.9, blockwise_pairs=True)
+    full, part = tmp_path / "full", tmp_path / "part"
+    finetune(student, teacher, [], config, data_lr=[lr_images], val=val, out=full)
+    with pytest.raises(TrainingInterrupted) as info:  # inside the second unit, between saves
+        finetune(student, teacher, [], config, data_lr=[lr_images], val=val, out=part, callbacks=[_stop_at_block(8)])
+    assert "block-wise step 8 of 12" in info.value.message
+    state = torch.load(part / "state.pt", weights_only=False)
+    assert state["step"] == 0 and state["blockwise"]["stage"]["done"] == 8
+    finetune(student, teacher, [], config, data_lr=[lr_images], val=val, out=part, resume=True)
+    for name in ("last.safetensors", "student.safetensors"):
+        a, b = load_file(full / name), load_file(part / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
+    assert strip(_history(full)) == strip(_history(part))
+    a, b = (torch.load(p / "state.pt", weights_only=False) for p in (full, part))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+
+
+def test_blockwise_settings_are_checked():
+    from scales_cli.train import FinetuneConfig, build_config
+    from scales_cli.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--blockwise-steps -1"):
+        FinetuneConfig(blockwise_steps=-1)
+    with pytest.raises(ConfigError, match="--blockwise-cache-mb 0"):
+        FinetuneConfig(blockwise_cache_mb=0)
+    with pytest.raises(ConfigError, match="blockwise_pairs must be true or false"):
+        build_config({"blockwise_pairs": 1})
+    assert build_config({"blockwise-pairs": True}).blockwise_pairs is True

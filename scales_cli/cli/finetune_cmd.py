@@ -38,6 +38,9 @@ def finetune_cmd(
     clip_grad: Annotated[float | None, typer.Option("--clip-grad", help="Max global gradient norm, 0 = off (default 0).")] = None,
     two_stage: Annotated[str | None, typer.Option("--two-stage", help="off, activations-first (FP weights first) or weights-first (FP activations first) (default off).")] = None,
     first_stage: Annotated[float | None, typer.Option("--first-stage", help="Fraction of --steps in the first stage of --two-stage (default 0.5).")] = None,
+    blockwise_steps: Annotated[int | None, typer.Option("--blockwise-steps", help="Steps per body block of block-wise reconstruction before the end-to-end steps, 0 = off (default 0).")] = None,
+    blockwise_pairs: Annotated[bool | None, typer.Option("--blockwise-pairs/--no-blockwise-pairs", help="Reconstruct two consecutive blocks at a time (default off).")] = None,
+    blockwise_cache_mb: Annotated[int | None, typer.Option("--blockwise-cache-mb", help="Most teacher activations (MB) held at once by the block-wise stage (default 512).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of crops and initial RNG (default 0).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (default auto: cuda with bf16 autocast if present).")] = None,
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N steps, 0 = only at the end (default 250).")] = None,
@@ -54,7 +57,8 @@ def finetune_cmd(
     given = {
         "steps": steps, "batch": batch, "patch": patch, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
         "schedule": schedule, "warmup": warmup, "loss": loss, "hr_weight": hr_weight, "feature_weight": feature_weight,
-        "ema": ema, "clip_grad": clip_grad, "two_stage": two_stage, "first_stage": first_stage, "seed": seed, "device": device, "val_every": val_every, "save_every": save_every,
+        "ema": ema, "clip_grad": clip_grad, "two_stage": two_stage, "first_stage": first_stage, "blockwise_steps": blockwise_steps,
+        "blockwise_pairs": blockwise_pairs, "blockwise_cache_mb": blockwise_cache_mb, "seed": seed, "device": device, "val_every": val_every, "save_every": save_every,
     }
     if scale_lr is not None:
         given["scale_lr"] = scale_lr
@@ -83,10 +87,31 @@ class _Progress:
         self.bar: Any = None
         self.task: Any = None
         self.val = "-"
+        self.block_bar: Any = None
+        self.block_task: Any = None
+
+    def on_block_start(self, done: int, total: int, units: list[str]) -> None:
+        """The block-wise stage's own bar: step over all blocks, the block being trained, its loss."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.block_bar = Progress(
+            TextColumn("block-wise"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(), console=err_console, transient=False, disable=self.quiet,
+        )
+        self.block_bar.start()
+        self.block_task = self.block_bar.add_task("blocks", total=total, completed=done, status=f"{len(units)} blocks")
+
+    def on_block_step(self, log: Any) -> None:
+        status = f"{log.name} ({log.unit + 1}/{log.units})  loss {log.loss:.4f}"
+        self.block_bar.update(self.block_task, completed=log.step, status=status)
+        if log.step == log.total:
+            self.block_bar.stop()
 
     def on_start(self, start_step: int, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        if self.block_bar is not None:
+            self.block_bar.stop()
         self.bar = Progress(
             TextColumn("finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
             TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
@@ -112,5 +137,6 @@ class _Progress:
         self.val = f"{log.psnr:.2f} dB"
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        for bar in (self.bar, self.block_bar):
+            if bar is not None:
+                bar.stop()

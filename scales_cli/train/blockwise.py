@@ -387,3 +387,31 @@ class BlockwiseStage:
             self._distiller.scheduler.load_state_dict(state["scheduler"])
             self._distiller.completed = t
             self.before = state["before"]
+
+
+BLOCK_SAMPLE_OFFSET = 2**40  # the stage's crops are other samples than the end-to-end run's
+
+
+def stage_crops(train_set: Any, batch: int, device: torch.device, input_range: float) -> Callable[[int], Tensor]:
+    """Stage step g's LR crops (``input_range`` units): samples ``OFFSET + g*batch + j`` of ``train_set``
+    (a pure function of the seed and g, see :mod:`.data`)."""
+
+    def crops(g: int) -> Tensor:
+        base = BLOCK_SAMPLE_OFFSET + g * batch
+        lr = torch.stack([train_set[i][0] for i in range(base, base + batch)])
+        return lr.to(device) * input_range
+
+    return crops
+
+
+def make_stage(student: nn.Module, teacher: nn.Module, descriptor: Any, config: Any, train_set: Any,
+               device: torch.device, autocast: Callable[[], Any] | None = None) -> BlockwiseStage:
+    """The stage of ``config.blockwise_steps`` steps per unit for the student ``descriptor`` describes."""
+    crops = stage_crops(train_set, config.batch, device, float(descriptor.input_range))
+    plan = plan_blocks(student, teacher, descriptor.region_of, descriptor.regions.get("body", ()), crops(0),
+                       pairs=config.blockwise_pairs)
+    if not plan.units:
+        raise ScalesError(f"--blockwise-steps {config.blockwise_steps}: the {descriptor.arch} student has no binarized "
+                          "body block called once per forward (use --blockwise-steps 0)")
+    return BlockwiseStage(student, teacher, plan, config, crops, steps_per_unit=config.blockwise_steps,
+                          cache_mb=config.blockwise_cache_mb, device=device, autocast=autocast)

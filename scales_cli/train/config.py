@@ -50,7 +50,10 @@ class FinetuneConfig:
     weights (0: off); when on, validation and the saved students use the averaged weights.
     ``clip_grad`` is the max global gradient norm (0: no clipping). ``two_stage`` bypasses the
     weight (``activations-first``) or activation (``weights-first``) binarizer for the first
-    ``first_stage`` fraction of the steps (:mod:`scales_cli.train.stages`).
+    ``first_stage`` fraction of the steps (:mod:`scales_cli.train.stages`). ``blockwise_steps`` > 0
+    first trains each binarized body block alone to reproduce its teacher block for that many steps
+    (:mod:`scales_cli.train.blockwise`; ``blockwise_pairs``: two blocks at a time; teacher activations
+    held in at most ``blockwise_cache_mb`` MB), then runs the ``steps`` end-to-end steps.
     """
 
     steps: int = 1000
@@ -72,6 +75,9 @@ class FinetuneConfig:
     clip_grad: float = 0.0
     two_stage: str = "off"  # off, activations-first or weights-first (scales_cli.train.stages)
     first_stage: float = 0.5  # fraction of ``steps`` in the first stage of a two-stage run
+    blockwise_steps: int = 0  # steps per body block of block-wise reconstruction before the run (0: off)
+    blockwise_pairs: bool = False  # reconstruct two consecutive chained blocks at a time
+    blockwise_cache_mb: int = 512  # most teacher activations (MB) alive at once in the block-wise stage
     seed: int = 0
     device: str = "auto"
     val_every: int = 250
@@ -94,7 +100,10 @@ class FinetuneConfig:
                 raise ConfigError(f"--{_flag(name)} {value}: expected a number >= 0")
         if not (0 <= self.ema < 1):
             raise ConfigError(f"--ema {self.ema}: expected a decay in [0, 1) (0 turns EMA off)")
-        for name in ("warmup", "val_every", "save_every"):
+        _positive("blockwise_cache_mb", self.blockwise_cache_mb)
+        if not isinstance(self.blockwise_pairs, bool):
+            raise ConfigError(f"--blockwise-pairs {self.blockwise_pairs!r}: expected true or false")
+        for name in ("warmup", "val_every", "save_every", "blockwise_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} {getattr(self, name)}: expected an integer >= 0 (0: never)")
         if self.workers < -1:
@@ -148,6 +157,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "scale_lr" and value is None:
         return None
     want = type(default) if default is not None else float
+    if want is bool:  # a switch takes true/false only (bool is an int in Python: checked first)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, want):
