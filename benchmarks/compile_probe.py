@@ -1,8 +1,8 @@
 """Does ``torch.compile`` make the binary student's training step cheaper? (issue 11, speed goal)
 
 Times the FP teacher and its ``cnn`` student, eager and compiled (inductor, default mode), with the
-training step of ``finetune_speed.py`` (forward, L1, backward, Adam) on one random batch, steps taken
-in turn; prints the first (compiling) step of each, the medians of ``--steps`` further steps after
+training step of ``finetune_speed.py`` (:meth:`scales_cli.train.Distiller.step`, finetune's own step)
+on one random batch, steps taken in turn; prints the first (compiling) step of each, the medians of ``--steps`` further steps after
 one more warm-up step, and the ratios.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/compile_probe.py --threads 1 --batch 8 --patch 32 --steps 6

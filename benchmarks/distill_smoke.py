@@ -3,7 +3,8 @@
 Not the `finetune` command (that is a later issue): a fixed, small loop that shows the SCALES
 layers' STE gradients move a real student towards its FP teacher. It binarizes a checkpoint with
 the `cnn` recipe, calibrates on T91, then trains every student parameter for N steps on random
-LR crops of T91 (teacher output as target, L1 loss, Adam), and prints Set5 Y-PSNR before/after.
+LR crops of T91 with :meth:`scales_cli.train.Distiller.step` (finetune's own step: teacher output
+as target, L1 loss, Adam at a constant lr), and prints Set5 Y-PSNR before/after.
 
     .venv/bin/python benchmarks/distill_smoke.py --steps 300
 """
@@ -15,13 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from scales_cli.loading import load
 from scales_cli.metrics.datasets import dataset_from_folder
 from scales_cli.metrics.evaluate import evaluate_model
 from scales_cli.recipe import load_recipe, rewrite
 from scales_cli.recipe.calibrate import calibrate_student, calibration_batches
+from scales_cli.train import Distiller, FinetuneConfig, OutputDistillation
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -50,19 +51,16 @@ def main() -> None:
     crops = torch.cat(list(calibration_batches(args.train, 91, crop=args.crop, seed=1, input_range=teacher.input_range)))
     dev = torch.device(args.device)
     t_model, s_model = teacher.model.to(dev).eval(), student.to(dev).train()
-    opt = torch.optim.Adam(s_model.parameters(), lr=args.lr)
+    config = FinetuneConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=0, schedule="constant")
+    distiller = Distiller(s_model, config, teacher=t_model, device=dev,
+                          objective=OutputDistillation.from_config(config, teacher.input_range))
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         x = crops[torch.randint(len(crops), (args.batch,), generator=gen)].to(dev)
-        with torch.no_grad():
-            target = t_model(x)
-        loss = F.l1_loss(s_model(x), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        done = distiller.step(x)
         if step % max(1, args.steps // 5) == 0:
-            print(f"  step {step:5d}  L1 {loss.item():.4f}  {time.perf_counter() - start:6.1f} s")
+            print(f"  step {step:5d}  L1 {done.loss:.4f}  {time.perf_counter() - start:6.1f} s")
     s_model.to("cpu").eval()
     after = evaluate_model(desc, test).mean_psnr
     print(f"Set5 after {args.steps} steps: {after:.2f} dB (before {before:.2f}; FP teacher {evaluate_model(teacher, test).mean_psnr:.2f})")
