@@ -220,3 +220,59 @@ def test_blockwise_settings_are_checked():
     with pytest.raises(ConfigError, match="blockwise_pairs must be true or false"):
         build_config({"blockwise_pairs": 1})
     assert build_config({"blockwise-pairs": True}).blockwise_pairs is True
+
+
+# --- --budget: steps from a measured step time ------------------------------------------------------
+
+def test_budget_durations_parse_and_bad_ones_are_one_line():
+    from scales_cli.train.budget import parse_budget, steps_for_budget
+    from scales_cli.train.config import ConfigError
+
+    assert (parse_budget("30m"), parse_budget("2h"), parse_budget("1h30m"), parse_budget("45s")) == (1800, 7200, 5400, 45)
+    for bad in ("30", "2 hours", "0m", "m", "1h-5m"):
+        with pytest.raises(ConfigError, match=f"--budget {bad}"):
+            parse_budget(bad)
+    assert steps_for_budget(100, probe_seconds=4, step_seconds=0.5, stage_seconds=16) == 160
+
+
+def test_budget_picks_the_steps_from_the_measured_step_time(run_inputs, tmp_path, monkeypatch):
+    import scales_cli.train.budget as budget_module
+    from scales_cli import finetune
+    from scales_cli.train import FinetuneConfig
+
+    student, teacher, lr_images, _ = run_inputs
+    config = FinetuneConfig(**{**FAST, "val_every": 0, "save_every": 0, "blockwise_steps": 0})
+    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # the first optimizer imports for seconds: not in this probe
+    out = tmp_path / "real"  # the real measurement: the run takes exactly the steps its record says fit
+    result = finetune(student, teacher, [], config, data_lr=[lr_images], out=out, budget="6s")
+    record = next(r for r in _history(out) if r["kind"] == "budget")
+    assert record["step_s"] > 0 and record["budget_s"] == 6
+    assert result.steps == record["steps"] == math.floor((6 - record["probe_s"]) / record["step_s"])
+
+    measured = {"seconds": 0.25}  # a machine twice as slow gets half the steps
+    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda *a, **k: measured["seconds"])
+    picked = []
+    for seconds in (0.25, 0.5):
+        measured["seconds"] = seconds
+        out = tmp_path / f"fake{seconds}"
+        finetune(student, teacher, [], config.replace(steps=1), data_lr=[lr_images], out=out, budget="8s")
+        record = next(r for r in _history(out) if r["kind"] == "budget")
+        assert record["steps"] == math.floor((8 - record["probe_s"]) / seconds)
+        picked.append(record["steps"])
+    assert picked[0] in range(2 * picked[1] - 1, 2 * picked[1] + 2)
+
+
+def test_a_budget_too_short_or_given_with_steps_is_one_line(run_inputs, tmp_path, monkeypatch):
+    import scales_cli.train.budget as budget_module
+    from conftest import run_cli
+
+    student, teacher, lr_images, _ = run_inputs
+    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda *a, **k: 100.0)
+    out = tmp_path / "run"
+    ran = run_cli("finetune", student, "--teacher", teacher, "--data-lr", lr_images, "--out", out, "--budget", "10s",
+                  "--batch", 2, "--patch", 8)
+    assert ran.code == 2 and "--budget 10s: too short here (one step takes 100.00 s" in ran.err and "Traceback" not in ran.err
+    assert not out.exists()
+    ran = run_cli("finetune", student, "--teacher", teacher, "--data-lr", lr_images, "--out", out, "--budget", "1h",
+                  "--steps", 5)
+    assert ran.code == 2 and "--budget 1h and --steps 5: choose one" in ran.err

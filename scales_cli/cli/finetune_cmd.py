@@ -23,6 +23,7 @@ def finetune_cmd(
     data_lr: Annotated[list[Path] | None, typer.Option("--data-lr", help="Folder of LR-only images (no HR; the teacher's output is the target). Repeatable.")] = None,
     val: Annotated[Path | None, typer.Option("--val", help="Benchmark folder (Set5 layout or HR images) scored every --val-every steps; best -> OUT/student.safetensors.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Training steps (default 1000).")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="Train for this long instead of --steps (e.g. 30m, 2h, 1h30m): the steps are picked from a measured step time.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Crops per step and process (default 8).")] = None,
     patch: Annotated[int | None, typer.Option("--patch", help="LR crop size in pixels (default 32).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 1e-3).")] = None,
@@ -62,12 +63,16 @@ def finetune_cmd(
     }
     if scale_lr is not None:
         given["scale_lr"] = scale_lr
+    if budget is not None and steps is not None:
+        from ..errors import ScalesError
+
+        raise ScalesError(f"--budget {budget} and --steps {steps}: choose one (how long, or how many steps)")
     settings = build_config(read_config_file(config) if config else {}, given)
     progress = _Progress(quiet=json_out)
     try:
         result = finetune(
             student, teacher, data or [], settings, data_lr=data_lr or [], val=val, out=out,
-            resume=resume, force=force, callbacks=[progress],
+            resume=resume, force=force, callbacks=[progress], budget=budget,
         )
     finally:
         progress.close()

@@ -250,14 +250,21 @@ def finetune(
     resume: bool = False,
     force: bool = False,
     callbacks: Sequence[Any] = (),
+    budget: str | None = None,
 ) -> FinetuneResult:
     """Distil the student file ``student`` from its FP checkpoint ``teacher`` (see the module doc).
 
     ``data``: folders of HR images (LR made by MATLAB bicubic); ``data_lr``: folders of LR-only
     images (teacher output is the only target); ``val``: a benchmark folder (Set5 layout or HR
-    images) scored every ``config.val_every`` steps; ``out``: the run folder.
+    images) scored every ``config.val_every`` steps; ``out``: the run folder. ``budget`` (``"30m"``,
+    ``"2h"``) replaces ``config.steps`` by the steps that fit, from a measured step time
+    (:mod:`.budget`); a resumed run keeps the steps its state recorded.
     """
     config = config or FinetuneConfig()
+    if budget is not None:
+        from .budget import parse_budget
+
+        parse_budget(budget)  # a bad duration is refused before any work
     out = Path(out)
     data, data_lr = [Path(p) for p in data], [Path(p) for p in data_lr]
     world = dist_.world_from_env()
@@ -278,13 +285,34 @@ def finetune(
         from ..metrics.datasets import dataset_from_folder
 
         val_set = dataset_from_folder(val, scale)
+    budget_plan = None
+    if budget is not None:
+        config, budget_plan = _budgeted(budget, config, world, device, student_desc, teacher_desc, images, out, resume)
     plan = _Plan(config, world, device, student_desc, teacher_desc, source_meta, images, tuple(data), tuple(data_lr),
-                 val_set, out, resume)
+                 val_set, out, resume, budget_plan)
     dist_.start(world, device)
     try:
         return _run(plan, callbacks)
     finally:
         dist_.stop(world)
+
+
+def _budgeted(budget: str, config: FinetuneConfig, world: dist_.World, device: torch.device, student: Any,
+              teacher: Any, images: Sequence[Any], out: Path, resume: bool) -> tuple[FinetuneConfig, Any]:
+    """``config`` with the steps ``--budget`` affords (measured), or, on ``--resume``, the steps the state recorded."""
+    from .budget import parse_budget, plan_budget
+
+    if world.distributed:
+        raise ScalesError(f"--budget {budget}: measured in one process only (run without torchrun, or give --steps)")
+    if resume:
+        parse_budget(budget)
+        try:
+            steps = int(torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)["identity"]["config"]["steps"])
+        except Exception:  # noqa: BLE001 - an unreadable state is refused by the resume itself, naming the file
+            return config, None
+        return config.replace(steps=steps), None
+    chosen = plan_budget(budget, student, teacher, config, images, device)
+    return config.replace(steps=chosen.steps), chosen
 
 
 @dataclass(frozen=True)
@@ -303,6 +331,7 @@ class _Plan:
     val_set: Any
     out: Path
     resume: bool
+    budget: Any = None  # the BudgetPlan of --budget (a fresh run only)
 
 
 class _Run:
@@ -327,6 +356,8 @@ class _Run:
         blocks_done = int(self.block_state.get("stage", {}).get("done", 0))
         self.history = (_History(plan.out / HISTORY_FILE, self.start_step if plan.resume else 0, blocks_done)
                         if plan.world.is_main else None)
+        if self.history is not None and plan.budget is not None:
+            self.history.add(plan.budget.record())
         s, cfg = plan.student, plan.config
         self.title = f"{s.arch} x{s.scale} student: {cfg.loss}, {cfg.schedule} lr {cfg.lr:g}"
         self.started = time.perf_counter()
