@@ -173,6 +173,11 @@ def test_the_student_it_writes_loads_in_every_command(run_inputs, tmp_path):
     exported = run_cli("export", trained, "-o", tmp_path / "s.onnx", "--format", "float")
     assert exported.code == 0, exported.err
     assert (tmp_path / "s.onnx").stat().st_size > 0
+    assert run_cli("inspect", trained).code == 0
+    image = next(iter(sorted(val.glob("*.png"))))
+    upscaled = run_cli("upscale", trained, image, "--out", tmp_path / "up")
+    assert upscaled.code == 0, upscaled.err
+    assert any((tmp_path / "up").iterdir())
 
 
 def _stop_at_block(step: int):  # noqa: ANN202
