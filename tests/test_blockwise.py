@@ -91,6 +91,15 @@ class _Counting(nn.Module):
         return self.c(self.b(self.a(x)))
 
 
+def test_student_inputs_come_from_the_students_prefix():
+    teacher, student = _Counting().eval(), _Counting().eval()
+    x = torch.rand(1, 3, 8, 8)
+    got, target = teacher_pair(teacher, Unit(("b",)), x, inputs_from=student)
+    with torch.no_grad():
+        assert torch.equal(got, student.a(x)) and torch.equal(target, teacher.b(teacher.a(x)))
+        assert not torch.equal(got, teacher.a(x))
+
+
 def test_cache_is_bounded_streams_fresh_batches_and_stops_the_teacher_early():
     net = _Counting().eval()
     seen: list[str] = []
@@ -139,13 +148,14 @@ def _history(out):  # noqa: ANN001, ANN202
     return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 
 
-def test_the_stage_lowers_each_blocks_reconstruction_loss_then_runs_end_to_end(run_inputs, tmp_path):
+@pytest.mark.parametrize("inputs", ["teacher", "student"])
+def test_the_stage_lowers_each_blocks_reconstruction_loss_then_runs_end_to_end(run_inputs, tmp_path, inputs):
     from scales_cli import finetune
     from scales_cli.train import FinetuneConfig
 
     student, teacher, lr_images, val = run_inputs
     out = tmp_path / "run"
-    finetune(student, teacher, [], FinetuneConfig(**FAST), data_lr=[lr_images], val=val, out=out)
+    finetune(student, teacher, [], FinetuneConfig(**FAST, blockwise_inputs=inputs), data_lr=[lr_images], val=val, out=out)
     history = _history(out)
     done = [r for r in history if r["kind"] == "block_done"]
     assert [r["block"] for r in done] == ["IMDB1", "IMDB2", "LR_conv"]  # the tiny IMDN's body, in order
@@ -222,6 +232,8 @@ def test_blockwise_settings_are_checked():
         FinetuneConfig(blockwise_steps=-1)
     with pytest.raises(ConfigError, match="--blockwise-cache-mb 0"):
         FinetuneConfig(blockwise_cache_mb=0)
+    with pytest.raises(ConfigError, match="--blockwise-inputs 'teachers': expected one of teacher, student"):
+        FinetuneConfig(blockwise_inputs="teachers")
     with pytest.raises(ConfigError, match="blockwise_pairs must be true or false"):
         build_config({"blockwise_pairs": 1})
     assert build_config({"blockwise-pairs": True}).blockwise_pairs is True

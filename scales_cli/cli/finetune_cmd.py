@@ -41,6 +41,7 @@ def finetune_cmd(
     first_stage: Annotated[float | None, typer.Option("--first-stage", help="Fraction of --steps in the first stage of --two-stage (default 0.5).")] = None,
     blockwise_steps: Annotated[int | None, typer.Option("--blockwise-steps", help="Steps per body block of block-wise reconstruction before the end-to-end steps, 0 = off (default 0).")] = None,
     blockwise_pairs: Annotated[bool | None, typer.Option("--blockwise-pairs/--no-blockwise-pairs", help="Reconstruct two consecutive blocks at a time (default off).")] = None,
+    blockwise_inputs: Annotated[str | None, typer.Option("--blockwise-inputs", help="A block's inputs in the block-wise stage: teacher (its own) or student (the reconstructed student's prefix) (default teacher).")] = None,
     blockwise_cache_mb: Annotated[int | None, typer.Option("--blockwise-cache-mb", help="Most teacher activations (MB) held at once by the block-wise stage (default 512).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of crops and initial RNG (default 0).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (default auto: cuda with bf16 autocast if present).")] = None,
@@ -59,7 +60,7 @@ def finetune_cmd(
         "steps": steps, "batch": batch, "patch": patch, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
         "schedule": schedule, "warmup": warmup, "loss": loss, "hr_weight": hr_weight, "feature_weight": feature_weight,
         "ema": ema, "clip_grad": clip_grad, "two_stage": two_stage, "first_stage": first_stage, "blockwise_steps": blockwise_steps,
-        "blockwise_pairs": blockwise_pairs, "blockwise_cache_mb": blockwise_cache_mb, "seed": seed, "device": device, "val_every": val_every, "save_every": save_every,
+        "blockwise_pairs": blockwise_pairs, "blockwise_inputs": blockwise_inputs, "blockwise_cache_mb": blockwise_cache_mb, "seed": seed, "device": device, "val_every": val_every, "save_every": save_every,
     }
     if scale_lr is not None:
         given["scale_lr"] = scale_lr

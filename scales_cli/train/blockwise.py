@@ -51,6 +51,11 @@ from ..errors import ScalesError
 from .losses import DISTILL_LOSSES, LossParts
 
 CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList)
+# where a unit's inputs come from: (student, teacher) -> the network whose prefix makes them (None: the teacher)
+BLOCK_INPUTS: dict[str, Callable[[nn.Module, nn.Module], nn.Module | None]] = {
+    "teacher": lambda student, teacher: None,
+    "student": lambda student, teacher: student,
+}
 BLOCK_TERM = "block"  # the name of the reconstruction term in logs and history
 
 
@@ -202,32 +207,52 @@ class _Enough(Exception):
     """Raised from a hook to end a teacher forward once the unit's output is captured."""
 
 
-def teacher_pair(teacher: nn.Module, unit: Unit, x: Tensor) -> tuple[Tensor, Tensor]:
-    """(input of the unit's first block, output of its last block) in a teacher forward on ``x``,
-    stopping the forward right after the last block (a prefix of the teacher's cost)."""
-    modules = dict(teacher.named_modules())
-    got: dict[str, Tensor] = {}
+def _capture(model: nn.Module, x: Tensor, *, input_of: str | None = None, output_of: str | None = None) -> list[Tensor]:
+    """The first argument of module ``input_of`` and/or the output of ``output_of`` in one forward of
+    ``model`` on ``x``, in that order, ending the forward as soon as the last one is taken (only a
+    prefix of the network's cost)."""
+    modules = dict(model.named_modules())
+    got: list[Tensor] = []
 
-    def first_hook(module: nn.Module, args: tuple) -> None:
-        got["input"] = args[0].detach().clone()
+    def before(m: nn.Module, args: tuple) -> None:
+        got.append(args[0].detach().clone())
+        if output_of is None:
+            raise _Enough
 
-    def last_hook(module: nn.Module, args: tuple, output: Tensor) -> None:
-        got["output"] = output.detach().clone()
+    def after(m: nn.Module, args: tuple, output: Tensor) -> None:
+        got.append(output.detach().clone())
         raise _Enough
 
-    handles = [modules[unit.paths[0]].register_forward_pre_hook(first_hook),
-               modules[unit.paths[-1]].register_forward_hook(last_hook)]
+    handles = []
+    if input_of is not None:
+        handles.append(modules[input_of].register_forward_pre_hook(before))
+    if output_of is not None:
+        handles.append(modules[output_of].register_forward_hook(after))
     try:
         with torch.no_grad():
-            teacher(x)
+            model(x)
     except _Enough:
         pass
     finally:
         for h in handles:
             h.remove()
-    if set(got) != {"input", "output"}:
-        raise ScalesError(f"block-wise stage: the teacher's forward never reached {unit.name}")
-    return got["input"], got["output"]
+    if len(got) != len(handles):
+        raise ScalesError(f"block-wise stage: the forward never reached {output_of or input_of}")
+    return got
+
+
+def teacher_pair(teacher: nn.Module, unit: Unit, x: Tensor, inputs_from: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+    """(input of the unit's first block, teacher output of its last block) for crops ``x``.
+
+    The input is the teacher's own (one teacher forward gives both), or with ``inputs_from`` (the
+    student) that network's: the student's prefix, whose earlier blocks are already reconstructed, so
+    the block learns to correct the error it will really receive (asymmetric reconstruction, as
+    AdaRound and BRECQ do).
+    """
+    if inputs_from is None:
+        x_in, target = _capture(teacher, x, input_of=unit.paths[0], output_of=unit.paths[-1])
+        return x_in, target
+    return _capture(inputs_from, x, input_of=unit.paths[0])[0], _capture(teacher, x, output_of=unit.paths[-1])[0]
 
 
 class ActivationCache:
@@ -238,8 +263,9 @@ class ActivationCache:
     """
 
     def __init__(self, teacher: nn.Module, unit: Unit, crops: Callable[[int], Tensor], steps: int, cap_bytes: int,
-                 autocast: Callable[[], Any]) -> None:
+                 autocast: Callable[[], Any], inputs_from: nn.Module | None = None) -> None:
         self.teacher, self.unit, self.crops, self.steps = teacher, unit, crops, steps
+        self.inputs_from = inputs_from
         self.cap_bytes, self.autocast = cap_bytes, autocast
         self.start = 0
         self.pairs: list[tuple[Tensor, Tensor]] = []
@@ -247,7 +273,7 @@ class ActivationCache:
 
     def _pair(self, t: int) -> tuple[Tensor, Tensor]:
         with self.autocast():
-            x, y = teacher_pair(self.teacher, self.unit, self.crops(t))
+            x, y = teacher_pair(self.teacher, self.unit, self.crops(t), self.inputs_from)
         return x, y.float()
 
     def get(self, t: int) -> tuple[Tensor, Tensor]:
@@ -311,7 +337,7 @@ class BlockwiseStage:
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, plan: BlockPlan, config: Any,
-                 crops: Callable[[int], Tensor], *, steps_per_unit: int, cache_mb: int = 512,
+                 crops: Callable[[int], Tensor], *, steps_per_unit: int, cache_mb: int = 512, inputs: str = "teacher",
                  device: torch.device | str = "cpu", autocast: Callable[[], Any] | None = None) -> None:
         from contextlib import nullcontext
 
@@ -321,6 +347,7 @@ class BlockwiseStage:
         self.unit_config = config.replace(steps=self.per_unit, ema=0.0, two_stage="off", schedule="cosine")
         self.objective = BlockReconstruction(config.loss, config.charbonnier_eps)
         self.cap_bytes = int(cache_mb) * 2**20
+        self.inputs_from = BLOCK_INPUTS[inputs](student, teacher)
         self.device = torch.device(device)
         self.autocast = autocast or nullcontext
         self.total = len(plan.units) * self.per_unit
@@ -342,14 +369,14 @@ class BlockwiseStage:
         module = unit_module(self.student, self.teacher, unit, self.crops(base))
         self._distiller = Distiller(module, self.unit_config, objective=self.objective, device=self.device)
         self._cache = ActivationCache(self.teacher, unit, lambda t: self.crops(base + t), self.per_unit,
-                                      self.cap_bytes, self.autocast)
+                                      self.cap_bytes, self.autocast, self.inputs_from)
         self._open_unit = k
 
     def unit_loss(self) -> float:
         """The open unit's reconstruction loss on its first batch (no gradient, training mode kept)."""
         k = self._open_unit
         with torch.no_grad(), self.autocast():
-            x, target = teacher_pair(self.teacher, self.plan.units[k], self.crops(k * self.per_unit))
+            x, target = teacher_pair(self.teacher, self.plan.units[k], self.crops(k * self.per_unit), self.inputs_from)
             return float(self.objective(self._distiller.model(x), target).total)
 
     def step(self) -> tuple[BlockStepLog, UnitDone | None]:
@@ -413,5 +440,5 @@ def make_stage(student: nn.Module, teacher: nn.Module, descriptor: Any, config: 
     if not plan.units:
         raise ScalesError(f"--blockwise-steps {config.blockwise_steps}: the {descriptor.arch} student has no binarized "
                           "body block called once per forward (use --blockwise-steps 0)")
-    return BlockwiseStage(student, teacher, plan, config, crops, steps_per_unit=config.blockwise_steps,
+    return BlockwiseStage(student, teacher, plan, config, crops, steps_per_unit=config.blockwise_steps, inputs=config.blockwise_inputs,
                           cache_mb=config.blockwise_cache_mb, device=device, autocast=autocast)

@@ -33,6 +33,7 @@ SCHEDULES = ("cosine", "multistep", "constant")
 LOSSES = ("l1", "charbonnier")
 OPTIMIZERS = ("adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+BLOCKWISE_INPUTS = ("teacher", "student")  # keys of train.blockwise.BLOCK_INPUTS
 TWO_STAGE_MODES = ("off", "activations-first", "weights-first")  # what each bypasses: train.stages.TWO_STAGE
 
 
@@ -77,6 +78,7 @@ class FinetuneConfig:
     first_stage: float = 0.5  # fraction of ``steps`` in the first stage of a two-stage run
     blockwise_steps: int = 0  # steps per body block of block-wise reconstruction before the run (0: off)
     blockwise_pairs: bool = False  # reconstruct two consecutive chained blocks at a time
+    blockwise_inputs: str = "teacher"  # a block's inputs: the teacher's, or the student's (already reconstructed) prefix
     blockwise_cache_mb: int = 512  # most teacher activations (MB) alive at once in the block-wise stage
     seed: int = 0
     device: str = "auto"
@@ -113,6 +115,7 @@ class FinetuneConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
         _choice("two_stage", self.two_stage, TWO_STAGE_MODES)
+        _choice("blockwise_inputs", self.blockwise_inputs, BLOCKWISE_INPUTS)
         if not (isinstance(self.first_stage, int | float) and 0 < self.first_stage < 1):
             raise ConfigError(f"--first-stage {self.first_stage}: expected a fraction of the run in (0, 1)")
         if any(not 0 < m < 1 for m in self.milestones):
