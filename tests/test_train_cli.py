@@ -162,3 +162,61 @@ def test_an_unwritable_out_is_refused_before_any_work(setup, monkeypatch, capsys
     code, _, err = run(monkeypatch, capsys, "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr),
                        *TINY, "--out", str(blocker / "run"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "not a writable folder" in err
+
+
+def test_every_config_field_is_an_option_of_scales_finetune():
+    """One declaration per setting (train/config.py): each field has its --flag, and its help ends in its default."""
+    import dataclasses
+
+    import typer.main
+
+    from scales_cli.cli import app
+    from scales_cli.train import FinetuneConfig
+
+    command = typer.main.get_command(app).commands["finetune"]
+    flags = {opt: param for param in command.params for opt in param.opts}
+    for f in dataclasses.fields(FinetuneConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in flags, f"FinetuneConfig.{f.name} has no {flag} option"
+        assert flags[flag].default is None  # not given: the --config file or the field's default applies
+        assert f.default is None or "(default " in (flags[flag].help or ""), flag
+
+
+def test_options_reach_the_config_and_left_out_ones_keep_the_defaults(setup, monkeypatch, tmp_path):
+    import scales_cli.train
+    from conftest import run_cli
+    from scales_cli.errors import ScalesError
+
+    student, teacher, lr = setup
+    seen = []
+
+    def fake(student, teacher, data, config, **kwargs):  # noqa: ANN001, ANN003, ANN202 - records the parsed settings
+        seen.append(config)
+        raise ScalesError("stop here")
+
+    monkeypatch.setattr(scales_cli.train, "finetune", fake)
+    base = ["finetune", student, "--teacher", teacher, "--data-lr", lr]
+    assert run_cli(*base).code == 2
+    assert seen[-1] == scales_cli.train.FinetuneConfig()
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text("gamma: 0.3\nlog_every: 7\nmilestones: [0.2]\n")
+    args = ["--milestones", "0.3", "--milestones", "0.6", "--charbonnier-eps", "0.01", "--log-every", "3",
+            "--workers", "0", "--scale-lr", "1e-4", "--config", cfg]
+    assert run_cli(*base, *args).code == 2
+    got = seen[-1]
+    assert (got.milestones, got.gamma, got.charbonnier_eps, got.log_every, got.workers, got.scale_lr) == ((0.3, 0.6), 0.3, 0.01, 3, 0, 1e-4)
+
+
+@pytest.mark.slow
+def test_torchrun_cli_prints_the_closing_lines_once(setup, tmp_path):
+    """Both ranks train; rank 0 alone prints the summary and the 'wrote ...' line (and --json)."""
+    student, teacher, lr = setup
+    base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "scales_cli",
+            "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr), *TINY, "--steps", "2", "--device", "cpu"]
+    done = subprocess.run([*base, "--out", str(tmp_path / "run")], capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finetune: 2 steps") == 1, done.stdout
+    assert done.stderr.count("wrote ") == 1, done.stderr[-3000:]
+    done = subprocess.run([*base, "--out", str(tmp_path / "json"), "--json"], capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["world_size"] == 2  # one JSON document: a second would not parse

@@ -302,3 +302,29 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
         FinetuneConfig(two_stage="both")
     with pytest.raises(ScalesError, match="--first-stage"):
         FinetuneConfig(two_stage="weights-first", first_stage=1.0)
+
+
+def test_distiller_step_trains_any_module_on_given_targets_and_a_bad_step_changes_nothing():
+    """The step a block-wise stage reuses: no teacher, cached targets; the optimizer, schedule, EMA and
+    clipping of finetune; a non-finite loss raises NonFiniteStep before anything changes."""
+    from scales_cli.train import Distiller, NonFiniteStep, OutputDistillation
+
+    torch.manual_seed(0)
+    block = torch.nn.Conv2d(3, 3, 3, padding=1)
+    x, target = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    config = FinetuneConfig(steps=30, warmup=0, schedule="constant", lr=1e-2, ema=0.5, clip_grad=1.0)
+    distiller = Distiller(block, config, objective=OutputDistillation(kind="charbonnier"))
+    first = distiller.step(x, targets=target)
+    for _ in range(28):
+        last = distiller.step(x, targets=target)
+    assert (first.step, last.step, distiller.completed) == (1, 29, 29) and last.loss < 0.7 * first.loss
+    assert last.lr == pytest.approx(1e-2) and set(last.terms) == {"distill"}
+    assert not torch.equal(distiller.eval_model.weight, block.weight)  # the EMA is its own copy
+    before = {k: v.clone() for k, v in block.state_dict().items()}
+    moments = [s["exp_avg"].clone() for s in distiller.optimizer.state.values()]
+    with pytest.raises(NonFiniteStep, match="step 30: loss nan"):
+        distiller.step(x, targets=target * math.nan)
+    assert all(torch.equal(before[k], v) for k, v in block.state_dict().items()) and distiller.completed == 29
+    assert all(torch.equal(m, s["exp_avg"]) for m, s in zip(moments, distiller.optimizer.state.values()))
+    with pytest.raises(ScalesError, match="no targets given and no teacher"):
+        distiller.step(x)

@@ -1,88 +1,89 @@
 """``scales finetune STUDENT --teacher FP --data DIR``: distil a binary student from its FP teacher.
 
-Options left out fall back to ``--config finetune.yaml``, then to the documented defaults of
-:class:`scales_cli.train.FinetuneConfig`. Under ``torchrun`` the same command trains on every rank.
+Every :class:`scales_cli.train.FinetuneConfig` field is an option, generated from its one declaration
+(name, type, default, help) in :mod:`scales_cli.train.config`. Options left out fall back to
+``--config finetune.yaml``, then to those defaults. Under ``torchrun`` the same command trains on
+every rank and rank 0 alone prints the result.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..train.config import Setting, settings
 from . import app
 from ._common import JsonFlag, console, emit_json, err_console
 
+# a FinetuneConfig field's type -> the option's value type (a tuple is a repeatable option)
+CLI_TYPES: dict[Any, Any] = {int: int, float: float, str: str, bool: bool, float | None: float, tuple[float, ...]: list[float]}
 
-@app.command("finetune")
+
 def finetune_cmd(
     student: Annotated[Path, typer.Argument(help="Student file written by scales binarize (.safetensors).")],
     teacher: Annotated[Path, typer.Option("--teacher", "-t", help="The FP checkpoint the student was made from (sha256 checked).")],
     data: Annotated[list[Path] | None, typer.Option("--data", help="Folder of HR images, searched recursively (repeatable); LR made by MATLAB bicubic.")] = None,
     data_lr: Annotated[list[Path] | None, typer.Option("--data-lr", help="Folder of LR-only images (no HR; the teacher's output is the target). Repeatable.")] = None,
     val: Annotated[Path | None, typer.Option("--val", help="Benchmark folder (Set5 layout or HR images) scored every --val-every steps; best -> OUT/student.safetensors.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Training steps (default 1000).")] = None,
-    budget: Annotated[str | None, typer.Option("--budget", help="Train for this long instead of --steps (e.g. 30m, 2h, 1h30m): the steps are picked from a measured step time.")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Crops per step and process (default 8).")] = None,
-    patch: Annotated[int | None, typer.Option("--patch", help="LR crop size in pixels (default 32).")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 1e-3).")] = None,
-    scale_lr: Annotated[float | None, typer.Option("--scale-lr", help="Learning rate of alpha/beta and re-scaling branches (default: --lr).")] = None,
-    optimizer: Annotated[str | None, typer.Option("--optimizer", help="adam or adamw (default adam).")] = None,
-    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="Weight decay of the weights (never of alpha/beta/branches) (default 0).")] = None,
-    schedule: Annotated[str | None, typer.Option("--schedule", help="cosine, multistep or constant (default cosine).")] = None,
-    warmup: Annotated[int | None, typer.Option("--warmup", help="Linear warmup steps (default 50).")] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="Distillation loss: l1 or charbonnier (default l1).")] = None,
-    hr_weight: Annotated[float | None, typer.Option("--hr-weight", help="Weight of an extra L1 to the HR crop (needs --data) (default 0).")] = None,
-    feature_weight: Annotated[float | None, typer.Option("--feature-weight", help="Weight of body-block feature distillation (default 0).")] = None,
-    ema: Annotated[float | None, typer.Option("--ema", help="EMA decay of the weights, 0 = off (default 0).")] = None,
-    clip_grad: Annotated[float | None, typer.Option("--clip-grad", help="Max global gradient norm, 0 = off (default 0).")] = None,
-    two_stage: Annotated[str | None, typer.Option("--two-stage", help="off, activations-first (FP weights first) or weights-first (FP activations first) (default off).")] = None,
-    first_stage: Annotated[float | None, typer.Option("--first-stage", help="Fraction of --steps in the first stage of --two-stage (default 0.5).")] = None,
-    blockwise_steps: Annotated[int | None, typer.Option("--blockwise-steps", help="Steps per body block of block-wise reconstruction before the end-to-end steps, 0 = off (default 0).")] = None,
-    blockwise_pairs: Annotated[bool | None, typer.Option("--blockwise-pairs/--no-blockwise-pairs", help="Reconstruct two consecutive blocks at a time (default off).")] = None,
-    blockwise_inputs: Annotated[str | None, typer.Option("--blockwise-inputs", help="A block's inputs in the block-wise stage: teacher (its own) or student (the reconstructed student's prefix) (default teacher).")] = None,
-    blockwise_cache_mb: Annotated[int | None, typer.Option("--blockwise-cache-mb", help="Most teacher activations (MB) held at once by the block-wise stage (default 512).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of crops and initial RNG (default 0).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (default auto: cuda with bf16 autocast if present).")] = None,
-    val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N steps, 0 = only at the end (default 250).")] = None,
-    save_every: Annotated[int | None, typer.Option("--save-every", help="Write OUT/state.pt every N steps, 0 = only at the end (default 250).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: student.safetensors, last.safetensors, state.pt, history.jsonl, curves.png.")] = Path("finetune-out"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where its state.pt left it.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Start over in an --out that already holds a run.")] = False,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML file of settings (field names as above); options given here win.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file of settings (the option names, - or _); options given here win.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="Train for this long instead of --steps (e.g. 30m, 2h, 1h30m): the steps are picked from a measured step time.")] = None,
     json_out: JsonFlag = False,
+    **options: Any,
 ) -> None:
     """Fine-tune STUDENT by distillation from its FP teacher; writes the best and last students to --out."""
     from ..train import build_config, finetune, read_config_file
 
-    given = {
-        "steps": steps, "batch": batch, "patch": patch, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
-        "schedule": schedule, "warmup": warmup, "loss": loss, "hr_weight": hr_weight, "feature_weight": feature_weight,
-        "ema": ema, "clip_grad": clip_grad, "two_stage": two_stage, "first_stage": first_stage, "blockwise_steps": blockwise_steps,
-        "blockwise_pairs": blockwise_pairs, "blockwise_inputs": blockwise_inputs, "blockwise_cache_mb": blockwise_cache_mb, "seed": seed, "device": device, "val_every": val_every, "save_every": save_every,
-    }
-    if scale_lr is not None:
-        given["scale_lr"] = scale_lr
-    if budget is not None and steps is not None:
+    # an option left out is None (a repeatable one: empty): the config file or the default applies
+    given = {name: value for name, value in options.items() if value is not None and value != []}
+    if budget is not None and "steps" in given:
         from ..errors import ScalesError
 
-        raise ScalesError(f"--budget {budget} and --steps {steps}: choose one (how long, or how many steps)")
-    settings = build_config(read_config_file(config) if config else {}, given)
+        raise ScalesError(f"--budget {budget} and --steps {given['steps']}: choose one (how long, or how many steps)")
+    run_config = build_config(read_config_file(config) if config else {}, given)
     progress = _Progress(quiet=json_out)
     try:
         result = finetune(
-            student, teacher, data or [], settings, data_lr=data_lr or [], val=val, out=out,
+            student, teacher, data or [], run_config, data_lr=data_lr or [], val=val, out=out,
             resume=resume, force=force, callbacks=[progress], budget=budget,
         )
     finally:
         progress.close()
+    if not result.main_rank:  # under torchrun the other ranks trained alongside; rank 0 reports
+        return
     if json_out:
         emit_json(result.to_json())
         return
     best = f"{result.best_psnr:.2f} dB at step {result.best_step}" if result.best_psnr is not None else "no --val"
     console.print(f"finetune: {result.steps} steps in {result.wall_s:.0f} s on {result.device}; best val {best}")
     err_console.print(f"wrote {result.student}  (next: scales report {result.student} --data DIR)")
+
+
+def _option(s: Setting) -> inspect.Parameter:
+    """The keyword parameter Typer turns into ``s.flag`` (None when not given)."""
+    kind = CLI_TYPES.get(s.type)
+    if kind is None:  # a developer's slip, caught by the option test before any user meets it
+        raise TypeError(f"FinetuneConfig.{s.name}: type {s.type} has no command-line form (add it to CLI_TYPES)")
+    annotation = Annotated[kind | None, typer.Option(s.flag, help=s.help_with_default)]
+    return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None)
+
+
+def _with_config_options(command: Any) -> Any:
+    """``command``'s own parameters with one option per :class:`FinetuneConfig` field spliced in
+    after ``--val`` (one declaration in train/config.py: a new setting needs no edit here)."""
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(command, eval_str=True).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    at = [p.name for p in own].index("val") + 1
+    command.__signature__ = inspect.Signature([*own[:at], *(_option(s) for s in settings()), *own[at:]])
+    return command
+
+
+app.command("finetune")(_with_config_options(finetune_cmd))
 
 
 class _Progress:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -41,6 +42,12 @@ class ConfigError(ScalesError):
     """A fine-tuning option or config-file entry is out of range or unknown."""
 
 
+def setting(default: Any, help: str) -> Any:
+    """A :class:`FinetuneConfig` field declared once: its default and its help; the ``scales finetune``
+    option (``--name-with-dashes``, the field's type, this help plus the default) is generated from it."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Hyper-parameters of one distillation run (all sizes in LR pixels, steps counted globally).
@@ -53,39 +60,39 @@ class FinetuneConfig:
     weight (``activations-first``) or activation (``weights-first``) binarizer for the first
     ``first_stage`` fraction of the steps (:mod:`scales_cli.train.stages`). ``blockwise_steps`` > 0
     first trains each binarized body block alone to reproduce its teacher block for that many steps
-    (:mod:`scales_cli.train.blockwise`; ``blockwise_pairs``: two blocks at a time; teacher activations
-    held in at most ``blockwise_cache_mb`` MB), then runs the ``steps`` end-to-end steps.
+    (:mod:`scales_cli.train.blockwise`), then runs the ``steps`` end-to-end steps. Each field's help is
+    the help of its ``scales finetune`` option (:func:`settings`).
     """
 
-    steps: int = 1000
-    batch: int = 8
-    patch: int = 32
-    lr: float = 1e-3
-    scale_lr: float | None = None
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup: int = 50
-    milestones: tuple[float, ...] = (0.5, 0.75)  # multistep: fractions of ``steps`` where lr halves
-    gamma: float = 0.5
-    loss: str = "l1"
-    charbonnier_eps: float = 1e-3
-    hr_weight: float = 0.0
-    feature_weight: float = 0.0
-    ema: float = 0.0
-    clip_grad: float = 0.0
-    two_stage: str = "off"  # off, activations-first or weights-first (scales_cli.train.stages)
-    first_stage: float = 0.5  # fraction of ``steps`` in the first stage of a two-stage run
-    blockwise_steps: int = 0  # steps per body block of block-wise reconstruction before the run (0: off)
-    blockwise_pairs: bool = False  # reconstruct two consecutive chained blocks at a time
-    blockwise_inputs: str = "teacher"  # a block's inputs: the teacher's, or the student's (already reconstructed) prefix
-    blockwise_cache_mb: int = 512  # most teacher activations (MB) alive at once in the block-wise stage
-    seed: int = 0
-    device: str = "auto"
-    val_every: int = 250
-    save_every: int = 250
-    log_every: int = 10
-    workers: int = -1  # DataLoader workers; -1: sized to the machine (0 on CPU, where they only steal cores)
+    steps: int = setting(1000, "Training steps.")
+    batch: int = setting(8, "Crops per step and process.")
+    patch: int = setting(32, "LR crop size in pixels.")
+    lr: float = setting(1e-3, "Peak learning rate.")
+    scale_lr: float | None = setting(None, "Learning rate of alpha/beta and re-scaling branches (default: --lr).")
+    optimizer: str = setting("adam", "adam or adamw.")
+    weight_decay: float = setting(0.0, "Weight decay of the weights (never of alpha/beta/branches).")
+    schedule: str = setting("cosine", "cosine, multistep or constant.")
+    warmup: int = setting(50, "Linear warmup steps.")
+    milestones: tuple[float, ...] = setting((0.5, 0.75), "multistep: a fraction of --steps where lr is multiplied by --gamma (repeatable).")
+    gamma: float = setting(0.5, "multistep: lr factor at each milestone.")
+    loss: str = setting("l1", "Distillation loss: l1 or charbonnier.")
+    charbonnier_eps: float = setting(1e-3, "eps of the Charbonnier loss sqrt((S - T)^2 + eps^2).")
+    hr_weight: float = setting(0.0, "Weight of an extra L1 to the HR crop (needs --data).")
+    feature_weight: float = setting(0.0, "Weight of body-block feature distillation.")
+    ema: float = setting(0.0, "EMA decay of the weights, 0 = off.")
+    clip_grad: float = setting(0.0, "Max global gradient norm, 0 = off.")
+    two_stage: str = setting("off", "off, activations-first (FP weights first) or weights-first (FP activations first).")
+    first_stage: float = setting(0.5, "Fraction of --steps in the first stage of --two-stage.")
+    blockwise_steps: int = setting(0, "Steps per body block of block-wise reconstruction before the end-to-end steps, 0 = off.")
+    blockwise_pairs: bool = setting(False, "Block-wise: reconstruct two consecutive chained blocks at a time.")
+    blockwise_inputs: str = setting("teacher", "Block-wise: a block's inputs: teacher (its own) or student (the reconstructed student's prefix).")
+    blockwise_cache_mb: int = setting(512, "Block-wise: most teacher activations (MB) held at once.")
+    seed: int = setting(0, "Seed of crops and initial RNG.")
+    device: str = setting("auto", "auto, cpu or cuda (auto: cuda with bf16 autocast if present).")
+    val_every: int = setting(250, "Validate every N steps, 0 = only at the end.")
+    save_every: int = setting(250, "Write OUT/state.pt every N steps, 0 = only at the end.")
+    log_every: int = setting(10, "Write a train record to OUT/history.jsonl every N steps.")
+    workers: int = setting(-1, "DataLoader workers; -1 = sized to the machine (0 on CPU, where they only steal cores).")
 
     def __post_init__(self) -> None:
         _positive("steps", self.steps)
@@ -148,6 +155,37 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 _FIELDS = {f.name: f for f in fields(FinetuneConfig)}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One :class:`FinetuneConfig` field as a front end sees it (the CLI makes an option of each)."""
+
+    name: str
+    type: Any  # the field's type, e.g. int, float | None, tuple[float, ...]
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return f"--{_flag(self.name)}"
+
+    @property
+    def help_with_default(self) -> str:
+        """The help, ending in the default when there is one (``None`` says its meaning in the help)."""
+        return self.help if self.default is None else f"{self.help} (default {_shown(self.default)})"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(_shown(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def settings() -> tuple[Setting, ...]:
+    """Every :class:`FinetuneConfig` field, in declaration order, with its type, default and help."""
+    hints = typing.get_type_hints(FinetuneConfig)
+    return tuple(Setting(f.name, hints[f.name], f.default, f.metadata["help"]) for f in fields(FinetuneConfig))
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
