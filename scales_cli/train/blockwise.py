@@ -11,20 +11,24 @@ containers opened into their children, keeping each module that holds at least o
 that the forward calls exactly once. Nothing is named per architecture. With ``pairs``, two
 consecutive blocks whose second one eats the first one's output train together (one *unit*).
 
-For a unit ``u`` with teacher input ``X_u`` and teacher output ``T_u`` (both captured by forward
-hooks on the teacher), the student unit ``S_u`` minimises the distillation distance of
+For a unit ``u`` with input ``X_u`` (below) and teacher output ``T_u`` (captured by forward hooks),
+the student unit ``S_u`` minimises the distillation distance of
 :mod:`.losses` on the teacher block's scale (``m = mean |T_u|``, so every block weighs alike):
 
     L_u = D(S_u(X_u) / m, T_u / m),   D = L1 or Charbonnier (``config.loss``)
 
 with the SAME training step as end-to-end distillation (:class:`.distiller.Distiller`, on the unit
 as its module and ``T_u`` as targets): its own optimizer and warmup+cosine schedule over
-``blockwise_steps`` per unit, clipping as configured, no EMA and no two-stage bypass (the block is
-trained fully binary). Teacher inputs are the teacher's, not the already-trained student's: each
-unit's problem is independent of the others (BRECQ's choice; cheaper and resumable per unit).
+``blockwise_steps`` per unit (warmup ``min(warmup, blockwise_steps)``), clipping as
+configured, no EMA and no two-stage bypass (the block is trained fully binary). ``X_u`` is the
+teacher's own input (``blockwise_inputs: teacher``: each unit's problem independent of the others),
+or the student's (``student``: its prefix, whose earlier blocks are already reconstructed, so the
+block learns to correct the error it will really receive: asymmetric reconstruction, AdaRound's and
+BRECQ's choice). Which wins end to end is measured in docs/results.md.
 
-Memory: the teacher runs once per crop batch and is cut short (an exception from the hook) after the
-unit's last block, so a unit early in the body costs only a prefix of the teacher. The (input,
+Memory and cost: the teacher runs once per crop batch and is cut short (an exception from the hook)
+after the unit's last block, so a unit early in the body costs only a prefix of the teacher (with
+student inputs, the student's prefix up to the unit runs too, without gradients). The (input,
 output) pairs of a unit are computed ahead in chunks of as many batches as fit in ``cache_mb``; when
 a unit's steps need more, the next chunk replaces the last one (streamed: every step sees fresh
 crops, nothing is reused, at most one chunk is alive). Each batch is computed alone, so chunk
@@ -343,7 +347,8 @@ class BlockwiseStage:
 
         self.student, self.teacher, self.plan, self.crops = student, teacher, plan, crops
         self.per_unit = int(steps_per_unit)
-        # the unit's own schedule and the end-to-end run's optimizer settings; fully binary, no EMA
+        # the unit's own schedule (the run's warmup, capped at the unit's steps by the schedule, then
+        # cosine to 0) and the end-to-end run's optimizer settings; fully binary, no EMA
         self.unit_config = config.replace(steps=self.per_unit, ema=0.0, two_stage="off", schedule="cosine")
         self.objective = BlockReconstruction(config.loss, config.charbonnier_eps)
         self.cap_bytes = int(cache_mb) * 2**20
