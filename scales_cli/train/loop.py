@@ -14,6 +14,10 @@ project's evaluation (Y-PSNR, :func:`scales_cli.metrics.evaluate.evaluate_model`
 is written, ``OUT/curves.png`` redrawn and ``OUT/student.safetensors`` replaced when it is the best
 so far. Every ``save_every`` steps and at the end: ``OUT/state.pt`` and ``OUT/last.safetensors``.
 
+With ``blockwise_steps`` > 0 a block-wise reconstruction stage (:mod:`.blockwise`) runs first, with
+its own ``block``/``block_done`` history records and callbacks (``on_block_start``, ``on_block_step``,
+``on_block_done``); its position is in ``state.pt`` so ``--resume`` continues inside or after it.
+
 Stops: SIGINT/SIGTERM finish the current step, save the state and raise :class:`TrainingInterrupted`
 (exit 130/143); a NaN/inf loss or gradient stops before that step changes anything, saves the state
 of the last good step and raises :class:`TrainingDiverged` (exit 1). No rich here: the CLI renders
