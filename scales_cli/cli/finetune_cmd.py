@@ -19,7 +19,7 @@ from . import app
 from ._common import JsonFlag, console, emit_json, err_console
 
 # a FinetuneConfig field's type -> the option's value type (a tuple is a repeatable option)
-CLI_TYPES: dict[Any, Any] = {int: int, float: float, str: str, float | None: float, tuple[float, ...]: list[float]}
+CLI_TYPES: dict[Any, Any] = {int: int, float: float, str: str, bool: bool, float | None: float, tuple[float, ...]: list[float]}
 
 
 def finetune_cmd(
@@ -32,6 +32,7 @@ def finetune_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where its state.pt left it.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Start over in an --out that already holds a run.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file of settings (the option names, - or _); options given here win.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="Train for this long instead of --steps (e.g. 30m, 2h, 1h30m): the steps are picked from a measured step time.")] = None,
     json_out: JsonFlag = False,
     **options: Any,
 ) -> None:
@@ -40,12 +41,16 @@ def finetune_cmd(
 
     # an option left out is None (a repeatable one: empty): the config file or the default applies
     given = {name: value for name, value in options.items() if value is not None and value != []}
+    if budget is not None and "steps" in given:
+        from ..errors import ScalesError
+
+        raise ScalesError(f"--budget {budget} and --steps {given['steps']}: choose one (how long, or how many steps)")
     run_config = build_config(read_config_file(config) if config else {}, given)
     progress = _Progress(quiet=json_out)
     try:
         result = finetune(
             student, teacher, data or [], run_config, data_lr=data_lr or [], val=val, out=out,
-            resume=resume, force=force, callbacks=[progress],
+            resume=resume, force=force, callbacks=[progress], budget=budget,
         )
     finally:
         progress.close()
@@ -89,10 +94,31 @@ class _Progress:
         self.bar: Any = None
         self.task: Any = None
         self.val = "-"
+        self.block_bar: Any = None
+        self.block_task: Any = None
+
+    def on_block_start(self, done: int, total: int, units: list[str]) -> None:
+        """The block-wise stage's own bar: step over all blocks, the block being trained, its loss."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.block_bar = Progress(
+            TextColumn("block-wise"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(), console=err_console, transient=False, disable=self.quiet,
+        )
+        self.block_bar.start()
+        self.block_task = self.block_bar.add_task("blocks", total=total, completed=done, status=f"{len(units)} blocks")
+
+    def on_block_step(self, log: Any) -> None:
+        status = f"{log.name} ({log.unit + 1}/{log.units})  loss {log.loss:.4f}"
+        self.block_bar.update(self.block_task, completed=log.step, status=status)
+        if log.step == log.total:
+            self.block_bar.stop()
 
     def on_start(self, start_step: int, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        if self.block_bar is not None:
+            self.block_bar.stop()
         self.bar = Progress(
             TextColumn("finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
             TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
@@ -118,5 +144,6 @@ class _Progress:
         self.val = f"{log.psnr:.2f} dB"
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        for bar in (self.bar, self.block_bar):
+            if bar is not None:
+                bar.stop()

@@ -34,6 +34,7 @@ SCHEDULES = ("cosine", "multistep", "constant")
 LOSSES = ("l1", "charbonnier")
 OPTIMIZERS = ("adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+BLOCKWISE_INPUTS = ("teacher", "student")  # keys of train.blockwise.BLOCK_INPUTS
 TWO_STAGE_MODES = ("off", "activations-first", "weights-first")  # what each bypasses: train.stages.TWO_STAGE
 
 
@@ -57,7 +58,9 @@ class FinetuneConfig:
     weights (0: off); when on, validation and the saved students use the averaged weights.
     ``clip_grad`` is the max global gradient norm (0: no clipping). ``two_stage`` bypasses the
     weight (``activations-first``) or activation (``weights-first``) binarizer for the first
-    ``first_stage`` fraction of the steps (:mod:`scales_cli.train.stages`). Each field's help is
+    ``first_stage`` fraction of the steps (:mod:`scales_cli.train.stages`). ``blockwise_steps`` > 0
+    first trains each binarized body block alone to reproduce its teacher block for that many steps
+    (:mod:`scales_cli.train.blockwise`), then runs the ``steps`` end-to-end steps. Each field's help is
     the help of its ``scales finetune`` option (:func:`settings`).
     """
 
@@ -80,6 +83,10 @@ class FinetuneConfig:
     clip_grad: float = setting(0.0, "Max global gradient norm, 0 = off.")
     two_stage: str = setting("off", "off, activations-first (FP weights first) or weights-first (FP activations first).")
     first_stage: float = setting(0.5, "Fraction of --steps in the first stage of --two-stage.")
+    blockwise_steps: int = setting(0, "Steps per body block of block-wise reconstruction before the end-to-end steps, 0 = off.")
+    blockwise_pairs: bool = setting(False, "Block-wise: reconstruct two consecutive chained blocks at a time.")
+    blockwise_inputs: str = setting("teacher", "Block-wise: a block's inputs: teacher (its own) or student (the reconstructed student's prefix).")
+    blockwise_cache_mb: int = setting(512, "Block-wise: most teacher activations (MB) held at once.")
     seed: int = setting(0, "Seed of crops and initial RNG.")
     device: str = setting("auto", "auto, cpu or cuda (auto: cuda with bf16 autocast if present).")
     val_every: int = setting(250, "Validate every N steps, 0 = only at the end.")
@@ -102,7 +109,10 @@ class FinetuneConfig:
                 raise ConfigError(f"--{_flag(name)} {value}: expected a number >= 0")
         if not (0 <= self.ema < 1):
             raise ConfigError(f"--ema {self.ema}: expected a decay in [0, 1) (0 turns EMA off)")
-        for name in ("warmup", "val_every", "save_every"):
+        _positive("blockwise_cache_mb", self.blockwise_cache_mb)
+        if not isinstance(self.blockwise_pairs, bool):
+            raise ConfigError(f"--blockwise-pairs {self.blockwise_pairs!r}: expected true or false")
+        for name in ("warmup", "val_every", "save_every", "blockwise_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} {getattr(self, name)}: expected an integer >= 0 (0: never)")
         if self.workers < -1:
@@ -112,6 +122,7 @@ class FinetuneConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
         _choice("two_stage", self.two_stage, TWO_STAGE_MODES)
+        _choice("blockwise_inputs", self.blockwise_inputs, BLOCKWISE_INPUTS)
         if not (isinstance(self.first_stage, int | float) and 0 < self.first_stage < 1):
             raise ConfigError(f"--first-stage {self.first_stage}: expected a fraction of the run in (0, 1)")
         if any(not 0 < m < 1 for m in self.milestones):
@@ -187,6 +198,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "scale_lr" and value is None:
         return None
     want = type(default) if default is not None else float
+    if want is bool:  # a switch takes true/false only (bool is an int in Python: checked first)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, want):

@@ -14,6 +14,10 @@ project's evaluation (Y-PSNR, :func:`scales_cli.metrics.evaluate.evaluate_model`
 is written, ``OUT/curves.png`` redrawn and ``OUT/student.safetensors`` replaced when it is the best
 so far. Every ``save_every`` steps and at the end: ``OUT/state.pt`` and ``OUT/last.safetensors``.
 
+With ``blockwise_steps`` > 0 a block-wise reconstruction stage (:mod:`.blockwise`) runs first, with
+its own ``block``/``block_done`` history records and callbacks (``on_block_start``, ``on_block_step``,
+``on_block_done``); its position is in ``state.pt`` so ``--resume`` continues inside or after it.
+
 Stops: SIGINT/SIGTERM finish the current step, save the state and raise :class:`TrainingInterrupted`
 (exit 130/143); a NaN/inf loss or gradient stops before that step changes anything, saves the state
 of the last good step and raises :class:`TrainingDiverged` (exit 1). No rich here: the CLI renders
@@ -33,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -45,9 +49,12 @@ from .checkpoint import (
 )
 from .config import FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
-from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult
+from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult, bf16_autocast
 from .losses import feature_paths
 from .optim import current_lrs
+
+if TYPE_CHECKING:
+    from .blockwise import BlockwiseStage
 
 
 class TrainingInterrupted(ScalesError):
@@ -200,7 +207,7 @@ def _load_pair(student_path: Path, teacher_path: Path) -> tuple[Any, Any, Mappin
 class _History:
     """``history.jsonl`` (rank 0): one JSON object per line, flushed as written."""
 
-    def __init__(self, path: Path, keep_until: int | None) -> None:
+    def __init__(self, path: Path, keep_until: int | None, keep_blocks_until: int = 0) -> None:
         self.path = path
         self.records: list[dict[str, Any]] = []
         if keep_until is not None and path.is_file():
@@ -209,7 +216,8 @@ class _History:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill: dropped, the step is redone
-                if rec.get("step", 0) <= keep_until:
+                # block-wise stage records count their own steps (``block_step``), before step 0
+                if rec.get("block_step", 0) <= keep_blocks_until and rec.get("step", 0) <= keep_until:
                     self.records.append(rec)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records), encoding="utf-8")
@@ -246,20 +254,30 @@ def finetune(
     resume: bool = False,
     force: bool = False,
     callbacks: Sequence[Any] = (),
+    budget: str | None = None,
 ) -> FinetuneResult:
     """Distil the student file ``student`` from its FP checkpoint ``teacher`` (see the module doc).
 
     ``data``: folders of HR images (LR made by MATLAB bicubic); ``data_lr``: folders of LR-only
     images (teacher output is the only target); ``val``: a benchmark folder (Set5 layout or HR
-    images) scored every ``config.val_every`` steps; ``out``: the run folder.
+    images) scored every ``config.val_every`` steps; ``out``: the run folder. ``budget`` (``"30m"``,
+    ``"2h"``) replaces ``config.steps`` by the steps that fit, from a measured step time
+    (:mod:`.budget`); a resumed run keeps the steps its state recorded.
     """
     config = config or FinetuneConfig()
+    if budget is not None:
+        from .budget import parse_budget
+
+        parse_budget(budget)  # a bad duration is refused before any work
     out = Path(out)
     data, data_lr = [Path(p) for p in data], [Path(p) for p in data_lr]
     world = dist_.world_from_env()
     check_output_folder(out, resume=resume, force=force)
     if config.hr_weight > 0 and data_lr:
         raise ScalesError(f"--hr-weight {config.hr_weight}: needs HR images, but --data-lr {data_lr[0]} has none (use --hr-weight 0)")
+    if config.blockwise_steps and world.distributed:
+        raise ScalesError(f"--blockwise-steps {config.blockwise_steps}: the block-wise stage runs in one process only "
+                          "(run it without torchrun, or use --blockwise-steps 0)")
     if config.hr_weight > 0 and not data:
         raise ScalesError(f"--hr-weight {config.hr_weight}: needs HR images (--data DIR)")
     device = resolve_device(config.device, world)
@@ -271,13 +289,34 @@ def finetune(
         from ..metrics.datasets import dataset_from_folder
 
         val_set = dataset_from_folder(val, scale)
+    budget_plan = None
+    if budget is not None:
+        config, budget_plan = _budgeted(budget, config, world, device, student_desc, teacher_desc, images, out, resume)
     plan = _Plan(config, world, device, student_desc, teacher_desc, source_meta, images, tuple(data), tuple(data_lr),
-                 val_set, out, resume)
+                 val_set, out, resume, budget_plan)
     dist_.start(world, device)
     try:
         return _run(plan, callbacks)
     finally:
         dist_.stop(world)
+
+
+def _budgeted(budget: str, config: FinetuneConfig, world: dist_.World, device: torch.device, student: Any,
+              teacher: Any, images: Sequence[Any], out: Path, resume: bool) -> tuple[FinetuneConfig, Any]:
+    """``config`` with the steps ``--budget`` affords (measured), or, on ``--resume``, the steps the state recorded."""
+    from .budget import parse_budget, plan_budget
+
+    if world.distributed:
+        raise ScalesError(f"--budget {budget}: measured in one process only (run without torchrun, or give --steps)")
+    if resume:
+        parse_budget(budget)
+        try:
+            steps = int(torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)["identity"]["config"]["steps"])
+        except Exception:  # noqa: BLE001 - an unreadable state is refused by the resume itself, naming the file
+            return config, None
+        return config.replace(steps=steps), None
+    chosen = plan_budget(budget, student, teacher, config, images, device)
+    return config.replace(steps=chosen.steps), chosen
 
 
 @dataclass(frozen=True)
@@ -296,6 +335,7 @@ class _Plan:
     val_set: Any
     out: Path
     resume: bool
+    budget: Any = None  # the BudgetPlan of --budget (a fresh run only)
 
 
 class _Run:
@@ -308,13 +348,20 @@ class _Run:
         self.wall_before, self.best_psnr, self.best_step = 0.0, -math.inf, None
         self.window: list[dict[str, float]] = []
         self.last_loss: float | None = None
+        self.stage: BlockwiseStage | None = None  # the block-wise stage, when on (see :meth:`blockwise`)
+        self.block_state: dict[str, Any] = {}  # a resumed state's block-wise part
         if plan.resume:
             state = distiller.restore(plan.out / STATE_FILE, identity)
             self.wall_before = float(state["wall_s"])
             self.best_psnr = state["best_psnr"] if state["best_psnr"] is not None else -math.inf
             self.best_step, self.window = state["best_step"], list(state["window"])
+            self.block_state = dict(state.get("blockwise") or {})
         self.start_step = distiller.completed
-        self.history = _History(plan.out / HISTORY_FILE, self.start_step if plan.resume else 0) if plan.world.is_main else None
+        blocks_done = int(self.block_state.get("stage", {}).get("done", 0))
+        self.history = (_History(plan.out / HISTORY_FILE, self.start_step if plan.resume else 0, blocks_done)
+                        if plan.world.is_main else None)
+        if self.history is not None and plan.budget is not None:
+            self.history.add(plan.budget.record())
         s, cfg = plan.student, plan.config
         self.title = f"{s.arch} x{s.scale} student: {cfg.loss}, {cfg.schedule} lr {cfg.lr:g}"
         self.started = time.perf_counter()
@@ -340,8 +387,10 @@ class _Run:
     def save_all(self, final_psnr: float | None = None) -> None:
         out = self.plan.out
         if self.plan.world.is_main:
+            blockwise = {"stage": self.stage.state_dict(), "window": list(self.block_state.get("window", []))} if self.stage else None
             self.distiller.save(out / STATE_FILE, self.identity, wall_s=self.elapsed(), best_step=self.best_step,
-                                best_psnr=None if self.best_step is None else self.best_psnr, window=list(self.window))
+                                best_psnr=None if self.best_step is None else self.best_psnr, window=list(self.window),
+                                blockwise=blockwise)
             save_trained_student(out / LAST_FILE, self.distiller.eval_model, self.plan.source_meta, self.training_block(final_psnr))
         dist_.barrier(self.plan.world)
 
@@ -390,10 +439,49 @@ class _Run:
 
     def interrupt(self, signum: int) -> TrainingInterrupted:
         self.save_all()
+        where = f"step {self.step} of {self.plan.config.steps}"
+        if self.stage is not None and not self.stage.finished:
+            where = f"block-wise step {self.stage.done} of {self.stage.total}"
         return TrainingInterrupted(
-            f"interrupted at step {self.step} of {self.plan.config.steps}: state saved in {self.plan.out / STATE_FILE} "
+            f"interrupted at {where}: state saved in {self.plan.out / STATE_FILE} "
             f"(continue with --resume)", exit_code=128 + int(signum or signal.SIGINT),
         )
+
+    def blockwise(self, stage: BlockwiseStage, stop: dict[str, int]) -> None:
+        """Run (or finish) the block-wise stage before step 1: log ``block`` records every ``log_every``
+        steps and a ``block_done`` record per unit, save every ``save_every`` steps; at its end the EMA
+        restarts from the reconstructed weights, and the student is scored and saved (step 0)."""
+        cfg, main = self.plan.config, self.plan.world.is_main
+        self.stage, window = stage, self.block_state.setdefault("window", [])
+        stage.load_state_dict(self.block_state.get("stage", {"done": 0}))
+        if stage.finished:
+            return
+        if main:
+            _call(self.callbacks, "on_block_start", stage.done, stage.total, [u.name for u in stage.plan.units])
+        while not stage.finished:
+            if stop["signal"]:
+                raise self.interrupt(stop["signal"])
+            try:
+                log, unit_done = stage.step()
+            except NonFiniteStep as exc:
+                raise self.diverge(exc) from None
+            window.append(log.loss)
+            if self.history is not None and (log.step % cfg.log_every == 0 or log.unit_step == log.unit_steps):
+                self.history.add({"kind": "block", "block_step": log.step, "unit": log.unit, "block": log.name,
+                                  "loss": sum(window) / len(window), "lr": log.lr, "time": round(self.elapsed(), 2)})
+                window.clear()
+            if unit_done is not None and self.history is not None:
+                self.history.add({"kind": "block_done", "block_step": log.step, "unit": unit_done.unit,
+                                  "block": unit_done.name, "before": unit_done.before, "after": unit_done.after})
+                _call(self.callbacks, "on_block_done", unit_done)
+            if main and _call(self.callbacks, "on_block_step", log):
+                stop["signal"] = stop["signal"] or int(signal.SIGINT)
+            if cfg.save_every and log.step % cfg.save_every == 0 and not stage.finished:
+                self.save_all()
+        if self.distiller.ema is not None:  # the average restarts from the reconstructed weights
+            self.distiller.ema.load_state_dict(self.distiller.model.state_dict())
+        self.validate()
+        self.save_all()
 
     def diverge(self, exc: NonFiniteStep) -> TrainingDiverged:
         self.save_all()
@@ -441,6 +529,15 @@ def _distiller(plan: _Plan) -> Distiller:
     return Distiller(model, cfg, teacher=teacher, objective=objective, device=device, world=plan.world, feature_paths=body)
 
 
+def _blockwise_stage(plan: _Plan, distiller: Distiller) -> BlockwiseStage:
+    """The block-wise stage on the Distiller's student and teacher, with crops of the run's training set."""
+    from .blockwise import make_stage
+
+    cfg = plan.config
+    train_set = TrainSet(plan.images, plan.student.scale, cfg.patch, cfg.seed, False)
+    return make_stage(distiller.model, distiller.teacher, plan.student, cfg, train_set, plan.device, bf16_autocast(plan.device))
+
+
 def _loader(plan: _Plan, start_step: int) -> torch.utils.data.DataLoader:
     """Batches of (LR, HR) crops for the steps still to run: a function of (seed, sample index), see :mod:`.data`."""
     cfg, world, device = plan.config, plan.world, plan.device
@@ -466,10 +563,12 @@ def _run(plan: _Plan, callbacks: Sequence[Any]) -> FinetuneResult:
     with _distiller(plan) as distiller:
         run = _Run(plan, distiller, identity, callbacks)
         loader = _loader(plan, run.start_step)
-        if world.is_main:
-            _call(callbacks, "on_start", run.start_step, plan.config.steps)
         try:
             with _stop_signals() as stop:
+                if plan.config.blockwise_steps:
+                    run.blockwise(_blockwise_stage(plan, distiller), stop)
+                if world.is_main:
+                    _call(callbacks, "on_start", run.start_step, plan.config.steps)
                 for lr_batch, hr_batch in loader:
                     if dist_.any_rank(world, bool(stop["signal"]), device):
                         raise run.interrupt(stop["signal"])

@@ -10,7 +10,8 @@ from ..io import atomic_write
 
 
 def draw_curves(path: Path, history: Sequence[Mapping[str, Any]], title: str = "") -> Path:
-    """Two panels from ``history.jsonl`` records: ``kind == "train"`` losses and ``kind == "val"`` PSNR."""
+    """Panels from ``history.jsonl`` records: ``kind == "train"`` losses and ``kind == "val"`` PSNR, and
+    before them, when the run had a block-wise stage, each block's ``kind == "block"`` loss."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
@@ -18,7 +19,11 @@ def draw_curves(path: Path, history: Sequence[Mapping[str, Any]], title: str = "
 
     train = [r for r in history if r.get("kind") == "train"]
     val = [r for r in history if r.get("kind") == "val"]
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    blocks = [r for r in history if r.get("kind") == "block"]
+    fig, axes = plt.subplots(1, 3 if blocks else 2, figsize=(15 if blocks else 10, 4), dpi=100)
+    ax_loss, ax_val = axes[-2], axes[-1]
+    if blocks:
+        _draw_blocks(axes[0], blocks)
     if train:
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="total")
         for term in ("distill", "hr", "feature"):  # the terms, when the total has more than one
@@ -42,3 +47,16 @@ def draw_curves(path: Path, history: Sequence[Mapping[str, Any]], title: str = "
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), force=True)
     finally:
         plt.close(fig)
+
+
+def _draw_blocks(ax: Any, blocks: Sequence[Mapping[str, Any]]) -> None:
+    """The block-wise stage (before step 1): each block's reconstruction loss against the stage's step."""
+    for name in dict.fromkeys(r["block"] for r in blocks):
+        rows = [r for r in blocks if r["block"] == name]
+        ax.plot([r["block_step"] for r in rows], [r["loss"] for r in rows], lw=1, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("block-wise step")
+    ax.set_ylabel("block reconstruction loss")
+    ax.set_title("block-wise stage", fontsize=10)
+    ax.legend(loc="upper right", fontsize=7)
+    ax.grid(True, alpha=0.3)
