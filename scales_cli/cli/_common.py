@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import DataError, ScalesError
+from ..errors import DataError
 
 ArchOpt = Annotated[
     str | None,
@@ -27,7 +27,7 @@ ArchOpts = Annotated[
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda[:N] or auto (cuda when present, else cpu).")]
 
 # Piped output gets 132 columns (rich would use 80), so wide per-layer tables keep every column.
 console = Console(width=None if sys.stdout.isatty() else 132)
@@ -79,16 +79,7 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
 
 
 def parse_device(name: str) -> str:
-    """Check ``--device`` before any work: ``cpu``, or ``cuda[:N]`` when CUDA has that device."""
-    import torch
+    """Check ``--device`` before any work (:func:`scales_cli.inputs.parse_device`: auto, cpu or cuda[:N])."""
+    from ..inputs import parse_device as parse
 
-    kind, sep, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (sep and (kind == "cpu" or not index.isdigit())):
-        raise ScalesError(f"--device {name}: expected cpu or cuda[:N]")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ScalesError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        count = torch.cuda.device_count()
-        if index and int(index) >= count:
-            raise ScalesError(f"--device {name}: this machine has {count} CUDA device(s) (expected cuda:0..cuda:{count - 1})")
-    return name
+    return parse(name)

@@ -16,7 +16,7 @@ import typer
 from ..errors import DataError, OutputExistsError
 from ..metrics.conventions import Channel, GrayConvention
 from . import app
-from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device, parse_size, progress_bar
+from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_size, progress_bar
 
 
 def _refuse_existing(files: list[Path | None], pictures: Path | None, force: bool) -> None:
@@ -92,8 +92,10 @@ def report(
     from ..report.build import build_report
     from ..report.render import layer_table, markdown, summary_table, to_json
 
+    from ..inputs import resolve_device
+
     size = parse_size(input_size, "--input-size")
-    device = parse_device(device)
+    device = str(resolve_device(device))
     if pictures is not None and not models:
         raise DataError("--pictures compares model outputs: pass at least one MODEL")
     if lr and not hr:

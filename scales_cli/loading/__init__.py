@@ -100,10 +100,10 @@ def load_registered(ckpt: Checkpoint, spec: ArchSpec, opts: Mapping[str, Any]) -
     built: dict[int, SRDescriptor] = {}  # each candidate is built once; the chosen one is returned
 
     def runner_at(scale: int) -> Callable:
-        from ..metrics.evaluate import model_upscaler
+        from ..inputs import Upscaler
 
         built[scale] = build_from_spec(spec, ckpt, {**opts, "scale": scale})
-        return model_upscaler(built[scale].model, built[scale].input_range)
+        return Upscaler(built[scale].model, None, built[scale].input_range, built[scale].min_size).upscale_uint8
 
     default = int(spec.defaults.get("scale", spec.ambiguous_scales[0]))
     decision = decide_scale(spec.ambiguous_scales, default, runner_at, str(ckpt.path))

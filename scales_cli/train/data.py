@@ -1,6 +1,6 @@
 """Training crops: folders of images -> seeded, aligned LR (and HR) patches, cached in memory.
 
-Two kinds of folder, both searched recursively for .png/.jpg/.jpeg/.bmp:
+Two kinds of folder, both searched recursively for images (:data:`scales_cli.inputs.IMAGE_SUFFIXES`):
 
 * ``data`` (HR folders): each image is an HR image. Its LR is made once, when the set is built, with
   the project's MATLAB-exact bicubic after modcrop (``imresize(modcrop(HR, s), 1/s)``, uint8 after
@@ -28,20 +28,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .. import inputs
 from ..errors import DataError
 
-TRAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
 def find_images(folder: str | Path, option: str = "--data") -> list[Path]:
-    """Every image under ``folder`` (recursive, sorted); a missing or empty folder is one line."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"{option} {root}: not a folder (expected a folder of .png/.jpg/.bmp images)")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TRAIN_SUFFIXES)
-    if not files:
-        raise DataError(f"{option} {root}: holds no .png/.jpg/.jpeg/.bmp images (searched recursively)")
-    return files
+    """Every image under ``folder`` (recursive, sorted; :func:`scales_cli.inputs.find_images`)."""
+    return inputs.find_images(folder, option, recursive=True)
 
 
 def _uint8_hwc(path: Path) -> np.ndarray:
