@@ -60,11 +60,14 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # noqa: ANN201 - SRDescriptor
-    """:func:`scales_cli.loading.load` with raw ``--arch-opt`` strings; torch is imported only when a command runs."""
+def load_model(path: Path, arch: str | None, arch_opts: list[str] | None, *, exported: bool = True):  # noqa: ANN201 - SRDescriptor
+    """:func:`scales_cli.loading.load` with raw ``--arch-opt`` strings; torch is imported only when a command runs.
+
+    ``exported=False``: the command needs a torch network; an exported .onnx/.xml is refused in one line.
+    """
     from ..loading import load, parse_arch_opts
 
-    desc = load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts))
+    desc = load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts), exported=exported)
     for warning in desc.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     return desc

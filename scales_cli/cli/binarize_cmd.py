@@ -42,7 +42,7 @@ def binarize(
     from ..binarization import binarize as run_binarize
 
     result = run_binarize(
-        load_model(checkpoint, arch, arch_opt), recipe, output,
+        load_model(checkpoint, arch, arch_opt, exported=False), recipe, output,
         calibrate=calibrate, calib_images=calib_images, dry_run=dry_run, force=force,
     )
     if dry_run:

@@ -21,7 +21,7 @@ import typer
 from rich.rule import Rule
 from rich.table import Table
 
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, ScalesError
 from . import app
 from ._common import ForceFlag, console, parse_size
 
@@ -69,6 +69,8 @@ def demo(
     force: ForceFlag = False,
 ) -> None:
     """Binarize the embedded RLFN x4, fine-tune it briefly, export it to OpenVINO and time it against the FP model."""
+    if out.exists() and not out.is_dir():
+        raise ScalesError(f"--out {out}: is a file (expected a folder for the demo's outputs)")
     with resources.as_file(DEMO) as demo_dir:
         ckpt = demo_dir / "RLFN_x4.pth"
         data = demo_dir / "Set5-mini"
