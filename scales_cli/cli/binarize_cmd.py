@@ -30,7 +30,7 @@ def binarize(
     checkpoint: Annotated[Path, typer.Argument(help="FP checkpoint (.pth/.pt/.safetensors).")],
     recipe: RecipeOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Student file (default: ./<ckpt stem>-<recipe>.safetensors).")] = None,
-    calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Folder of PNG/JPEG images: set alpha/beta from their activations.")] = None,
+    calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Folder of images (PNG, JPEG, BMP, TIFF, WebP): set alpha/beta from their activations.")] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", help="How many images of --calibrate to use (one seeded random crop each).")] = 16,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show every layer's decision and the cost; write nothing.")] = False,
     force: ForceFlag = False,
