@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -229,7 +229,3 @@ class Upscaler:
         with self.placed():
             return upscale_loaded(self, self.scale, image, plan, on_tile=on_tile)
 
-
-def as_upscaler(model: Any, **kwargs: Any) -> Upscaler:
-    """``model`` itself when it is an :class:`Upscaler`, else one around it (``kwargs``: its fields)."""
-    return model if isinstance(model, Upscaler) else Upscaler(model, **kwargs)
