@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch
 
 from .archs.descriptor import SRDescriptor
 from .errors import ScalesError
+from .inputs import Upscaler
 from .machine import Machine, probe
 
 DEFAULT_SIZE = (320, 180)  # LR width x height: a 1280x720 output at x4, the SR papers' OPs size
@@ -85,7 +87,11 @@ def bench(
     seed: int = 0,
     on_run: Callable[[], None] | None = None,
 ) -> BenchResult:
-    """Median seconds per forward pass of each model on one seeded ``1x3xHxW`` input, interleaved."""
+    """Median seconds per forward pass of each model on one seeded ``1x3xHxW`` input, interleaved.
+
+    Each model is fed as :class:`~scales_cli.inputs.Upscaler` feeds it (its input range, sides padded to
+    its smallest input); only the forward pass itself is timed.
+    """
     if not models:
         raise ScalesError("nothing to time: pass at least one MODEL")
     if repeats < 1:
@@ -99,15 +105,18 @@ def bench(
         if runner is not None and hasattr(runner, "threads"):
             runner.threads = threads  # exported models: the runtime gets the same thread budget
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
-    inputs = [x * desc.input_range for _, desc in models]
+    upscalers = [Upscaler.of(desc) for _, desc in models]
     samples: list[list[float]] = [[] for _ in models]
-    with torch.inference_mode():
-        for (_, desc), xi in zip(models, inputs, strict=True):
-            desc.model(xi)  # warm-up: shape-specific compilation and allocation are not timed
+    with ExitStack() as placed:
+        for up in upscalers:  # every model in eval mode for the run, its own flags restored after
+            placed.enter_context(up.placed())
+        inputs = [up.model_input(x) for up in upscalers]  # scaled to its range, padded to its smallest side
+        for up, xi in zip(upscalers, inputs, strict=True):
+            up.run_model(xi)  # warm-up: shape-specific compilation and allocation are not timed
         for _ in range(repeats):
-            for i, ((_, desc), xi) in enumerate(zip(models, inputs, strict=True)):
+            for i, (up, xi) in enumerate(zip(upscalers, inputs, strict=True)):
                 start = time.perf_counter()
-                desc.model(xi)
+                up.run_model(xi)
                 samples[i].append(time.perf_counter() - start)
                 if on_run is not None:
                     on_run()

@@ -135,7 +135,7 @@ def _descriptor(checkpoint: str | Path | SRDescriptor, arch: str | None, arch_op
     if isinstance(checkpoint, (str, Path)):
         from .loading import load
 
-        desc = load(checkpoint, arch=arch, arch_opts=arch_opts)
+        desc = load(checkpoint, arch=arch, arch_opts=arch_opts, exported=False)
     else:
         desc = checkpoint
     if "student" in desc.extra:

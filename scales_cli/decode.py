@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+from .inputs import IMAGE_SUFFIXES  # noqa: F401 - the one list lives with image discovery
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 # What Pillow raises for a file that is not an image, or whose data is cut short or corrupt.
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _NATIVE_MODES = {"RGB", "RGBA", "L", "LA"}

@@ -27,6 +27,7 @@ bicubic filter to the output size and re-attached.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from .io import atomic_write
 from .metrics.color import LUMA_COEFFS
 from .tiling import TileCallback, TilePlan, iter_tiled_bands
 
-__all__ = ["LoadedImage", "decode_image", "probe_image", "read_image", "upscale_image", "write_png"]
+__all__ = ["LoadedImage", "decode_image", "probe_image", "read_image", "upscale_image", "upscale_loaded", "write_png"]
 
 # BT.601 luma weights (R, G, B): Y = 0.299 R + 0.587 G + 0.114 B (one copy, in metrics.color).
 LUMA_601: tuple[float, float, float] = tuple(float(c) for c in LUMA_COEFFS)  # type: ignore[assignment]
@@ -140,31 +141,38 @@ def upscale_image(
     min_size: int = 1,
     on_tile: TileCallback | None = None,
 ) -> Image.Image:
-    """Run ``image`` through ``model`` tile by tile and return the 8-bit output (alpha re-attached).
+    """``model`` (NCHW in ``[0, input_range]``) as an :class:`~scales_cli.inputs.Upscaler` over ``image``."""
+    from .inputs import Upscaler
+
+    return Upscaler(model, scale, input_range, min_size).upscale_image(image, plan, on_tile)
+
+
+def upscale_loaded(
+    upscaler: Callable[[torch.Tensor], torch.Tensor],
+    scale: int,
+    image: LoadedImage,
+    plan: TilePlan,
+    *,
+    on_tile: TileCallback | None = None,
+) -> Image.Image:
+    """Run ``image`` through ``upscaler`` (``[0, 1]`` in and out) tile by tile; the 8-bit output, alpha re-attached.
 
     Bands of finished output rows are quantised and pasted into an 8-bit canvas as they arrive, so the
-    largest float buffer is one band, never the whole output.
+    largest float buffer is one band, never the whole output. A tile below the network's smallest
+    input is padded by the upscaler (:class:`~scales_cli.inputs.Upscaler`), so a 1x1 PNG works too.
     """
-    x = image.rgb if input_range == 1.0 else image.rgb * input_range
     width, height = image.size
-    if width < min_size or height < min_size:
-        # A tiny image (1x1 is a valid PNG) is edge-padded to the network's smallest input, run whole,
-        # and its output cropped back: the padding replicates the border pixels the image has.
-        x = torch.nn.functional.pad(x, (0, max(0, min_size - width), 0, max(0, min_size - height)), mode="replicate")
-        plan = TilePlan(tile=max(x.shape[-2:]), overlap=0, align=plan.align)
     canvas = new_canvas((scale * width, scale * height), image.gray)
     try:
-        for first_row, band in iter_tiled_bands(model, x, scale, plan, on_tile=on_tile):
+        for first_row, band in iter_tiled_bands(upscaler, image.rgb, scale, plan, on_tile=on_tile):
             band = band[:, : max(0, scale * height - first_row), : scale * width]
-            if input_range != 1.0:
-                band = band.div_(input_range)
             if band.shape[1]:
                 canvas.paste(band_to_image(band, image.gray), (0, first_row))
             del band
     except RuntimeError as exc:
         # Below _SMALL_SIDE a forward-pass RuntimeError (a kernel or pooling window larger than the
         # map) is the input's size, not a bug: say so in one line naming the image.
-        if min(x.shape[-2:]) >= _SMALL_SIDE:
+        if min(width, height, plan.tile) >= _SMALL_SIDE:
             raise
         why = next(iter(str(exc).strip().splitlines()), type(exc).__name__)[:160]
         raise DataError(f"{image.path}: {width}x{height} px is too small for this network ({why})") from None

@@ -53,6 +53,30 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+EXPORTED_SUFFIXES = (".onnx", ".xml")
+"""Files ``scales export`` writes: they run (upscale, report, bench) but hold no trainable network."""
+
+
+def end_product(p: Path) -> CheckpointError:
+    """The one-line refusal of an exported file where a trainable network is needed (binarize, finetune, export).
+
+    Names the file it was exported from when its ``scales.source`` metadata says (any file: read failures
+    just leave it out, the refusal stands).
+    """
+    source = ""
+    try:
+        from .export.runtime import exported_metadata
+
+        source = exported_metadata(p).get("source", "")
+    except Exception:  # noqa: BLE001 - a foreign or damaged file: the refusal needs no metadata
+        source = ""
+    given = f"the file it was exported from ({source})" if source else "the student .safetensors (or FP checkpoint) it was exported from"
+    return CheckpointError(
+        f"{p}: is an exported model, an end product (it runs in scales upscale, report and bench; it cannot be "
+        f"binarized, fine-tuned or exported again); give {given}"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Load ``path`` (.pth/.pt/.safetensors) into a flat float state dict on the CPU.
 
@@ -66,6 +90,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{p}: is a directory (expected a .pth/.pt/.safetensors checkpoint file)")
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: file is empty (expected a .pth/.pt/.safetensors checkpoint)")
+    if p.suffix.lower() in EXPORTED_SUFFIXES:
+        raise end_product(p)
     metadata: dict[str, str] = {}
     if _looks_like_safetensors(p):
         raw, metadata = _read_safetensors(p)

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from .errors import ScalesError
+from .inputs import device_of
 
 # Images with more LR pixels than this are tiled when no tile size is given (a 512x512 input).
 AUTO_TILE_PIXELS = 512 * 512
@@ -154,7 +155,7 @@ def _ramp(n: int) -> torch.Tensor:
 
 
 def iter_tiled_bands(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     scale: int,
     plan: TilePlan,
@@ -163,8 +164,8 @@ def iter_tiled_bands(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(first_output_row, band)`` with ``band`` a finished float32 ``(C, rows, scale·W)`` slice.
 
-    ``x`` is ``(1, C, H, W)`` on the CPU; each tile is moved to the model's device and its output back
-    to the CPU. ``on_tile(done, total)`` is called after every tile (progress bars).
+    ``x`` is ``(1, C, H, W)`` on the CPU; a module gets each tile on its device (output brought back to
+    the CPU); any other callable (an :class:`~scales_cli.inputs.Upscaler`) places the tile itself. ``on_tile(done, total)`` is called after every tile (progress bars).
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ScalesError(f"expected a (1, C, H, W) image tensor, got shape {tuple(x.shape)}")
@@ -173,7 +174,7 @@ def iter_tiled_bands(
     cols = tile_spans(width, plan.tile, plan.overlap, plan.align)
     col_weights = [blend_window(cols, j, scale) for j in range(len(cols))]
     row_sum, col_sum = _window_sum(rows, scale), _window_sum(cols, scale)
-    device = _device_of(model)
+    device = device_of(model) if isinstance(model, nn.Module) else x.device
     total, done = len(rows) * len(cols), 0
     carry: torch.Tensor | None = None  # accumulated rows shared with the next band
     for i, (top, bottom) in enumerate(rows):
@@ -236,8 +237,3 @@ def upscale_tiled(
         out[0, :, first_row: first_row + band.shape[1]] = band
     assert out is not None
     return out
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")

@@ -201,7 +201,7 @@ def test_hr_weight_trains_on_hr_data_and_refuses_lr_only_folders(pair, lr_images
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda d: d.mkdir(), "holds no .png/.jpg/.jpeg/.bmp images"),
+        (lambda d: d.mkdir(), "holds no images"),
         (lambda d: (d.mkdir(), (d / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")), "bad.png: not a readable image"),
         (lambda d: write_images(d, 1, (6, 6)), "is smaller than one training patch"),
         (lambda d: None, "not a folder"),

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import DataError, ScalesError
+from ..errors import DataError
 
 ArchOpt = Annotated[
     str | None,
@@ -27,7 +27,7 @@ ArchOpts = Annotated[
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda[:N] or auto (cuda when present, else cpu).")]
 
 # Piped output gets 132 columns (rich would use 80), so wide per-layer tables keep every column.
 console = Console(width=None if sys.stdout.isatty() else 132)
@@ -60,11 +60,14 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def load_model(path: Path, arch: str | None, arch_opts: list[str] | None):  # noqa: ANN201 - SRDescriptor
-    """:func:`scales_cli.loading.load` with raw ``--arch-opt`` strings; torch is imported only when a command runs."""
+def load_model(path: Path, arch: str | None, arch_opts: list[str] | None, *, exported: bool = True):  # noqa: ANN201 - SRDescriptor
+    """:func:`scales_cli.loading.load` with raw ``--arch-opt`` strings; torch is imported only when a command runs.
+
+    ``exported=False``: the command needs a torch network; an exported .onnx/.xml is refused in one line.
+    """
     from ..loading import load, parse_arch_opts
 
-    desc = load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts))
+    desc = load(path, arch=arch, arch_opts=parse_arch_opts(arch_opts), exported=exported)
     for warning in desc.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     return desc
@@ -79,16 +82,7 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
 
 
 def parse_device(name: str) -> str:
-    """Check ``--device`` before any work: ``cpu``, or ``cuda[:N]`` when CUDA has that device."""
-    import torch
+    """Check ``--device`` before any work (:func:`scales_cli.inputs.parse_device`: auto, cpu or cuda[:N])."""
+    from ..inputs import parse_device as parse
 
-    kind, sep, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (sep and (kind == "cpu" or not index.isdigit())):
-        raise ScalesError(f"--device {name}: expected cpu or cuda[:N]")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ScalesError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        count = torch.cuda.device_count()
-        if index and int(index) >= count:
-            raise ScalesError(f"--device {name}: this machine has {count} CUDA device(s) (expected cuda:0..cuda:{count - 1})")
-    return name
+    return parse(name)

@@ -30,7 +30,7 @@ def binarize(
     checkpoint: Annotated[Path, typer.Argument(help="FP checkpoint (.pth/.pt/.safetensors).")],
     recipe: RecipeOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Student file (default: ./<ckpt stem>-<recipe>.safetensors).")] = None,
-    calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Folder of PNG/JPEG images: set alpha/beta from their activations.")] = None,
+    calibrate: Annotated[Path | None, typer.Option("--calibrate", help="Folder of images (PNG, JPEG, BMP, TIFF, WebP): set alpha/beta from their activations.")] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", help="How many images of --calibrate to use (one seeded random crop each).")] = 16,
     int8_range: Annotated[str, typer.Option("--int8-range", help="How --calibrate sets INT8 activation ranges: mse (least fake-quantization error) or percentile (cuts 0.01 percent of each tail).")] = "mse",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show every layer's decision and the cost; write nothing.")] = False,
@@ -43,7 +43,7 @@ def binarize(
     from ..binarization import binarize as run_binarize
 
     result = run_binarize(
-        load_model(checkpoint, arch, arch_opt), recipe, output,
+        load_model(checkpoint, arch, arch_opt, exported=False), recipe, output,
         calibrate=calibrate, calib_images=calib_images, int8_range=int8_range, dry_run=dry_run, force=force,
     )
     if dry_run:

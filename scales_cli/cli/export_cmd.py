@@ -32,7 +32,7 @@ def export(
     prepare(output, fmt, force=force, opset=opset)  # bad options and outputs fail before the model loads
     if not no_check:
         check_images(check)
-    desc = load_model(model, arch, arch_opt)
+    desc = load_model(model, arch, arch_opt, exported=False)
     result = export_model(
         desc.model, output, fmt, input_range=desc.input_range, source=str(model), opset=opset,
         metadata={"arch": desc.arch, "scale": desc.scale, "recipe": desc.extra.get("student", {}).get("recipe", "")},

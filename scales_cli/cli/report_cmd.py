@@ -16,7 +16,7 @@ import typer
 from ..errors import DataError, OutputExistsError
 from ..metrics.conventions import Channel, GrayConvention
 from . import app
-from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_device, parse_size, progress_bar
+from ._common import ArchOpt, ArchOpts, DeviceOpt, ForceFlag, console, err_console, load_model, parse_size, progress_bar
 
 
 def _refuse_existing(files: list[Path | None], pictures: Path | None, force: bool) -> None:
@@ -79,6 +79,9 @@ def report(
     pictures: Annotated[
         Path | None, typer.Option("--pictures", help="Folder for side-by-side crops where models differ most.")
     ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="Row label of the MODEL at the same position (repeatable; default: file stems).")
+    ] = None,
     arch: ArchOpt = None,
     arch_opt: ArchOpts = None,
     device: DeviceOpt = "cpu",
@@ -92,8 +95,10 @@ def report(
     from ..report.build import build_report
     from ..report.render import layer_table, markdown, summary_table, to_json
 
+    from ..inputs import resolve_device
+
     size = parse_size(input_size, "--input-size")
-    device = parse_device(device)
+    device = str(resolve_device(device))
     if pictures is not None and not models:
         raise DataError("--pictures compares model outputs: pass at least one MODEL")
     if lr and not hr:
@@ -103,7 +108,7 @@ def report(
     with progress_bar() as progress:
         task = progress.add_task("scoring images", total=None)
         result = build_report(
-            models or [], sources, scale=scale, loader=lambda p: load_model(p, arch, arch_opt), bicubic=bicubic, gray=gray_convention, channel=channel,
+            models or [], sources, scale=scale, loader=lambda p: load_model(p, arch, arch_opt), labels=label, bicubic=bicubic, gray=gray_convention, channel=channel,
             input_size=size, attention_macs=attention_macs, group_by_scale=group_by_scale, device=device, keep_outputs=pictures is not None,
             on_plan=lambda n: progress.update(task, total=n),
             on_image=lambda name: progress.advance(task),

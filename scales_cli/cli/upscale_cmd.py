@@ -10,7 +10,7 @@ import typer
 from ..errors import ScalesError
 from . import app
 from ._common import (
-    ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model, parse_device, progress_bar,
+    ArchOpt, ArchOpts, DeviceOpt, ForceFlag, JsonFlag, emit_json, err_console, load_model, progress_bar,
 )
 
 
@@ -33,7 +33,8 @@ def upscale(
     json_out: JsonFlag = False,
 ) -> None:
     """Upscale IMAGES with CHECKPOINT into OUT as 8-bit PNGs (alpha upscaled bicubically alongside)."""
-    from ..imaging import output_name, probe_image, read_image, upscale_image, write_png
+    from ..imaging import output_name, probe_image, read_image, write_png
+    from ..inputs import Upscaler
     from ..io import refuse_existing
     from ..tiling import plan_tiles
 
@@ -47,10 +48,10 @@ def upscale(
     for target in targets:  # before any work: the first output that exists (or is a folder) stops the run
         refuse_existing(target, force=force)
     _refuse_duplicates(images, targets)
-    model = desc.model.to(torch_device)
+    upscaler = Upscaler.of(desc, torch_device)
     align = desc.size_multiple
     written = []
-    with progress_bar(quiet=json_out) as progress:
+    with progress_bar(quiet=json_out) as progress, upscaler.placed():
         images_task = progress.add_task("images", total=len(images))
         for path, target in zip(images, targets, strict=True):
             image = read_image(path)
@@ -61,7 +62,7 @@ def upscale(
             def on_tile(done: int, total: int, _task=tiles_task) -> None:
                 progress.update(_task, completed=done, total=total)
 
-            result = upscale_image(model, desc.scale, desc.input_range, image, plan, min_size=desc.min_size, on_tile=on_tile)
+            result = upscaler.upscale_image(image, plan, on_tile)
             write_png(result, target, force=force)
             progress.remove_task(tiles_task)
             progress.advance(images_task)
@@ -74,10 +75,10 @@ def upscale(
 
 
 def _device(name: str):  # noqa: ANN202 - torch.device
-    """``--device`` checked by :func:`parse_device` (one rule for every command), as a ``torch.device``."""
-    import torch
+    """``--device`` checked and resolved by :func:`scales_cli.inputs.resolve_device` (one rule for every command)."""
+    from ..inputs import resolve_device
 
-    return torch.device(parse_device(name))
+    return resolve_device(name)
 
 
 def _refuse_duplicates(images: list[Path], targets: list[Path]) -> None:

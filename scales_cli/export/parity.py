@@ -32,12 +32,12 @@ import torch
 from torch import nn
 
 from ..errors import DataError
+from ..inputs import find_images
 from .runtime import Runner
 
 MIN_PSNR_DB = 80.0
 MIN_UINT8_MATCH = 0.999
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "Set5-mini" / "LR_bicubic" / "X4"
-_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 Probe = Callable[[torch.Tensor], list[np.ndarray]]
 """x -> outputs of the export's probed graph: (image, in_1, out_1, in_2, out_2, ...) for the binary layers."""
@@ -142,10 +142,7 @@ def check_images(folder: str | Path | None) -> list[Path]:
     root = Path(folder) if folder is not None else DEMO_IMAGES
     if not root.is_dir():
         raise DataError(f"--check {root}: not a folder of LR images")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
-    if not files:
-        raise DataError(f"--check {root}: holds no images (expected {', '.join(_SUFFIXES)} files)")
-    return files
+    return find_images(root, "--check")
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:

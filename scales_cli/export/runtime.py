@@ -7,14 +7,15 @@ plugin in f32 (compiled once per input size: its BinaryConvolution needs static 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ScalesError
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -32,13 +33,14 @@ class OnnxRuntime:
         return self.run_all(x)[0]
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
-        """Every graph output (the first is the image)."""
-        if self._session is None:
-            from .reference import reference_session
+        """Every graph output (the first is the image); any onnxruntime failure is one line naming the file."""
+        with runtime_errors(self.path, self.name, x.shape):
+            if self._session is None:
+                from .reference import reference_session
 
-            self._session = reference_session(self.path, self.threads)
-        feed = {self._session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
-        return list(self._session.run(None, feed))
+                self._session = reference_session(self.path, self.threads)
+            feed = {self._session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
+            return list(self._session.run(None, feed))
 
 
 @dataclass
@@ -63,10 +65,35 @@ class OpenVinoRuntime:
         return self.run_all(x)[0]
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every model output (the first is the image); any OpenVINO failure is one line naming the file."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        compiled = self.compiled(tuple(x.shape))
-        result = compiled(x)
-        return [np.asarray(result[out]) for out in compiled.outputs]
+        with runtime_errors(self.model, self.name, x.shape):
+            compiled = self.compiled(tuple(x.shape))
+            result = compiled(x)
+            return [np.asarray(result[out]) for out in compiled.outputs]
+
+
+class ExportedRunError(CheckpointError):
+    """An exported file that its runtime cannot run at this input size (changed by another tool, or damaged)."""
+
+
+@contextmanager
+def runtime_errors(model: Any, runtime: str, shape: tuple[int, ...]) -> Iterator[None]:
+    """onnxruntime and OpenVINO raise their own exception types (pybind classes, RuntimeError, ...) with
+    multi-line texts: each becomes one :class:`ExportedRunError` naming the file and the input shape."""
+    try:
+        yield
+    except ScalesError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the runtime raises is about the file it was given
+        name = str(model) if isinstance(model, str | Path) else "the exported graph"
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        why = " ".join(lines[:3])[:200] or type(exc).__name__
+        size = "x".join(map(str, shape))
+        raise ExportedRunError(
+            f"{name}: {runtime} cannot run it on a {size} input ({why}); was the file changed after scales export "
+            "(e.g. quantized, or its input shape pinned)? export the model again"
+        ) from None
 
 
 RUNTIMES: dict[str, Callable[[Path], Runner]] = {
@@ -136,7 +163,7 @@ def exported_metadata(path: Path) -> dict[str, str]:
 
     try:
         model = ov.Core().read_model(str(path))
-    except RuntimeError as exc:
+    except Exception as exc:  # noqa: BLE001 - OpenVINO raises several types on foreign or damaged files
         raise CheckpointError(f"{path}: not a readable OpenVINO IR ({str(exc).strip().splitlines()[0][:120]})") from None
     out = {}
     for key in METADATA_KEYS:

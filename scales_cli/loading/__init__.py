@@ -31,7 +31,7 @@ from ..archs import build_from_spec, detect, infer_hparams
 from ..archs._registry import all_specs, spec_by_name
 from ..archs.descriptor import ArchSpec, SRDescriptor
 from ..errors import DetectionError
-from ..io import Checkpoint, read_checkpoint
+from ..io import EXPORTED_SUFFIXES, Checkpoint, read_checkpoint
 from .user import is_user_arch, load_user_arch
 
 __all__ = ["PathLoader", "SRDescriptor", "load", "parse_arch_opts", "register_path_loader"]
@@ -58,16 +58,20 @@ def register_path_loader(loader: PathLoader) -> None:
     _PATH_LOADERS[:] = [x for x in _PATH_LOADERS if x.name != loader.name] + [loader]
 
 
-def load(path: str | Path, *, arch: str | None = None, arch_opts: Mapping[str, Any] | None = None) -> SRDescriptor:
+def load(
+    path: str | Path, *, arch: str | None = None, arch_opts: Mapping[str, Any] | None = None, exported: bool = True
+) -> SRDescriptor:
     """Load ``path`` into its network.
 
     ``arch``: None (auto-detect), a registered name, or ``FILE.py:ClassName`` for a user's module
     (the file is imported, i.e. run: it must be trusted code). ``arch_opts`` override inferred or
-    default hyper-parameters (or are the user class's keyword arguments).
+    default hyper-parameters (or are the user class's keyword arguments). ``exported=False``: the caller
+    needs a torch network (binarize, export, finetune), so an exported .onnx/.xml is refused in one line
+    naming the file it came from (:func:`scales_cli.io.end_product`).
     """
     p = Path(path)
     opts = dict(arch_opts or {})
-    for loader in _PATH_LOADERS:
+    for loader in _PATH_LOADERS if exported else ():
         if loader.claims(p):
             return loader.load(p, opts)
     ckpt = read_checkpoint(p)
@@ -100,10 +104,10 @@ def load_registered(ckpt: Checkpoint, spec: ArchSpec, opts: Mapping[str, Any]) -
     built: dict[int, SRDescriptor] = {}  # each candidate is built once; the chosen one is returned
 
     def runner_at(scale: int) -> Callable:
-        from ..metrics.evaluate import model_upscaler
+        from ..inputs import Upscaler
 
         built[scale] = build_from_spec(spec, ckpt, {**opts, "scale": scale})
-        return model_upscaler(built[scale].model, built[scale].input_range)
+        return Upscaler(built[scale].model, None, built[scale].input_range, built[scale].min_size).upscale_uint8
 
     default = int(spec.defaults.get("scale", spec.ambiguous_scales[0]))
     decision = decide_scale(spec.ambiguous_scales, default, runner_at, str(ckpt.path))
@@ -138,4 +142,4 @@ def _load_exported(path: Path, opts: Mapping[str, Any]) -> SRDescriptor:
 
 
 # Files written by ``scales export``: they run in onnxruntime (.onnx) or OpenVINO (.xml) behind a torch interface.
-register_path_loader(PathLoader("exported", lambda p: p.suffix.lower() in (".onnx", ".xml"), _load_exported))
+register_path_loader(PathLoader("exported", lambda p: p.suffix.lower() in EXPORTED_SUFFIXES, _load_exported))

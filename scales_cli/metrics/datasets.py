@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..decode import IMAGE_SUFFIXES
+from ..inputs import IMAGE_SUFFIXES, list_images
 from .color import image_size, load_image, modcrop
 from .quality import SSIM_WINDOW
 from .resize import imresize
@@ -78,10 +78,6 @@ class Dataset:
             raise DataError(f"{pair.lr}: LR is {kinds[lr.ndim]} but its HR {pair.hr.name} is {kinds[hr.ndim]}")
         _check_lr_size(pair.hr, hr.shape[:2], pair.lr, lr.shape[:2], self.scale)
         return LoadedPair(pair.name, hr, lr)
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _check_lr_size(hr_path: Path, hr_hw: tuple[int, int], lr_path: Path, lr_hw: tuple[int, int], scale: int) -> None:
@@ -138,7 +134,7 @@ def dataset_from_folder(root: str | Path, scale: int) -> Dataset:
     _check_scale(scale)
     hr_dir = root / HR_DIR
     base = hr_dir if hr_dir.is_dir() else root
-    hr_files = _images_in(base)
+    hr_files = list_images(base)
     if not hr_files:
         raise DataError(f"{base}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")
     lr_dir = root / LR_DIR / f"X{scale}"
@@ -184,7 +180,7 @@ def dataset_from_dirs(hr_dir: str | Path, lr_dir: str | Path, scale: int, name: 
     for flag, folder in (("--hr", hr_dir), ("--lr", lr_dir)):
         if not folder.is_dir():
             raise DataError(f"{flag} {folder}: no such folder (expected a folder of images)")
-    hr_files, lr_files = _images_in(hr_dir), _images_in(lr_dir)
+    hr_files, lr_files = list_images(hr_dir), list_images(lr_dir)
     for flag, folder, files in (("--hr", hr_dir, hr_files), ("--lr", lr_dir, lr_files)):
         if not files:
             raise DataError(f"{flag} {folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)} files)")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..inputs import Upscaler
 from .color import gray_to_rgb
 from .datasets import Dataset
 from .quality import Channel, GrayConvention, score
@@ -33,7 +34,7 @@ from .resize import imresize
 if TYPE_CHECKING:
     from ..archs.descriptor import SRDescriptor
 
-Upscaler = Callable[[np.ndarray], np.ndarray]
+UpscaleFn = Callable[[np.ndarray], np.ndarray]
 ProgressCallback = Callable[[str], None]
 
 BICUBIC_LABEL = "Bicubic"
@@ -88,28 +89,22 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def bicubic_upscaler(scale: int) -> Upscaler:
+def bicubic_upscaler(scale: int) -> UpscaleFn:
     """MATLAB-exact bicubic upscaling (``imresize(LR, scale)``, uint8 after each 1-D pass)."""
     return lambda lr: imresize(lr, float(scale))
 
 
-def model_upscaler(model: torch.nn.Module, input_range: float, device: str = "cpu") -> Upscaler:
-    """Wrap a network that maps NCHW RGB in ``[0, input_range]`` to the same range."""
-    model = model.to(device).eval()
+def model_upscaler(model: torch.nn.Module, input_range: float, device: str = "cpu", min_size: int = 1) -> UpscaleFn:
+    """A network mapping NCHW RGB in ``[0, input_range]`` to the same range, as a uint8 upscaler.
 
-    def run(lr: np.ndarray) -> np.ndarray:
-        rgb = gray_to_rgb(lr)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device, torch.float32)
-        with torch.inference_mode():
-            y = model(x / 255.0 * input_range)
-        y = (y[0].float() / input_range * 255.0).clamp_(0, 255).round_()
-        return y.permute(1, 2, 0).to("cpu", torch.uint8).numpy()
-
-    return run
+    Runs through :class:`scales_cli.inputs.Upscaler` (padding to ``min_size``, eval mode and ``device``
+    for each call only: the caller's model keeps its train/eval flags and device).
+    """
+    return Upscaler(model, None, float(input_range), min_size, device).upscale_uint8
 
 
 def evaluate(
-    upscale: Upscaler,
+    upscale: UpscaleFn,
     dataset: Dataset,
     *,
     label: str = "",
@@ -145,8 +140,9 @@ def evaluate_model(
     """Evaluate a loaded :class:`~scales_cli.archs.SRDescriptor` (``.model``, ``.input_range``)."""
     if desc.scale != dataset.scale:
         raise DataError(f"{label or desc.arch}: model is x{desc.scale} but dataset {dataset.name} is x{dataset.scale}")
-    upscale = model_upscaler(desc.model, desc.input_range, device)
-    return evaluate(upscale, dataset, label=label or desc.arch, **kwargs)
+    upscaler = Upscaler.of(desc, device)
+    with upscaler.placed():  # moved and set to eval once for the whole dataset, restored after
+        return evaluate(upscaler.upscale_uint8, dataset, label=label or desc.arch, **kwargs)
 
 
 def evaluate_bicubic(dataset: Dataset, **kwargs: Any) -> EvalResult:

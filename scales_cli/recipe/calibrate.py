@@ -1,6 +1,6 @@
 """Data-aware initialisation glue: a few LR crops from a folder -> :func:`scales_cli.binary.calibrate`.
 
-``scales binarize --calibrate DIR`` reads up to ``n_images`` PNG/JPEG files of DIR (sorted by name;
+``scales binarize --calibrate DIR`` reads up to ``n_images`` images of DIR (any format of :data:`scales_cli.inputs.IMAGE_SUFFIXES`) (sorted by name;
 gray files are replicated to RGB), takes one ``crop x crop`` random crop of each with a seeded
 generator (the same files and seed give the same crops), scales them to ``[0, input_range]`` and
 hands them to :func:`scales_cli.binary.calibrate`, which fits each binary layer in forward order
@@ -25,9 +25,9 @@ from torch import nn
 from ..binary.calibration import CalibrationOptions, calibrate
 from ..binary.int8 import DEFAULT_RANGE_METHOD, calibrate_int8, int8_quantizers_off
 from ..errors import DataError
+from ..inputs import find_images
 from ..metrics.color import gray_to_rgb, load_image
 
-CALIB_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 DEFAULT_IMAGES = 16
 DEFAULT_CROP = 64
 DEFAULT_SEED = 0
@@ -52,12 +52,8 @@ class CalibrationInfo:
 
 
 def calibration_images(folder: str | Path, n_images: int) -> list[Path]:
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"--calibrate {root}: not a folder of PNG/JPEG images")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in CALIB_SUFFIXES and p.is_file())
-    if not files:
-        raise DataError(f"--calibrate {root}: holds no .png/.jpg/.jpeg images")
+    """The first ``n_images`` images of ``folder`` by name (every format :mod:`scales_cli.inputs` lists)."""
+    files = find_images(folder, "--calibrate")
     if n_images < 1:
         raise DataError(f"--calib-images {n_images}: expected at least 1")
     return files[:n_images]

@@ -79,6 +79,17 @@ def unique_labels(paths: Sequence[Path]) -> list[str]:
     return labels
 
 
+def model_labels(paths: Sequence[Path], labels: Sequence[str] | None) -> list[str]:
+    """The given ``labels`` (one per model, distinct, not empty) or :func:`unique_labels` of the paths."""
+    if not labels:
+        return unique_labels(paths)
+    if len(labels) != len(paths):
+        raise DataError(f"--label: {len(labels)} labels for {len(paths)} models (give one --label per MODEL, in order)")
+    if any(not label.strip() for label in labels) or len(set(labels)) != len(labels):
+        raise DataError(f"--label {', '.join(labels)}: expected distinct, non-empty labels (they name the table rows)")
+    return list(labels)
+
+
 def _group_scales(models: Sequence[_Model], scale: int | None, group_by_scale: bool) -> list[int]:
     scales = sorted({m.desc.scale for m in models})
     if scale is not None:
@@ -120,6 +131,7 @@ def build_report(
     device: str = "cpu",
     keep_outputs: bool = False,
     loader: Callable[[Path], Any] | None = None,
+    labels: Sequence[str] | None = None,
     on_plan: Callable[[int], None] | None = None,
     on_image: Callable[[str], None] | None = None,
 ) -> Report:
@@ -127,7 +139,8 @@ def build_report(
 
     ``data_dirs``: folders (benchmark layout or HR images alone) or :class:`DataSource` (HR folder +
     LR folder). ``loader(path) -> SRDescriptor`` defaults to :func:`scales_cli.loading.load`. ``on_plan(n)`` is
-    told the number of images that will be scored; ``on_image(label)`` is called after each.
+    told the number of images that will be scored; ``on_image(label)`` is called after each. ``labels``:
+    one row label per model (default: the file stems, made unique).
     """
     if not data_dirs:
         raise DataError("no --data DIR (or --hr DIR [--lr DIR]) given (expected a folder such as ../shared/data/benchmarks/Set5)")
@@ -136,7 +149,8 @@ def build_report(
     if not model_paths and not bicubic:
         raise DataError("nothing to report: pass checkpoints and/or --bicubic")
     gray, channel = GrayConvention(gray), Channel(channel)
-    models = [_Model(label, Path(p), loader(Path(p))) for label, p in zip(unique_labels(model_paths), model_paths)]
+    names = model_labels(model_paths, labels)
+    models = [_Model(label, Path(p), loader(Path(p))) for label, p in zip(names, model_paths, strict=True)]
     scales = _group_scales(models, scale, group_by_scale)
     plans = []
     for s in scales:

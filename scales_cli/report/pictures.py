@@ -3,7 +3,8 @@
 Which images: per scale group, the ``count`` images with the largest spread of PSNR across the
 model rows (``max - min``; with one model, its gain over bicubic). Where in the image: the square
 window (``crop`` HR pixels a side) with the largest summed per-pixel variance of the outputs'
-Y across all rows, found with a summed-area table. Each panel is labelled under the crop.
+Y across all rows, found with a summed-area table. Each panel is labelled under the crop, in full
+(wrapped over as many lines as it needs).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ..metrics.resize import imresize
 from .build import Group, Report
 
 GAP = 4  # white pixels between panels
-LABEL_HEIGHT = 14
+LABEL_HEIGHT = 14  # one line of Pillow's default bitmap font
+CHAR_WIDTH = 6  # its advance per character
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,33 @@ def best_window(planes: list[np.ndarray], size: int) -> tuple[int, int]:
     return int(top), int(left)
 
 
+def label_lines(label: str, width: int) -> list[str]:
+    """``label`` in full, wrapped to lines of at most ``width // CHAR_WIDTH`` characters (at ``/``, ``-``,
+    ``_`` or a space when one is near, else mid-word): a label is never cut short."""
+    per_line = max(4, width // CHAR_WIDTH)
+    lines: list[str] = []
+    rest = label
+    while len(rest) > per_line:
+        cut = max((rest.rfind(c, 1, per_line) for c in " /-_"), default=-1)
+        cut = cut + 1 if cut >= per_line // 2 else per_line
+        lines.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [*lines, rest] if rest else lines or [""]
+
+
 def _panel_strip(panels: list[tuple[str, np.ndarray]]) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     h, w = panels[0][1].shape[:2]
-    canvas = Image.new("RGB", (len(panels) * (w + GAP) - GAP, h + LABEL_HEIGHT), "white")
+    wrapped = [label_lines(label, w - 2) for label, _ in panels]
+    rows = max(len(lines) for lines in wrapped)
+    canvas = Image.new("RGB", (len(panels) * (w + GAP) - GAP, h + rows * LABEL_HEIGHT), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (label, img) in enumerate(panels):
+    for i, ((_, img), lines) in enumerate(zip(panels, wrapped, strict=True)):
         x = i * (w + GAP)
         canvas.paste(Image.fromarray(np.ascontiguousarray(img)), (x, 0))
-        draw.text((x + 2, h + 1), label[: max(4, w // 6)], fill="black")
+        for row, line in enumerate(lines):
+            draw.text((x + 2, h + 1 + row * LABEL_HEIGHT), line, fill="black")
     return np.asarray(canvas)
 
 

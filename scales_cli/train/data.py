@@ -1,6 +1,6 @@
 """Training crops: folders of images -> seeded, aligned LR (and HR) patches, cached in memory.
 
-Two kinds of folder, both searched recursively for .png/.jpg/.jpeg/.bmp:
+Two kinds of folder, both searched recursively for images (:data:`scales_cli.inputs.IMAGE_SUFFIXES`):
 
 * ``data`` (HR folders): each image is an HR image. Its LR is made once, when the set is built, with
   the project's MATLAB-exact bicubic after modcrop (``imresize(modcrop(HR, s), 1/s)``, uint8 after
@@ -20,7 +20,7 @@ at step ``k`` needs no sampler state, workers cannot change the order, and ranks
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +28,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .. import inputs
 from ..errors import DataError
 
-TRAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
 def find_images(folder: str | Path, option: str = "--data") -> list[Path]:
-    """Every image under ``folder`` (recursive, sorted); a missing or empty folder is one line."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"{option} {root}: not a folder (expected a folder of .png/.jpg/.bmp images)")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TRAIN_SUFFIXES)
-    if not files:
-        raise DataError(f"{option} {root}: holds no .png/.jpg/.jpeg/.bmp images (searched recursively)")
-    return files
+    """Every image under ``folder`` (recursive, sorted; :func:`scales_cli.inputs.find_images`)."""
+    return inputs.find_images(folder, option, recursive=True)
 
 
 def _uint8_hwc(path: Path) -> np.ndarray:
@@ -115,37 +107,66 @@ class StepSampler(Sampler[int]):
 
 
 def load_train_images(
-    hr_folders: Sequence[str | Path], lr_folders: Sequence[str | Path], scale: int, patch: int
+    hr_folders: Sequence[str | Path],
+    lr_folders: Sequence[str | Path],
+    scale: int,
+    patch: int,
+    *,
+    warn: Callable[[str], None] | None = None,
 ) -> list[TrainImage]:
-    """Decode every image once, make the LR of HR images, check each is at least one patch."""
+    """Decode every image once, make the LR of HR images, keep those at least one patch large.
+
+    Images smaller than one patch are skipped, with one ``warn`` line per folder saying how many and the
+    size needed (default: a ``warning:`` line on stderr); a folder with no usable image is refused.
+    """
+    if not hr_folders and not lr_folders:
+        raise DataError("no training data: give --data DIR (HR images) or --data-lr DIR (LR-only images)")
+    say = warn if warn is not None else _warn_on_stderr
+    images: list[TrainImage] = []
+    for folder in hr_folders:
+        images += _usable(folder, "--data", scale, patch, say)
+    for folder in lr_folders:
+        images += _usable(folder, "--data-lr", 1, patch, say)
+    return images
+
+
+def _usable(folder: str | Path, option: str, scale: int, patch: int, warn: Callable[[str], None]) -> list[TrainImage]:
+    """``folder``'s images as training pairs (``scale`` 1: LR-only, no HR made); too small ones skipped."""
     from ..metrics.color import modcrop
     from ..metrics.resize import imresize
 
-    if not hr_folders and not lr_folders:
-        raise DataError("no training data: give --data DIR (HR images) or --data-lr DIR (LR-only images)")
-    images: list[TrainImage] = []
-    for folder in hr_folders:
-        for path in find_images(folder, "--data"):
-            hr = modcrop(_uint8_hwc(path), scale)
-            h, w = hr.shape[0] // scale, hr.shape[1] // scale
-            if h < patch or w < patch:
-                raise DataError(
-                    f"{path}: {hr.shape[1]}x{hr.shape[0]} is smaller than one training patch at x{scale} "
-                    f"(expected at least {patch * scale}x{patch * scale} for --patch {patch}; "
-                    "lower --patch, or give its folder as --data-lr to use the images as LR inputs)"
-                )
-            lr = imresize(hr, 1.0 / scale)
-            images.append(TrainImage(path, _chw(lr), _chw(hr)))
-    for folder in lr_folders:
-        for path in find_images(folder, "--data-lr"):
-            lr = _uint8_hwc(path)
-            if lr.shape[0] < patch or lr.shape[1] < patch:
-                raise DataError(
-                    f"{path}: {lr.shape[1]}x{lr.shape[0]} is smaller than one training patch "
-                    f"(expected at least {patch}x{patch} for --patch {patch})"
-                )
-            images.append(TrainImage(path, _chw(lr), None))
-    return images
+    kept: list[TrainImage] = []
+    small: list[tuple[Path, int, int]] = []
+    for path in find_images(folder, option):
+        pixels = _uint8_hwc(path)
+        hr = modcrop(pixels, scale) if scale > 1 else pixels
+        if hr.shape[0] // scale < patch or hr.shape[1] // scale < patch:
+            small.append((path, pixels.shape[1], pixels.shape[0]))  # the file's size, before modcrop
+            continue
+        if scale > 1:
+            kept.append(TrainImage(path, _chw(imresize(hr, 1.0 / scale)), _chw(hr)))
+        else:
+            kept.append(TrainImage(path, _chw(hr), None))
+    need = f"{patch * scale}x{patch * scale}"
+    how = f"--patch {patch}" + (f" at x{scale}" if scale > 1 else "")
+    if small and not kept:
+        path, w, h = small[0]
+        hint = "; lower --patch, or give the folder as --data-lr to use the images as LR inputs" if scale > 1 else "; lower --patch"
+        raise DataError(
+            f"{option} {folder}: every image is smaller than one training patch (e.g. {path.name}: {w}x{h}; "
+            f"expected at least {need} for {how}{hint})"
+        )
+    if small:
+        names = ", ".join(f"{p.name} {w}x{h}" for p, w, h in small[:3]) + (", ..." if len(small) > 3 else "")
+        warn(f"{option} {folder}: skipped {len(small)} of {len(small) + len(kept)} images smaller than one training patch "
+             f"({names}; at least {need} is needed for {how})")
+    return kept
+
+
+def _warn_on_stderr(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:
