@@ -77,13 +77,19 @@ def find_images(folder: str | Path, option: str, *, recursive: bool = False) -> 
 DEVICE_GRAMMAR = "cpu or cuda[:N], or auto (cuda when present, else cpu)"
 
 
+def check_device_name(name: str, option: str = "--device") -> str:
+    """The grammar alone (``auto``, ``cpu`` or ``cuda[:N]``), for settings checked before the machine is known."""
+    kind, sep, index = name.partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (sep and (kind != "cuda" or not index.isdigit())):
+        raise ScalesError(f"{option} {name}: expected {DEVICE_GRAMMAR}")
+    return name
+
+
 def parse_device(name: str, option: str = "--device") -> str:
     """Check a device name before any work: ``auto``, ``cpu`` or ``cuda[:N]`` (that CUDA device exists)."""
     import torch
 
-    kind, sep, index = name.partition(":")
-    if kind not in ("auto", "cpu", "cuda") or (sep and (kind != "cuda" or not index.isdigit())):
-        raise ScalesError(f"{option} {name}: expected {DEVICE_GRAMMAR}")
+    kind, _, index = check_device_name(name, option).partition(":")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ScalesError(f"{option} {name}: CUDA is not available on this machine (use {option} cpu or auto)")

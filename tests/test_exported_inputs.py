@@ -120,3 +120,14 @@ def test_demo_out_naming_a_file_is_one_line(tmp_path: Path):
     target.write_text("keep me")
     _one_line(run_cli("demo", "--out", target, "--force"), str(target), "is a file")
     assert target.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("name", ["student.onnx", "student.xml"])
+def test_an_exported_teacher_is_an_end_product_too(made: dict[str, Path], tmp_path: Path, name: str):
+    """``finetune --teacher`` on an exported file once gave a sha256 mismatch instead of naming what it is."""
+    given = made[name]
+    args = ["finetune", made["student"], "--teacher", given, "--data", made["images"], "--steps", "1",
+            "--patch", "8", "--out", tmp_path / "run"]
+    line = _one_line(run_cli(*args), str(given), "end product")
+    assert line.startswith("error: ")
+    assert list(tmp_path.iterdir()) == []

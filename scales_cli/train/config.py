@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScalesError
+from ..inputs import check_device_name
 
 SCHEDULES = ("cosine", "multistep", "constant")
 LOSSES = ("l1", "charbonnier")
 OPTIMIZERS = ("adam", "adamw")
-DEVICES = ("auto", "cpu", "cuda")
 BLOCKWISE_INPUTS = ("teacher", "student")  # keys of train.blockwise.BLOCK_INPUTS
 TWO_STAGE_MODES = ("off", "activations-first", "weights-first")  # what each bypasses: train.stages.TWO_STAGE
 
@@ -88,7 +88,7 @@ class FinetuneConfig:
     blockwise_inputs: str = setting("teacher", "Block-wise: a block's inputs: teacher (its own) or student (the reconstructed student's prefix).")
     blockwise_cache_mb: int = setting(512, "Block-wise: most teacher activations (MB) held at once.")
     seed: int = setting(0, "Seed of crops and initial RNG.")
-    device: str = setting("auto", "auto, cpu or cuda (auto: cuda with bf16 autocast if present).")
+    device: str = setting("auto", "auto, cpu or cuda[:N] (auto: cuda with bf16 autocast if present).")
     val_every: int = setting(250, "Validate every N steps, 0 = only at the end.")
     save_every: int = setting(250, "Write OUT/state.pt every N steps, 0 = only at the end.")
     log_every: int = setting(10, "Write a train record to OUT/history.jsonl every N steps.")
@@ -120,7 +120,7 @@ class FinetuneConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("loss", self.loss, LOSSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("device", self.device, DEVICES)
+        check_device_name(self.device, "--device")
         _choice("two_stage", self.two_stage, TWO_STAGE_MODES)
         _choice("blockwise_inputs", self.blockwise_inputs, BLOCKWISE_INPUTS)
         if not (isinstance(self.first_stage, int | float) and 0 < self.first_stage < 1):

@@ -197,7 +197,6 @@ class Distiller:
 
         with fully_binary(self.eval_model) as scored_model:
             scored = evaluate_model(dataclasses.replace(descriptor, model=scored_model), dataset, device=str(self.device))
-        self.model.train()  # the evaluation put it in eval mode when it scored it (no EMA)
         return scored.mean_psnr, scored.mean_ssim
 
     def save(self, path: Path, identity: RunIdentity, **extra: Any) -> Path:

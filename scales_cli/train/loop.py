@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from .. import inputs
 from ..errors import CheckpointError, OutputExistsError, ScalesError
 from . import distributed as dist_
 from .checkpoint import (
@@ -124,12 +125,13 @@ class Callback(Protocol):
     def on_validate(self, log: ValLog) -> None: ...
 
 
+def _quiet(_: str) -> None:
+    """Warnings of ranks other than 0: rank 0 says them once for the run."""
+
+
 def resolve_device(name: str, world: dist_.World) -> torch.device:
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ScalesError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-    return torch.device("cuda", world.local_rank % max(1, torch.cuda.device_count()))
+    """The training device: the one device grammar of :mod:`scales_cli.inputs`, one GPU per torchrun process."""
+    return inputs.resolve_device(name, local_rank=world.local_rank)
 
 
 def check_output_folder(out: Path, *, resume: bool, force: bool) -> None:
@@ -190,7 +192,7 @@ def _load_pair(student_path: Path, teacher_path: Path) -> tuple[Any, Any, Mappin
     if ckpt.metadata.get(f"{PREFIX}format") != FORMAT:
         raise CheckpointError(f"{student_path}: not a student file (make one with: scales binarize TEACHER --calibrate DIR)")
     student = load_student(ckpt)
-    teacher = load(teacher_path)
+    teacher = load(teacher_path, exported=False)
     if "student" in teacher.extra:
         raise CheckpointError(f"--teacher {teacher_path}: is a binarized student (expected the FP checkpoint it was made from)")
     recorded = ckpt.metadata.get(f"{PREFIX}teacher_sha256", "")
@@ -283,7 +285,7 @@ def finetune(
     device = resolve_device(config.device, world)
     student_desc, teacher_desc, source_meta = _load_pair(Path(student), Path(teacher))
     scale = student_desc.scale
-    images = load_train_images(data, data_lr, scale, config.patch)
+    images = load_train_images(data, data_lr, scale, config.patch, warn=None if world.rank == 0 else _quiet)
     val_set = None
     if val is not None:
         from ..metrics.datasets import dataset_from_folder
