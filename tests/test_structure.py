@@ -50,6 +50,23 @@ def test_layer_types_and_binary_layers_agree():
     assert set(LAYER_TYPES) == set(BINARY_LAYERS)
 
 
+def test_no_function_over_100_lines():
+    """Long functions hide state in closures and cannot be timed or reused (issue 19): keep each one short."""
+    long = [
+        f"{file.relative_to(PKG)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for file in PKG.rglob("*.py")
+        for node in ast.walk(ast.parse(file.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 100
+    ]
+    assert not long, long
+
+
+def test_one_image_suffix_list():
+    """Image discovery has one suffix list (scales_cli.inputs): no module keeps its own tuple of image types."""
+    own = [f.name for f in PKG.rglob("*.py") if f.name != "inputs.py" and '".bmp"' in f.read_text()]
+    assert not own, own
+
+
 def test_one_image_decoder():
     """Pillow is opened in one module only (plus the writers)."""
     openers = [f for f in PKG.rglob("*.py") if "Image.open(" in f.read_text()]

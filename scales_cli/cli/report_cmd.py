@@ -88,12 +88,9 @@ def report(
     force: ForceFlag = False,
 ) -> None:
     """Score MODELs (and bicubic) on each --data set: PSNR/SSIM, Params and OPs in one table."""
-    import json
-
-    from ..io import atomic_write
     from ..metrics.datasets import data_sources
     from ..report.build import build_report
-    from ..report.render import layer_table, markdown, summary_table, to_json
+    from ..report.render import layer_table, summary_table
 
     from ..inputs import resolve_device
 
@@ -119,8 +116,19 @@ def report(
             for row in group.rows:
                 if row.cost is not None:
                     console.print(layer_table(row.label, row.cost))
+    _write_outputs(result, json_file, markdown_file, pictures, layers=ops, flops=flops, force=force)
+
+
+def _write_outputs(result, json_file: Path | None, markdown_file: Path | None, pictures: Path | None, *,  # noqa: ANN001
+                   layers: bool, flops: bool, force: bool) -> None:
+    """The files a report was asked for (each checked before the scoring began), written atomically."""
+    import json
+
+    from ..io import atomic_write
+    from ..report.render import markdown, to_json
+
     if json_file is not None:
-        text = json.dumps(to_json(result, layers=ops), indent=2) + "\n"
+        text = json.dumps(to_json(result, layers=layers), indent=2) + "\n"
         atomic_write(json_file, lambda tmp: tmp.write_text(text), force=force)
         err_console.print(f"wrote {json_file}")
     if markdown_file is not None:
