@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScalesError
-from ..inputs import check_device_name
 
 SCHEDULES = ("cosine", "multistep", "constant")
 LOSSES = ("l1", "charbonnier")
@@ -120,6 +119,8 @@ class FinetuneConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("loss", self.loss, LOSSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        from ..inputs import check_device_name  # lazily: inputs needs numpy, `scales --help` must not
+
         check_device_name(self.device, "--device")
         _choice("two_stage", self.two_stage, TWO_STAGE_MODES)
         _choice("blockwise_inputs", self.blockwise_inputs, BLOCKWISE_INPUTS)
