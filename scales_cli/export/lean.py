@@ -82,7 +82,94 @@ def pad_instead_of_gather(model) -> int:  # noqa: ANN001
     return done
 
 
-PASSES = {"pad": pad_instead_of_gather}
+def _signs(weights) -> np.ndarray:  # noqa: ANN001 - a u1 Constant -> its +-1 values, (O, C, kh, kw)
+    shape = tuple(weights.get_output_shape(0))
+    bits = np.unpackbits(np.asarray(weights.get_data()), bitorder="little")[: int(np.prod(shape))]
+    return (bits.astype(np.float32) * 2 - 1).reshape(shape)
+
+
+def _rewritable(consumer) -> bool:  # noqa: ANN001 - a Split output's consumer input
+    node = consumer.get_node()
+    if consumer.get_index() != 0:
+        return False
+    if node.get_type_name() == "Convolution":
+        return _constant(node.input(1).get_source_output()) is not None
+    if node.get_type_name() != "FakeQuantize" or node.get_levels() != 2:
+        return False
+    if any(_constant(node.input(i).get_source_output()) is None for i in range(1, 5)):
+        return False
+    users = [t.get_node() for t in node.output(0).get_target_inputs()]
+    return all(u.get_type_name() == "BinaryConvolution" and
+               _constant(u.input(1).get_source_output()) is not None for u in users)
+
+
+def _widen(node, x, lo: int, hi: int) -> None:  # noqa: ANN001
+    """Rewrite ``node`` (reading channels [lo, hi) of ``x`` through a Split) to read all of ``x``."""
+    import openvino.opset13 as ops
+    from openvino import opset1
+
+    c = x.get_partial_shape()[1].get_length()
+    if node.get_type_name() == "Convolution":
+        w = _constant(node.input(1).get_source_output())
+        wide = np.zeros((w.shape[0], c, *w.shape[2:]), w.dtype)
+        wide[:, lo:hi] = w
+        a = node.get_attributes()
+        conv = ops.convolution(x, wide, a["strides"], a["pads_begin"], a["pads_end"], a["dilations"], a["auto_pad"].upper())
+        conv.set_friendly_name(node.get_friendly_name())
+        node.output(0).replace(conv.output(0))
+        return
+    outside = [i for i in range(c) if not lo <= i < hi]
+    low = np.full(c, np.finfo(np.float32).min, np.float32)  # every finite x > low: bit 1 on outside channels
+    low[lo:hi] = np.broadcast_to(_constant(node.input(1).get_source_output()).reshape(-1), (hi - lo,))
+    low = low.reshape(1, -1, 1, 1)
+    fq = ops.fake_quantize(x, low, low, _constant(node.input(3).get_source_output()),
+                           _constant(node.input(4).get_source_output()), 2)
+    for target in list(node.output(0).get_target_inputs()):
+        conv = target.get_node()
+        signs = _signs(conv.input(1).get_source_output().get_node())
+        wide = np.empty((signs.shape[0], c, *signs.shape[2:]), np.float32)
+        wide[:, lo:hi] = signs
+        # outside channels in +1/-1 pairs: both hold bit 1, so each pair adds +1 - 1 = 0
+        wide[:, outside] = np.tile(np.array([1.0, -1.0], np.float32), len(outside) // 2).reshape(1, -1, 1, 1)
+        from .openvino import _u1_constant
+
+        a = conv.get_attributes()
+        new = opset1.binary_convolution(fq, _u1_constant(wide, wide.shape), a["strides"], a["pads_begin"], a["pads_end"],
+                                        a["dilations"], a["mode"], a["pad_value"])
+        new.set_friendly_name(conv.get_friendly_name())
+        conv.output(0).replace(new.output(0))
+
+
+def read_past_split(model) -> int:  # noqa: ANN001
+    """Let the binary layers and convolutions that read a channel range of a Split read the whole tensor
+    instead (binarizer thresholds at the lowest float and +1/-1 weight pairs for the channels outside the
+    range, zero weights in an FP conv): a Split output whose consumers all allow it is no longer written.
+    Returns the number of Split outputs removed."""
+    done = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() not in ("Split", "VariadicSplit"):
+            continue
+        axis = _constant(node.input(1).get_source_output())
+        x = node.input(0).get_source_output()
+        channels = x.get_partial_shape()[1] if x.get_partial_shape().rank.is_static else None
+        if axis is None or channels is None or not channels.is_static or int(axis.reshape(-1)[0]) != 1:
+            continue
+        c, start = channels.get_length(), 0
+        for i in range(node.get_output_size()):
+            stop = start + node.get_output_partial_shape(i)[1].get_length()
+            consumers = list(node.output(i).get_target_inputs())
+            # more than half the channels: the dead channels at most double a binary conv's (cheap) work,
+            # so a grouped core's per-group Split (G ranges of C/G) is left as it is
+            wide_enough = 2 * (stop - start) > c and (c - (stop - start)) % 2 == 0
+            if consumers and c % 8 == 0 and wide_enough and all(_rewritable(t) for t in consumers):
+                for t in consumers:
+                    _widen(t.get_node(), x, start, stop)
+                done += 1
+            start = stop
+    return done
+
+
+PASSES = {"pad": pad_instead_of_gather, "split": read_past_split}
 """Every pass by name, in the order :func:`make_lean` applies them."""
 
 
