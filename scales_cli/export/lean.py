@@ -13,8 +13,14 @@ did what it claims, and leaves the model's outputs equal (exactly, or up to floa
   their +1/-1 weight pairs cancel whatever that bit is. Gather runs as ``ref_any`` and forces layout
   reorders of the whole feature map around it; Pad runs in the plugin's channels-last layout.
 
+- :func:`read_past_split`: the binary layer (and its spatial branch's 1x1 conv) that reads a channel
+  range of a Split (IMDN's distillation: 48 of 64 channels) reads the whole tensor, with cancelling dead
+  channels; the Split, left with its other output only, becomes one Slice. VariadicSplit runs
+  ``ref_f32`` and writes every output; the wider binary conv costs less than the Split it removes.
+
 Tried and not kept (measured, docs/results.md): Split along channels as one Slice per output (the CPU
-plugin merges the Slices back into the same ``ref_f32`` VariadicSplit: no change).
+plugin merges the Slices back into the same ``ref_f32`` VariadicSplit: no change); :func:`read_past_split`
+without the Slice (the Split left with one output read ran several times slower).
 
 >>> model = openvino.model_of(net, example, 17)      # doctest: +SKIP
 >>> counts = make_lean(model)                        # doctest: +SKIP
@@ -140,11 +146,28 @@ def _widen(node, x, lo: int, hi: int) -> None:  # noqa: ANN001
         conv.output(0).replace(new.output(0))
 
 
+def _slice_lone_output(split, dead: set[int]) -> None:  # noqa: ANN001
+    """A Split with one output still read becomes one Slice of that range: the CPU plugin runs such a Split
+    as ``ref_f32`` writing every output (slower than before the rewrite, measured), a Slice as one copy."""
+    import openvino.opset13 as ops
+
+    # ``dead``: outputs whose readers were replaced (the old nodes still hold their input edges until freed)
+    used = [i for i in range(split.get_output_size()) if i not in dead and split.output(i).get_target_inputs()]
+    if len(used) != 1:
+        return
+    sizes = [split.get_output_partial_shape(i)[1].get_length() for i in range(split.get_output_size())]
+    start = sum(sizes[: used[0]])
+    piece = ops.slice(split.input(0).get_source_output(), np.array([start], np.int64),
+                      np.array([start + sizes[used[0]]], np.int64), np.array([1], np.int64), np.array([1], np.int64))
+    piece.set_friendly_name(f"{split.get_friendly_name()}/slice{used[0]}")
+    split.output(used[0]).replace(piece.output(0))
+
+
 def read_past_split(model) -> int:  # noqa: ANN001
     """Let the binary layers and convolutions that read a channel range of a Split read the whole tensor
     instead (binarizer thresholds at the lowest float and +1/-1 weight pairs for the channels outside the
-    range, zero weights in an FP conv): a Split output whose consumers all allow it is no longer written.
-    Returns the number of Split outputs removed."""
+    range, zero weights in an FP conv); a Split left with one output read becomes a Slice
+    (:func:`_slice_lone_output`). Returns the number of Split outputs no longer written."""
     done = 0
     for node in model.get_ordered_ops():
         if node.get_type_name() not in ("Split", "VariadicSplit"):
@@ -154,7 +177,7 @@ def read_past_split(model) -> int:  # noqa: ANN001
         channels = x.get_partial_shape()[1] if x.get_partial_shape().rank.is_static else None
         if axis is None or channels is None or not channels.is_static or int(axis.reshape(-1)[0]) != 1:
             continue
-        c, start = channels.get_length(), 0
+        c, start, rewritten = channels.get_length(), 0, set()
         for i in range(node.get_output_size()):
             stop = start + node.get_output_partial_shape(i)[1].get_length()
             consumers = list(node.output(i).get_target_inputs())
@@ -164,10 +187,12 @@ def read_past_split(model) -> int:  # noqa: ANN001
             if consumers and c % 8 == 0 and wide_enough and all(_rewritable(t) for t in consumers):
                 for t in consumers:
                     _widen(t.get_node(), x, start, stop)
-                done += 1
+                rewritten.add(i)
             start = stop
+        if rewritten:
+            _slice_lone_output(node, rewritten)
+        done += len(rewritten)
     return done
-
 
 PASSES = {"pad": pad_instead_of_gather, "split": read_past_split}
 """Every pass by name, in the order :func:`make_lean` applies them."""
