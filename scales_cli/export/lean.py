@@ -174,7 +174,8 @@ def read_past_split(model) -> int:  # noqa: ANN001
             continue
         axis = _constant(node.input(1).get_source_output())
         x = node.input(0).get_source_output()
-        channels = x.get_partial_shape()[1] if x.get_partial_shape().rank.is_static else None
+        rank = x.get_partial_shape().rank
+        channels = x.get_partial_shape()[1] if rank.is_static and rank.get_length() == 4 else None  # NCHW maps only
         if axis is None or channels is None or not channels.is_static or int(axis.reshape(-1)[0]) != 1:
             continue
         c, start, rewritten = channels.get_length(), 0, set()
