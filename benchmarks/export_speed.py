@@ -5,11 +5,14 @@ One process, interleaved repeats (every candidate once per round, so load drifts
 
 - torch FP teacher, torch student (what a user runs today);
 - onnxruntime FP teacher (float ONNX), OpenVINO FP teacher (IR converted from that ONNX);
-- OpenVINO binary student, with and without the spatial-branch rewrite (scales_cli.export.graph);
+- OpenVINO binary student as export writes it (spatial-branch rewrite of scales_cli.export.graph and the
+  lean passes of scales_cli.export.lean), without the lean passes, and without the spatial rewrite;
 - every extra ``--student`` file (recipe variants), OpenVINO, rewrite on.
 
 Prints medians (ms), ratios against the OpenVINO and torch teachers, and the OpenVINO student's time
-split by node type from OpenVINO's profiling counters (``PERF_COUNT``); ``--json FILE`` saves it all.
+split by node type and kernel from OpenVINO's profiling counters (``PERF_COUNT``), before and after the
+lean passes side by side, with the binary convolutions' own time against the rest (how close the
+student is to the limit a binary network's convolutions set); ``--json FILE`` saves it all.
 
     python benchmarks/export_speed.py ../shared/checkpoints/IMDN_x4.pth imdn_cnn.safetensors
 """
@@ -36,30 +39,50 @@ from scales_cli.loading import load  # noqa: E402
 from scales_cli.export import onnx_float, openvino  # noqa: E402
 from scales_cli.export._onnx import example_input, onnx_bytes  # noqa: E402
 from scales_cli.export.graph import export_network  # noqa: E402
+from scales_cli.export.lean import make_lean  # noqa: E402
 from scales_cli.export.runtime import OnnxRuntime, OpenVinoRuntime  # noqa: E402
 from scales_cli.machine import probe  # noqa: E402
 
 
-def ov_model(net: torch.nn.Module, spatial_pointwise: bool = True):  # noqa: ANN201
-    return openvino.model_of(export_network(net, openvino.graph_options(spatial_pointwise)), example_input(), 17)
+def ov_model(net: torch.nn.Module, spatial_pointwise: bool = True, lean: bool = True):  # noqa: ANN201
+    model = openvino.model_of(export_network(net, openvino.graph_options(spatial_pointwise)), example_input(), 17)
+    if lean:
+        make_lean(model)
+    return model
 
 
-def time_split(runtime: OpenVinoRuntime, x: np.ndarray, rounds: int = 3) -> dict[str, float]:
-    """Share of the summed per-node real time by node type (median over ``rounds`` profiled runs)."""
-    compiled = runtime.compiled(tuple(x.shape), profile=True)
-    request = compiled.create_infer_request()
-    totals: dict[str, list[float]] = defaultdict(list)
+def time_splits(runtimes: dict[str, OpenVinoRuntime], x: np.ndarray, rounds: int = 7) -> dict[str, dict[str, float]]:
+    """Per runtime, the summed per-node real time (ms) by "node type kernel" (e.g. ``Concat ref_f32``),
+    median over ``rounds`` profiled runs taken in turn (interleaved, so load drifts hit all alike)."""
+    requests = {name: rt.compiled(tuple(x.shape), profile=True).create_infer_request() for name, rt in runtimes.items()}
+    totals: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in runtimes}
     for _ in range(rounds):
-        request.infer({0: x})
-        per_type: dict[str, float] = defaultdict(float)
-        for info in request.profiling_info:
-            if info.status.name == "EXECUTED":
-                per_type[info.node_type] += info.real_time.total_seconds()
-        for k, v in per_type.items():
-            totals[k].append(v)
-    medians = {k: statistics.median(v) for k, v in totals.items()}
-    whole = sum(medians.values()) or 1.0
-    return dict(sorted(((k, v / whole) for k, v in medians.items()), key=lambda kv: -kv[1]))
+        for name, request in requests.items():
+            request.infer({0: x})
+            per_type: dict[str, float] = defaultdict(float)
+            for info in request.profiling_info:
+                if info.status.name == "EXECUTED":
+                    per_type[f"{info.node_type} {info.exec_type}"] += info.real_time.total_seconds() * 1000
+            for k, v in per_type.items():
+                totals[name][k].append(v)
+    return {name: {k: statistics.median(v) for k, v in t.items()} for name, t in totals.items()}
+
+
+def print_splits(splits: dict[str, dict[str, float]]) -> None:
+    """Side-by-side table (ms, share of the summed node time) and the binary convolutions' own share."""
+    names = list(splits)
+    first = splits[names[0]]
+    kinds = sorted({k for s in splits.values() for k in s}, key=lambda k: -max(s.get(k, 0.0) for s in splits.values()))
+    print("OpenVINO student time by node type and kernel (profiling counters, ms summed over nodes):")
+    print(f"  {'node type kernel':40s}" + "".join(f" {n[:22]:>22s}" for n in names))
+    for k in kinds:
+        if max(s.get(k, 0.0) for s in splits.values()) >= 0.005 * sum(first.values()):
+            print(f"  {k:40s}" + "".join(f" {s.get(k, 0.0):9.1f} ({s.get(k, 0.0) / (sum(s.values()) or 1):5.1%})" for s in splits.values()))
+    print(f"  {'sum':40s}" + "".join(f" {sum(s.values()):9.1f}         " for s in splits.values()))
+    for name, s in splits.items():
+        binary = sum(v for k, v in s.items() if k.startswith("BinaryConvolution"))
+        print(f"{name}: BinaryConvolution {binary:.1f} ms of {sum(s.values()):.1f} ms summed; the rest costs "
+              f"{(sum(s.values()) - binary) / (binary or 1):.1f}x the binary convolutions")
 
 
 def main() -> None:
@@ -99,6 +122,8 @@ def main() -> None:
     candidates["onnxruntime FP teacher"] = rt(OnnxRuntime(onnx_float.graph_bytes(teacher.model, example_input(), 17), threads=args.threads))
     candidates["OpenVINO FP teacher"] = rt(OpenVinoRuntime(ov_model(teacher.model), threads=args.threads))
     candidates["OpenVINO student"] = rt(ov_student)
+    ov_fat = OpenVinoRuntime(ov_model(student.model, lean=False), threads=args.threads)
+    candidates["OpenVINO student, no lean passes"] = rt(ov_fat)
     candidates["OpenVINO student, no spatial rewrite"] = rt(OpenVinoRuntime(ov_model(student.model, False), threads=args.threads))
     variants = {}
     for path in args.student_variant:
@@ -121,11 +146,8 @@ def main() -> None:
         print(f"{k:48s} {v:10.1f} {ov_teacher / v:13.2f}x {torch_teacher / v:16.2f}x")
     machine = probe(args.threads)
     print(f"machine: {machine.describe()}")
-    split = time_split(ov_student, x)
-    print("OpenVINO student time split by node type (profiling counters):")
-    for k, v in split.items():
-        if v >= 0.005:
-            print(f"  {k:28s} {v:6.1%}")
+    split = time_splits({"before (no lean passes)": ov_fat, "after (lean)": ov_student}, x)
+    print_splits(split)
     if args.json:
         args.json.write_text(json.dumps({
             "command": " ".join([Path(sys.executable).name, *sys.argv]),

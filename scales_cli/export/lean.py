@@ -1,0 +1,206 @@
+"""Rewrites of a converted ov.Model that keep its values and let OpenVINO's CPU plugin run it faster.
+
+Issue 21 step 3: in a binary student the binary convolutions are cheap and the FP work around them
+is not. The profile (``benchmarks/export_speed.py``, per-node ``execType`` of the compiled model)
+shows which nodes the CPU plugin runs as slow reference kernels (``ref_*``); each pass here removes
+one such pattern and is kept only because an interleaved benchmark said it helps (docs/results.md,
+"Lean OpenVINO graph"). Every pass returns how many patterns it rewrote, so that tests can check it
+did what it claims, and leaves the model's outputs equal (exactly, or up to float summation order).
+
+- :func:`pad_instead_of_gather`: the C_in % 8 padding of a binary layer (:func:`.openvino._binary_core`
+  appends copies of channel 0 with Gather + Concat) becomes one Pad with zeros. Both are exact: the
+  extra channels hold one common value and one common threshold, so they binarize to one common bit and
+  their +1/-1 weight pairs cancel whatever that bit is. Gather runs as ``ref_any`` and forces layout
+  reorders of the whole feature map around it; Pad runs in the plugin's channels-last layout.
+
+- :func:`read_past_split`: the binary layer (and its spatial branch's 1x1 conv) that reads a channel
+  range of a Split (IMDN's distillation: 48 of 64 channels) reads the whole tensor, with cancelling dead
+  channels; the Split, left with its other output only, becomes one Slice. VariadicSplit runs
+  ``ref_f32`` and writes every output; the wider binary conv costs less than the Split it removes.
+
+Tried and not kept (measured, docs/results.md): Split along channels as one Slice per output (the CPU
+plugin merges the Slices back into the same ``ref_f32`` VariadicSplit: no change); :func:`read_past_split`
+without the Slice (the Split left with one output read ran several times slower).
+
+>>> model = openvino.model_of(net, example, 17)      # doctest: +SKIP
+>>> counts = make_lean(model)                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _constant(output) -> np.ndarray | None:  # noqa: ANN001
+    node = output.get_node()
+    return np.asarray(node.get_data()) if node.get_type_name() == "Constant" else None
+
+
+def _is_channel_padding(concat) -> tuple[object, int] | None:  # noqa: ANN001
+    """(x, extra) when ``concat`` is Concat(x, Gather(x, zeros(extra), axis 1), axis 1), else None."""
+    if concat.get_type_name() != "Concat" or concat.get_axis() != 1 or concat.get_input_size() != 2:
+        return None
+    x, copies = (concat.input(i).get_source_output() for i in range(2))
+    gather = copies.get_node()
+    if gather.get_type_name() != "Gather" or gather.input(0).get_source_output() != x:
+        return None
+    indices, axis = _constant(gather.input(1).get_source_output()), _constant(gather.input(2).get_source_output())
+    if indices is None or axis is None or int(axis.reshape(-1)[0]) != 1 or np.any(indices):
+        return None
+    return x, int(indices.size)
+
+
+def _feeds_only_shared_threshold_binarizers(concat, extra: int) -> bool:  # noqa: ANN001
+    """Every consumer is a levels=2 FakeQuantize whose thresholds agree over the ``extra`` last channels,
+    so that any common value there gives one common bit (the condition for the cancelling pairs)."""
+    for target in concat.output(0).get_target_inputs():
+        fq = target.get_node()
+        if fq.get_type_name() != "FakeQuantize" or fq.get_levels() != 2 or target.get_index() != 0:
+            return False
+        for port in (1, 2):
+            t = _constant(fq.input(port).get_source_output())
+            if t is None:
+                return False
+            tail = np.broadcast_to(t.reshape(-1), (int(concat.get_output_partial_shape(0)[1].get_length()),))[-extra:]
+            if np.any(tail != tail[0]):
+                return False
+    return True
+
+
+def pad_instead_of_gather(model) -> int:  # noqa: ANN001
+    """Replace each binary layer's channel padding (Concat of x and Gather copies of its channel 0) by
+    Pad(x, zeros at the end of the channel axis); returns the number of paddings replaced."""
+    import openvino.opset13 as ops
+
+    done = 0
+    for node in model.get_ordered_ops():
+        found = _is_channel_padding(node)
+        if found is None or not _feeds_only_shared_threshold_binarizers(node, found[1]):
+            continue
+        x, extra = found
+        rank = x.get_partial_shape().rank.get_length()
+        end = np.zeros(rank, np.int64)
+        end[1] = extra
+        pad = ops.pad(x, np.zeros(rank, np.int64), end, "constant", np.float32(0.0))
+        pad.set_friendly_name(node.get_friendly_name() + "/pad")
+        node.output(0).replace(pad.output(0))
+        done += 1
+    return done
+
+
+def _signs(weights) -> np.ndarray:  # noqa: ANN001 - a u1 Constant -> its +-1 values, (O, C, kh, kw)
+    shape = tuple(weights.get_output_shape(0))
+    bits = np.unpackbits(np.asarray(weights.get_data()), bitorder="little")[: int(np.prod(shape))]
+    return (bits.astype(np.float32) * 2 - 1).reshape(shape)
+
+
+def _rewritable(consumer) -> bool:  # noqa: ANN001 - a Split output's consumer input
+    node = consumer.get_node()
+    if consumer.get_index() != 0:
+        return False
+    if node.get_type_name() == "Convolution":
+        return _constant(node.input(1).get_source_output()) is not None
+    if node.get_type_name() != "FakeQuantize" or node.get_levels() != 2:
+        return False
+    if any(_constant(node.input(i).get_source_output()) is None for i in range(1, 5)):
+        return False
+    users = [t.get_node() for t in node.output(0).get_target_inputs()]
+    return all(u.get_type_name() == "BinaryConvolution" and
+               _constant(u.input(1).get_source_output()) is not None for u in users)
+
+
+def _widen(node, x, lo: int, hi: int) -> None:  # noqa: ANN001
+    """Rewrite ``node`` (reading channels [lo, hi) of ``x`` through a Split) to read all of ``x``."""
+    import openvino.opset13 as ops
+    from openvino import opset1
+
+    c = x.get_partial_shape()[1].get_length()
+    if node.get_type_name() == "Convolution":
+        w = _constant(node.input(1).get_source_output())
+        wide = np.zeros((w.shape[0], c, *w.shape[2:]), w.dtype)
+        wide[:, lo:hi] = w
+        a = node.get_attributes()
+        conv = ops.convolution(x, wide, a["strides"], a["pads_begin"], a["pads_end"], a["dilations"], a["auto_pad"].upper())
+        conv.set_friendly_name(node.get_friendly_name())
+        node.output(0).replace(conv.output(0))
+        return
+    outside = [i for i in range(c) if not lo <= i < hi]
+    low = np.full(c, np.finfo(np.float32).min, np.float32)  # every finite x > low: bit 1 on outside channels
+    low[lo:hi] = np.broadcast_to(_constant(node.input(1).get_source_output()).reshape(-1), (hi - lo,))
+    low = low.reshape(1, -1, 1, 1)
+    fq = ops.fake_quantize(x, low, low, _constant(node.input(3).get_source_output()),
+                           _constant(node.input(4).get_source_output()), 2)
+    for target in list(node.output(0).get_target_inputs()):
+        conv = target.get_node()
+        signs = _signs(conv.input(1).get_source_output().get_node())
+        wide = np.empty((signs.shape[0], c, *signs.shape[2:]), np.float32)
+        wide[:, lo:hi] = signs
+        # outside channels in +1/-1 pairs: both hold bit 1, so each pair adds +1 - 1 = 0
+        wide[:, outside] = np.tile(np.array([1.0, -1.0], np.float32), len(outside) // 2).reshape(1, -1, 1, 1)
+        from .openvino import _u1_constant
+
+        a = conv.get_attributes()
+        new = opset1.binary_convolution(fq, _u1_constant(wide, wide.shape), a["strides"], a["pads_begin"], a["pads_end"],
+                                        a["dilations"], a["mode"], a["pad_value"])
+        new.set_friendly_name(conv.get_friendly_name())
+        conv.output(0).replace(new.output(0))
+
+
+def _slice_lone_output(split, dead: set[int]) -> None:  # noqa: ANN001
+    """A Split with one output still read becomes one Slice of that range: the CPU plugin runs such a Split
+    as ``ref_f32`` writing every output (slower than before the rewrite, measured), a Slice as one copy."""
+    import openvino.opset13 as ops
+
+    # ``dead``: outputs whose readers were replaced (the old nodes still hold their input edges until freed)
+    used = [i for i in range(split.get_output_size()) if i not in dead and split.output(i).get_target_inputs()]
+    if len(used) != 1:
+        return
+    sizes = [split.get_output_partial_shape(i)[1].get_length() for i in range(split.get_output_size())]
+    start = sum(sizes[: used[0]])
+    piece = ops.slice(split.input(0).get_source_output(), np.array([start], np.int64),
+                      np.array([start + sizes[used[0]]], np.int64), np.array([1], np.int64), np.array([1], np.int64))
+    piece.set_friendly_name(f"{split.get_friendly_name()}/slice{used[0]}")
+    split.output(used[0]).replace(piece.output(0))
+
+
+def read_past_split(model) -> int:  # noqa: ANN001
+    """Let the binary layers and convolutions that read a channel range of a Split read the whole tensor
+    instead (binarizer thresholds at the lowest float and +1/-1 weight pairs for the channels outside the
+    range, zero weights in an FP conv); a Split left with one output read becomes a Slice
+    (:func:`_slice_lone_output`). Returns the number of Split outputs no longer written."""
+    done = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() not in ("Split", "VariadicSplit"):
+            continue
+        axis = _constant(node.input(1).get_source_output())
+        x = node.input(0).get_source_output()
+        rank = x.get_partial_shape().rank
+        channels = x.get_partial_shape()[1] if rank.is_static and rank.get_length() == 4 else None  # NCHW maps only
+        if axis is None or channels is None or not channels.is_static or int(axis.reshape(-1)[0]) != 1:
+            continue
+        c, start, rewritten = channels.get_length(), 0, set()
+        for i in range(node.get_output_size()):
+            stop = start + node.get_output_partial_shape(i)[1].get_length()
+            consumers = list(node.output(i).get_target_inputs())
+            # more than half the channels: the dead channels at most double a binary conv's (cheap) work,
+            # so a grouped core's per-group Split (G ranges of C/G) is left as it is
+            wide_enough = 2 * (stop - start) > c and (c - (stop - start)) % 2 == 0
+            if consumers and c % 8 == 0 and wide_enough and all(_rewritable(t) for t in consumers):
+                for t in consumers:
+                    _widen(t.get_node(), x, start, stop)
+                rewritten.add(i)
+            start = stop
+        if rewritten:
+            _slice_lone_output(node, rewritten)
+        done += len(rewritten)
+    return done
+
+PASSES = {"pad": pad_instead_of_gather, "split": read_past_split}
+"""Every pass by name, in the order :func:`make_lean` applies them."""
+
+
+def make_lean(model, passes: tuple[str, ...] | None = None) -> dict[str, int]:  # noqa: ANN001
+    """Apply ``passes`` (default: all of :data:`PASSES`) in place; returns how many patterns each rewrote."""
+    counts = {name: PASSES[name](model) for name in (passes if passes is not None else tuple(PASSES))}
+    model.validate_nodes_and_infer_types()
+    return counts

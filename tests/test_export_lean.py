@@ -1,0 +1,117 @@
+"""Lean OpenVINO graph (issue 21 step 3): each pass of :mod:`scales_cli.export.lean` keeps the outputs and
+removes the pattern it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scales_cli.export import lean, openvino
+from scales_cli.export._onnx import example_input
+from scales_cli.export.graph import export_network
+from test_export import Tiny
+
+
+def _ir(net: torch.nn.Module):  # noqa: ANN202 - ov.Model as export writes it before the lean passes
+    return openvino.model_of(export_network(net, openvino.graph_options()), example_input(), 17)
+
+
+def _count(model, op_type: str) -> int:  # noqa: ANN001
+    return sum(node.get_type_name() == op_type for node in model.get_ordered_ops())
+
+
+def _paddings(model) -> int:  # noqa: ANN001
+    return sum(lean._is_channel_padding(node) is not None for node in model.get_ordered_ops())
+
+
+def _run(model, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    return openvino.compile_ir(model, x.shape, threads=1)({0: x})[0]
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_channel_padding_becomes_one_pad_with_the_same_outputs(groups: int):
+    """Tiny's b3 and b4 have 12 input channels (padded to 16), b3 in groups 6 / 4 per group (padded to 8 per
+    group): every Gather + Concat padding becomes a Pad, and the outputs stay bit-identical (the padded channels' bits
+    still cancel in pairs)."""
+    torch.manual_seed(0)
+    before = _ir(Tiny(groups=groups))
+    after = before.clone()
+    paddings = _paddings(before)
+    assert paddings == groups + 1
+    assert lean.make_lean(after, ("pad",)) == {"pad": paddings}
+    assert (_paddings(after), _count(after, "Pad")) == (0, paddings)
+    assert _count(after, "Gather") == _count(before, "Gather") - paddings
+    assert _count(after, "Concat") == _count(before, "Concat") - paddings
+    x = np.random.default_rng(1).random((1, 3, 15, 22)).astype(np.float32) * 4 - 2
+    assert np.array_equal(_run(after, x), _run(before, x))
+
+
+def test_padding_is_kept_when_a_consumer_is_not_a_binarizer():
+    """A Concat of x and copies of its channel 0 that feeds anything else is not padding: left alone."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1, 4, 5, 5], np.float32)
+    cat = ops.concat([x, ops.gather(x, np.zeros(4, np.int64), np.int64(1))], 1)
+    model = ov.Model([ops.relu(cat)], [x])
+    assert lean.make_lean(model)["pad"] == 0
+    assert _count(model, "Gather") == 1
+
+
+def test_export_writes_the_lean_graph(tmp_path: Path):
+    """``write`` applies the passes (parity of the written file is checked by the export tests)."""
+    torch.manual_seed(0)
+    target = tmp_path / "t.xml"
+    openvino.write(Tiny(), target, 17)
+    text = target.read_text()
+    assert text.count('type="Pad"') == 2  # b3's and b4's 12 input channels padded to 16
+
+
+class Distill(torch.nn.Module):
+    """IMDN's distillation step in small: a binary layer's output split in channels, the second part into
+    the next binary layer (C_in != C_out: its binarizer and its spatial branch's 1x1 conv read it, its channel
+    branch reads its output), the first part kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from scales_cli.binary.layers import BinaryConv2d
+        from scales_cli.binary.options import BinaryOptions
+
+        self.head = torch.nn.Conv2d(3, 24, 3, padding=1)
+        self.b1 = BinaryConv2d.from_float(torch.nn.Conv2d(24, 24, 3, padding=1), BinaryOptions())
+        self.b2 = BinaryConv2d.from_float(torch.nn.Conv2d(16, 24, 3, padding=1), BinaryOptions())
+        self.tail = torch.nn.Conv2d(32, 3, 3, padding=1)
+        with torch.no_grad():
+            for m in (self.b1, self.b2):
+                m.act.beta.normal_(0, 0.1)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept, rest = torch.split(self.b1(self.head(x)), (8, 16), dim=1)
+        return self.tail(torch.cat([kept, self.b2(rest)], 1))
+
+
+def test_binary_layer_reads_past_the_split_with_the_same_outputs():
+    """b2's binarizer + BinaryConvolution and its spatial 1x1 conv read all 24 channels of b1's output
+    (thresholds at the lowest float and cancelling +1/-1 weights outside the range, zero FP weights): the
+    Split becomes one Slice of the kept part and the outputs agree up to float summation order. A range of half the
+    channels or less (a grouped core's per-group Split) is left alone."""
+    torch.manual_seed(0)
+    before = _ir(Distill())
+    after = before.clone()
+    split = next(n for n in before.get_ordered_ops() if n.get_type_name() in ("Split", "VariadicSplit"))
+    assert len(split.output(1).get_target_inputs()) >= 2  # binarizer and spatial conv
+    assert lean.make_lean(after, ("split",)) == {"split": 1}
+    assert not any(n.get_type_name() in ("Split", "VariadicSplit") for n in after.get_ordered_ops())
+    assert _count(after, "Slice") == _count(before, "Slice") + 1  # the kept part, now a Slice
+    x = np.random.default_rng(2).random((1, 3, 21, 17)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, x), _run(before, x), rtol=0, atol=1e-5)
+
+
+def test_grouped_core_split_is_left_alone():
+    torch.manual_seed(0)
+    model = _ir(Tiny(groups=2))
+    assert lean.make_lean(model, ("split",)) == {"split": 0}
