@@ -11,7 +11,10 @@ FakeQuantize maps x <= lo to 0 and x > hi to 1, so a threshold one ulp below bet
 when x >= beta: sign(0) = +1 as in torch. ``pad_value=0.0`` makes padded taps contribute 0, as torch's
 zero padding of the +-alpha map does. u1 weights are packed LSB-first over the whole flattened
 (C_out, C_in, kh, kw) tensor (``np.packbits(bitorder="little")``); that is the order OpenVINO reads.
-Everything else (re-scaling branches, bias, skips, FP layers) converts as standard ONNX.
+Everything else (re-scaling branches, bias, skips, FP layers) converts as standard ONNX; so do INT8
+layers, written as QDQ pairs (:mod:`.graph`): the frontend makes FakeQuantize(levels=256) on the
+activation and i8 weights with a per-channel Multiply, which run as INT8 convolutions (``*_I8`` in the
+profile) even with the f32 precision hint, which keeps the rest of the graph f32.
 
 BinaryConvolution has no groups: a grouped binary conv becomes Split (input channels into G groups)
 -> one FakeQuantize + BinaryConvolution per group, each with its own u1 constant -> Concat. The CPU
