@@ -170,3 +170,16 @@ def test_a_calibrated_int8_layer_exports_exactly_in_onnx():
     x = torch.randn(1, 4, 11, 13)
     with torch.no_grad():
         np.testing.assert_allclose(runner(x.numpy()), layer(x).numpy(), rtol=0, atol=1e-5)
+
+
+def test_binary_layers_with_channels_padded_to_8_beside_int8_layers_run_in_openvino(tmp_path: Path):
+    """RLFN with 46 channels: binary convs padded to 48 channels next to INT8 convs (Concat padding crashed OpenVINO)."""
+    spec = spec_by_name("rlfn")
+    torch.manual_seed(0)
+    teacher = spec.build(**{**spec.defaults, "scale": 4, "nf": 46, "mf": 48, "num_blocks": 1, "esa_channels": 16}).eval()
+    student, report = rewrite(teacher, load_recipe("cnn-int8"), region_of=spec.region_of)
+    assert report.int8 and any(m.in_channels % 8 for m in student.modules() if getattr(m, "bit_widths", None) and
+                               getattr(m, "bit_widths")() == (1, 1) and isinstance(m, nn.Conv2d))
+    calibrate_int8(student, [torch.rand(2, 3, 24, 24) * 255])
+    result = export_model(student.eval(), tmp_path / "s.xml", "openvino", input_range=255.0)
+    assert result.parity is not None and result.parity.ok, result.parity.to_json()
