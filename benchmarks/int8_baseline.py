@@ -172,8 +172,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--reuse", action="store_true", help="keep IRs already in --out instead of exporting/quantizing again")
     ap.add_argument("--no-score", action="store_true", help="time only")
     ap.add_argument("--quantize-students", action="store_true",
-                    help="also each student with NNCF quantizing its FP layers (binary layers untouched; "
-                         "OpenVINO 2026.4.1 crashes running the result for the RLFN zoo student: docs/results.md)")
+                    help="also each student with NNCF quantizing its FP layers (binary layers untouched; the RLFN "
+                         "zoo student's result crashed OpenVINO 2026.4.1 until binary convs' channels were padded "
+                         "with Pad instead of Concat: docs/results.md)")
     ap.add_argument("--json", type=Path, help="write the results here (default OUT/int8_baseline.json)")
     return ap.parse_args()
 

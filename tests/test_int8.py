@@ -21,11 +21,11 @@ from scales_cli.binary.int8 import (
     Int8Linear,
     Int8Weight,
     calibrate_int8,
-    int8_quantizers_off,
     make_int8,
     mse_range,
     percentile_range,
 )
+from scales_cli.binary.modes import LayerMode, layer_mode, quantizers_off
 from scales_cli.binary.protocol import bit_widths
 from scales_cli.errors import RecipeError, ScalesError
 from scales_cli.export.pipeline import refuse_unexpressible
@@ -105,7 +105,7 @@ def test_int8_layers_off_equal_the_float_layers_and_keep_state_dict_keys():
         assert set(float_layer.state_dict()) < set(layer.state_dict())
         assert {"act.scale", "act.zero_point"} == set(layer.state_dict()) - set(float_layer.state_dict())
         assert bit_widths(layer) == (8, 8)
-        with int8_quantizers_off(layer):
+        with quantizers_off(layer):
             assert torch.equal(layer(x), float_layer(x)) and bit_widths(layer) == (32, 32)
         calibrate_int8(layer, [x])
         err = (layer(x) - float_layer(x)).abs().max()
@@ -255,18 +255,20 @@ def test_cost_counter_counts_int8_layers_at_their_bit_width():
     assert as_json["macs_int8"] == cost.macs_int8 and "int8 MACs/4" in as_json["convention"]
 
 
-def test_export_refuses_int8_layers_naming_the_layer(tmp_path: Path):
+def test_a_format_without_int8_refuses_int8_layers_naming_the_layer():
+    """Every format writes INT8 now (tests/test_int8_export.py); one that did not would refuse in one line."""
+    import dataclasses
+
+    from scales_cli.binary.protocol import FP_BITS
+    from scales_cli.export.pipeline import FORMATS
+
     student, _ = rewrite(_mixed_net(), load_recipe("cnn-int8"), region_of=_head_first)
-    with pytest.raises(ScalesError, match=r"layer 1: --format openvino cannot express its 8-bit weights / 8-bit"):
-        refuse_unexpressible(student, "openvino")
-    with int8_quantizers_off(student):
-        refuse_unexpressible(student, "scales")  # FP and binary layers pass
-    teacher = _teacher(tmp_path)
-    student, _ = rewrite(teacher, load_recipe("cnn-int8"))
-    path = save_student(tmp_path / "s.safetensors", student.eval(), teacher, load_recipe("cnn-int8"))
-    result = run_cli("export", path, "-o", tmp_path / "s.onnx")
-    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
-    assert "layer IMDB1.c5" in result.err and not (tmp_path / "s.onnx").exists()
+    no_int8 = dataclasses.replace(FORMATS["openvino"][0], expresses=frozenset({FP_BITS, (1, 1)}))
+    with pytest.raises(ScalesError, match=r"^layer 1: --format openvino cannot express its 8-bit weights / 8-bit activations"):
+        refuse_unexpressible(student, no_int8)
+    with quantizers_off(student):
+        refuse_unexpressible(student, no_int8)  # FP layers pass
+    refuse_unexpressible(student, FORMATS["scales"][0])
 
 
 def test_finetune_trains_the_int8_ranges(tmp_path: Path):

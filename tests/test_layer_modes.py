@@ -42,6 +42,33 @@ def test_each_mode_bypasses_its_quantizers_and_off_is_the_float_layer():
         assert torch.equal(layer(x), binary)
 
 
+def test_int8_layers_use_the_same_mode_field_and_context_managers():
+    from scales_cli.binary import Int8Conv2d, Int8Linear, Int8Layer
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    layer = Int8Conv2d.from_float(conv).eval()
+    x = torch.randn(2, 8, 6, 7)
+    with torch.no_grad():
+        quantized = layer(x)
+        assert torch.allclose(quantized, F.conv2d(layer.act(x), layer.wq(layer.weight), conv.bias, 1, 1), atol=1e-5)
+        for mode, (a, w), bits in (
+            (LayerMode.FP_WEIGHTS, (layer.act(x), layer.weight), (32, 8)),
+            (LayerMode.FP_ACTIVATIONS, (x, layer.wq(layer.weight)), (8, 32)),
+        ):
+            with layer_mode(layer, mode):
+                assert torch.equal(layer.core(x), F.conv2d(a, w, None, 1, 1)) and layer.bit_widths() == bits
+                assert torch.equal(layer(x), layer.epilogue(layer.core(x), x))
+        with quantizers_off(layer):
+            assert torch.equal(layer(x), conv(x)) and layer.bit_widths() == (32, 32)
+        assert torch.equal(layer(x), quantized) and layer.mode is LayerMode.BINARY
+    # kind=: only the INT8 layers of a mixed net change (the binary calibration's FP INT8 neighbours)
+    net = nn.Sequential(_net(), Int8Conv2d.from_float(nn.Conv2d(8, 8, 1)), Int8Linear.from_float(nn.Linear(4, 4)))
+    with layer_mode(net, LayerMode.OFF, Int8Layer):
+        assert [m.mode for m in (*net[0], net[1], net[2])] == [LayerMode.BINARY] * 2 + [LayerMode.OFF] * 2
+    assert {m.mode for m in (*net[0], net[1], net[2])} == {LayerMode.BINARY}
+
+
 def test_layer_mode_gives_each_layer_its_own_mode_back_even_after_an_error():
     net = _net()
     net[1].mode = LayerMode.FP_WEIGHTS

@@ -10,7 +10,7 @@ Equations and choices: docs/method.md.
 from __future__ import annotations
 
 from scales_cli.binary.calibration import calibrate
-from scales_cli.binary.int8 import INT8_LAYERS, Int8Conv2d, Int8Layer, Int8Linear, calibrate_int8, int8_quantizers_off, make_int8
+from scales_cli.binary.int8 import INT8_LAYERS, Int8Conv2d, Int8Layer, Int8Linear, calibrate_int8, make_int8
 from scales_cli.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLayer, BinaryLinear, QuantizedLayer, make_binary
 from scales_cli.binary.modes import LayerMode, layer_mode, quantizers_off
 from scales_cli.binary.options import BinaryOptions
@@ -33,7 +33,6 @@ __all__ = [
     "bit_widths",
     "calibrate",
     "calibrate_int8",
-    "int8_quantizers_off",
     "is_binary",
     "layer_mode",
     "make_binary",

@@ -6,8 +6,11 @@ parameter-free weight quantizer ``wq``::
 
     Int8Conv2d:  y = conv(Q_a(x), Q_w(W)) + bias          Int8Linear:  y = Q_a(x) @ Q_w(W)^T + bias
 
-``quantize = False`` (or :func:`int8_quantizers_off`) makes the layer compute exactly the float
-operation it was built from; calibration runs the model that way.
+Like a binary layer it is a :class:`~scales_cli.binary.layers.QuantizedLayer`: ``core`` is the
+quantized conv/linear without bias, the shared ``epilogue`` adds the bias (an INT8 layer has no
+branch or skip), so exporters swap the core alone. ``mode`` (:mod:`scales_cli.binary.modes`) is the
+one state field: ``LayerMode.OFF`` (``layer_mode``/``quantizers_off``) makes the layer compute exactly
+the float operation it was built from; calibration runs the model that way.
 
 **Weights** — per output channel o, symmetric, narrow range [-127, 127] (what ONNX QDQ S8 weights and
 OpenVINO's weight FakeQuantize with levels=255 express)::
@@ -48,8 +51,7 @@ by ``scales finetune`` with the other side parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,13 +61,16 @@ from torch import Tensor, nn
 from torch.autograd import Function
 
 from scales_cli.binary._registry import lookup
+from scales_cli.binary.layers import QuantizedLayer
 from scales_cli.binary.protocol import FP_BITS
+from scales_cli.binary.view import Int8View
 from scales_cli.errors import DataError, RecipeError
 
 WEIGHT_QMAX = 127  # symmetric narrow range [-127, 127]
 ACT_QMAX = 255  # unsigned levels 0..255
 SCALE_FLOOR = 1e-8
 INT8_BITS: tuple[int, int] = (8, 8)
+TIE_TOLERANCE = 1e-3  # |frac(x / s) - 0.5| below which a runtime may round to the other level (parity)
 
 
 class WeightInt8STE(Function):
@@ -171,29 +176,76 @@ class Int8Activation(nn.Module):
         return f"range=[{low:.4g}, {high:.4g}]"
 
 
-class Int8Layer:
-    """What Int8Conv2d and Int8Linear share: the on/off flag, bit widths, the quantized operands.
+class Int8Layer(QuantizedLayer):
+    """What Int8Conv2d and Int8Linear share: the INT8 core, bit widths, the export view.
 
-    ``quantize`` is this layer's one state flag (False: exactly the float layer). It maps onto the
-    binary layers' mode: "off" -> False; every other mode -> True.
+    A :class:`QuantizedLayer` like the binary layers: ``core(x) = op(Q_a(x), Q_w(W))`` (no bias) and the
+    shared epilogue, which for an INT8 layer is the bias alone (no BN, re-scaling branch or skip). Its
+    ``mode`` is the one field of :mod:`scales_cli.binary.modes`: ``BINARY`` means "every quantizer on,
+    at its own bit width" (here 8), ``FP_WEIGHTS``/``FP_ACTIVATIONS`` bypass ``wq``/``act``, ``OFF`` is
+    the float layer exactly.
     """
 
     weight: nn.Parameter
     act: Int8Activation
     wq: Int8Weight
-    quantize: bool
+    spatial = None
+    channel = None
+    channel_from_input = False
+    bn = None
+    skip = False
 
     def _init_quantizers(self) -> None:
-        self.quantize = True
         self.act = Int8Activation().to(device=self.weight.device, dtype=self.weight.dtype)
         self.wq = Int8Weight()
 
-    def bit_widths(self) -> tuple[int, int]:
-        """(8, 8) while quantizing, FP (32, 32) when off: what the cost counter and export ask."""
-        return INT8_BITS if self.quantize else FP_BITS
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        """The float layer's conv/linear of (a, w), no bias (the epilogue adds it)."""
+        raise NotImplementedError
 
     def int8_operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.act(x), self.wq(self.weight)
+        """(input, weight) of the main operation: fake-quantized, or FP where the mode bypasses a quantizer."""
+        a = self.act(x) if self.mode.quantizes_activations else x
+        return a, self.wq(self.weight) if self.mode.quantizes_weights else self.weight
+
+    def core(self, x: Tensor) -> Tensor:
+        """z = op(Q_a(x), Q_w(W)), no bias: what an exporter replaces by QDQ nodes around the float op."""
+        return self.main_op(*self.int8_operands(x))
+
+    def bit_widths(self) -> tuple[int, int]:
+        """(8, 8) with both quantizers on; FP (32) for each one the mode bypasses (OFF: (32, 32))."""
+        fp_weight, fp_act = FP_BITS
+        return (self.wq.bits if self.mode.quantizes_weights else fp_weight,
+                self.act.bits if self.mode.quantizes_activations else fp_act)
+
+    def input_codes(self, x: Tensor) -> Tensor:
+        """The integer level q = clamp(round(x / s) + z, 0, 255) each input value gets (parity counts changes)."""
+        s, z = self.act.step().detach(), self.act.integer_zero_point()
+        return torch.clamp(torch.round(x / s) + z, 0, ACT_QMAX)
+
+    def rounding_bound(self, x: Tensor, tolerance: float = TIE_TOLERANCE) -> Tensor:
+        """Largest |change of z| that rounding inputs near a tie the other way can cause, per output element.
+
+        A runtime that computes x / s a few ulps differently (OpenVINO's FakeQuantize scales by
+        255 / (high - low)) may round u = x / s to the other neighbour where frac(u) is within
+        ``tolerance`` of 0.5; each such input moves by one step s, so
+        |dz| <= op(s * 1{|frac(u) - 0.5| <= tolerance}, |Q_w(W)|).
+        """
+        u = x / self.act.step().detach()
+        near = ((u - torch.floor(u)) - 0.5).abs() <= tolerance
+        return self.main_op(near.to(x.dtype) * self.act.step().detach(), self.wq(self.weight).detach().abs())
+
+    def export_view(self) -> Int8View:
+        """This layer's core as a frozen view: integer weights, scales, zero point (:class:`Int8View`)."""
+        w = self.weight.detach()
+        s_w = self.wq.scale(w)
+        levels = torch.clamp(torch.round(w / s_w.reshape(-1, *([1] * (w.ndim - 1)))), -WEIGHT_QMAX, WEIGHT_QMAX)
+        return Int8View(
+            weight=levels.to(torch.int8).cpu().numpy().copy(),
+            weight_scale=s_w.to(torch.float32).cpu().numpy().copy(),
+            act_scale=float(self.act.step().detach()),
+            act_zero_point=int(self.act.integer_zero_point()),
+        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, int8"  # type: ignore[misc]
@@ -210,7 +262,9 @@ def _copy_float(source: nn.Module, layer: nn.Module) -> None:
 
 
 class Int8Conv2d(Int8Layer, nn.Conv2d):
-    """y = conv(Q_a(x), Q_w(W)) + bias; zero padding pads Q_a(x) with exact zeros (0 is a level)."""
+    """core z = conv(Q_a(x), Q_w(W)), epilogue y = z + bias; zero padding pads Q_a(x) with exact zeros (0 is a level)."""
+
+    act_channel_dim = 1
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d) -> Int8Conv2d:
@@ -224,14 +278,14 @@ class Int8Conv2d(Int8Layer, nn.Conv2d):
         _copy_float(conv, layer)
         return layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.quantize:
-            return super().forward(x)
-        return self._conv_forward(*self.int8_operands(x), self.bias)
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        return self._conv_forward(a, w, None)
 
 
 class Int8Linear(Int8Layer, nn.Linear):
-    """y = Q_a(x) @ Q_w(W)^T + bias (one activation range for every token)."""
+    """core z = Q_a(x) @ Q_w(W)^T (one activation range for every token), epilogue y = z + bias."""
+
+    act_channel_dim = -1
 
     @classmethod
     def from_float(cls, linear: nn.Linear) -> Int8Linear:
@@ -240,10 +294,8 @@ class Int8Linear(Int8Layer, nn.Linear):
         _copy_float(linear, layer)
         return layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.quantize:
-            return super().forward(x)
-        return F.linear(*self.int8_operands(x), self.bias)
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        return F.linear(a, w)
 
 
 INT8_LAYERS: dict[type[nn.Module], Callable[[nn.Module], nn.Module]] = {
@@ -260,20 +312,6 @@ def make_int8(module: nn.Module, options: object = None) -> nn.Module:
         known = ", ".join(f"{cls.__module__}.{cls.__qualname__}" for cls in INT8_LAYERS)
         raise RecipeError(f"cannot quantize {type(module).__qualname__} to INT8: INT8 layers exist for exactly {known}")
     return factory(module)
-
-
-@contextmanager
-def int8_quantizers_off(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block every INT8 layer of ``model`` computes its float operation exactly."""
-    layers = [m for m in model.modules() if isinstance(m, Int8Layer)]
-    previous = [m.quantize for m in layers]
-    for m in layers:
-        m.quantize = False
-    try:
-        yield model
-    finally:
-        for m, flag in zip(layers, previous, strict=True):
-            m.quantize = flag
 
 
 # ------------------------------------------------------------------------------------- range calibration
@@ -351,7 +389,7 @@ def calibrate_int8(model: nn.Module, batches: Iterable[Tensor], method: str = DE
     The inputs are the teacher's (x_t in :mod:`scales_cli.binary.calibration`'s notation); the
     range is the ``method``'s choice over a seeded sample of them. Layers never reached keep theirs.
     """
-    from scales_cli.binary.modes import quantizers_off  # binary layers off too: the teacher's activations
+    from scales_cli.binary.modes import quantizers_off  # binary and INT8 layers off: the teacher's activations
 
     pick = lookup(RANGE_METHODS, method, "INT8 range method")
     batches = list(batches)
@@ -364,7 +402,7 @@ def calibrate_int8(model: nn.Module, batches: Iterable[Tensor], method: str = DE
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with torch.no_grad(), quantizers_off(model), int8_quantizers_off(model):
+        with torch.no_grad(), quantizers_off(model):
             seen = _collect_inputs(model, layers, [b.to(device) for b in batches])
     finally:
         for m, training in modes:

@@ -14,7 +14,7 @@ same method for both layer kinds (a linear layer has no channel branch and no sk
 the interface exporters use: they replace :meth:`BinaryLayer.core` by a node that computes the same
 ``z`` (``scales::BinaryConv2d``, OpenVINO's BinaryConvolution) and run this epilogue as it is, so the
 layer's maths exists once in torch (:mod:`scales_cli.export.graph`). A later low-bit layer (INT8)
-fits the same split: its own ``core``, the same ``epilogue``.
+(:mod:`scales_cli.binary.int8`) fits the same split: its own ``core``, the same ``epilogue`` (the bias alone).
 
 ``mode`` (:mod:`scales_cli.binary.modes`) picks which quantizers the core uses; ``LayerMode.OFF``
 makes either layer compute exactly the float operation it was built from, epilogue bypassed.
@@ -131,6 +131,13 @@ class BinaryLayer(QuantizedLayer):
         it is :meth:`epilogue`.
         """
         return self.main_op(*self.binary_operands(x))
+
+    def input_codes(self, x: Tensor) -> Tensor:
+        """1 where the binarized input is +1 (x - beta >= 0), else 0: parity counts where these change."""
+        beta = self.act.core_constants().get("beta")
+        if beta is None:
+            return (x >= 0).to(x.dtype)
+        return ((x - channel_view(beta.to(x), x.ndim, self.act_channel_dim)) >= 0).to(x.dtype)
 
     def bit_widths(self) -> tuple[int, int]:
         """(weight bits, activation bits) of the main operation: 1 per quantizer the mode uses, else FP."""

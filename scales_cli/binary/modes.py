@@ -1,8 +1,10 @@
 """One mode per quantized layer, set by one context manager.
 
-A quantized layer (:class:`ModedLayer`: the binary layers, and any later low-bit layer) computes its
-core ``op(q_a(x), q_w(W))`` then its epilogue (:mod:`scales_cli.binary.layers`). Its ``mode`` says
-which quantizer is bypassed:
+A quantized layer (:class:`ModedLayer`: the binary layers and the INT8 layers of
+:mod:`scales_cli.binary.int8`) computes its core ``op(q_a(x), q_w(W))`` then its epilogue
+(:mod:`scales_cli.binary.layers`). Its ``mode`` says which quantizer is bypassed. ``BINARY`` means
+"every quantizer on, each at its own bit width": 1 bit in a binary layer, 8 in an INT8 layer (the
+name is kept because saved runs and messages use it):
 
 ============== ======================= ==========================================================
 mode           core                     used by
@@ -67,9 +69,10 @@ def set_mode(model: nn.Module, mode: LayerMode) -> None:
 
 
 @contextmanager
-def layer_mode(model: nn.Module, mode: LayerMode) -> Iterator[nn.Module]:
-    """Within the block every moded layer of ``model`` is in ``mode``; each gets its own mode back after."""
-    layers = [layer for _, layer in moded_layers(model)]
+def layer_mode(model: nn.Module, mode: LayerMode, kind: type = ModedLayer) -> Iterator[nn.Module]:
+    """Within the block every moded layer of ``model`` (of type ``kind``: e.g. only the INT8 layers) is in
+    ``mode``; each gets its own mode back after."""
+    layers = [layer for _, layer in moded_layers(model) if isinstance(layer, kind)]
     previous = [layer.mode for layer in layers]
     for layer in layers:
         layer.mode = mode

@@ -74,4 +74,21 @@ class BinaryLinearView:
         return unpack_rows(self.bits, self.in_features)
 
 
+@dataclass(frozen=True)
+class Int8View:
+    """The core of one eval-mode INT8 layer (conv or linear: the geometry stays with the float op)::
+
+        z = op((q_x - act_zero_point) * act_scale, weight * weight_scale[o])
+        q_x = clamp(round_half_even(x / act_scale) + act_zero_point, 0, 255)
+
+    ``weight`` int8 in [-127, 127], the float layer's weight shape; ``weight_scale`` (C_out,).
+    """
+
+    kind: ClassVar[str] = "int8"
+    weight: np.ndarray
+    weight_scale: np.ndarray
+    act_scale: float
+    act_zero_point: int
+
+
 LayerView = BinaryConvView | BinaryLinearView

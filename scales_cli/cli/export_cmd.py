@@ -49,7 +49,7 @@ def export(
         p = result.parity.worst
         console.print(
             f"parity ({result.runtime} vs torch, {len(result.parity.images)} images): worst PSNR {p.psnr_db:.1f} dB, "
-            f"uint8 match {p.uint8_match:.4%}; {result.binary_layers} binary layers"
+            f"uint8 match {p.uint8_match:.4%}; {result.binary_layers} binary layers, {result.int8_layers} INT8 layers"
         )
         for image in result.parity.flipped:
             err_console.print(f"note: {image.image}: {image.divergence.describe()}; the outputs then differ by "  # type: ignore[union-attr]

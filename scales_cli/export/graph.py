@@ -10,6 +10,14 @@ skip: :meth:`scales_cli.binary.layers.QuantizedLayer.epilogue`) runs as it is, o
 - ``core="custom"``: one ``scales::BinaryConv2d`` / ``scales::BinaryLinear`` node (docs/onnx-ops.md)
   holding the packed sign bits; its torch forward is the layer's core, so tracing sees real values.
 
+INT8 layers (:mod:`scales_cli.binary.int8`) are wrapped in :class:`Int8ExportedLayer`, the same in
+every format: the core becomes QuantizeLinear -> DequantizeLinear on the input (uint8, per tensor,
+the layer's step and zero point) and DequantizeLinear of an int8 weight initializer (per output
+channel, zero point 0) feeding the float layer's Conv/MatMul; the epilogue (the bias) runs as it is.
+onnxruntime runs the pairs as written; OpenVINO's ONNX frontend turns them into FakeQuantize
+(levels 256) on the activation and an i8 Constant -> Convert -> Multiply on the weight, the pattern its
+low-precision transformations run as an INT8 convolution.
+
 So the layer's maths exists once in torch (NumPy's :mod:`.reference` is the independent spec of the
 nodes), as Brevitas swaps only the quantizer at export.
 
@@ -31,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ScalesError
-from .view import BinaryConvView, LayerView
+from .view import BinaryConvView, Int8View, LayerView
 
 DOMAIN = "scales"
 DOMAIN_VERSION = 1
@@ -55,6 +63,55 @@ class _CoreNode(torch.autograd.Function):
         # a conv changes every dim but the batch; a linear keeps the token dims (its feature dim is fixed)
         out.setType(x.type().with_sizes([None] * 4) if op == "BinaryConv2d" else x.type())
         return out
+
+
+class _QuantizeDequantize(torch.autograd.Function):
+    """QuantizeLinear(x, s, z) -> DequantizeLinear in the graph; in torch the layer's own activation quantizer.
+
+    ONNX QuantizeLinear is saturate(round_half_even(x / s) + z) on uint8, DequantizeLinear (q - z) s:
+    exactly :class:`scales_cli.binary.int8.ActInt8STE`'s forward, which ``quantized`` is.
+    """
+
+    @staticmethod
+    def forward(ctx, x, quantized, scale, zero_point):  # noqa: ANN001, ANN205
+        return quantized.clone()
+
+    @staticmethod
+    def symbolic(g, x, quantized, scale, zero_point):  # noqa: ANN001, ANN205
+        return g.op("DequantizeLinear", g.op("QuantizeLinear", x, scale, zero_point), scale, zero_point)
+
+
+class _DequantizeWeight(torch.autograd.Function):
+    """DequantizeLinear(W_int8, s_w, 0, axis=0) of an int8 initializer: W_int8[o] * s_w[o]."""
+
+    @staticmethod
+    def forward(ctx, levels, scale, zero_point):  # noqa: ANN001, ANN205
+        return levels.to(scale.dtype) * scale.reshape(-1, *([1] * (levels.dim() - 1)))
+
+    @staticmethod
+    def symbolic(g, levels, scale, zero_point):  # noqa: ANN001, ANN205
+        return g.op("DequantizeLinear", levels, scale, zero_point, axis_i=0)
+
+
+class Int8ExportedLayer(nn.Module):
+    """An INT8 layer (``self.layer``, epilogue untouched) whose core is written as QDQ nodes (module docstring)."""
+
+    def __init__(self, layer: nn.Module, view: Int8View) -> None:
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("act_scale", torch.tensor(view.act_scale, dtype=torch.float32))
+        self.register_buffer("act_zero_point", torch.tensor(view.act_zero_point, dtype=torch.uint8))
+        self.register_buffer("weight_levels", torch.from_numpy(view.weight))
+        self.register_buffer("weight_scale", torch.from_numpy(view.weight_scale))
+        self.register_buffer("weight_zero_point", torch.zeros(view.weight_scale.shape, dtype=torch.int8))
+
+    def core(self, x: Tensor) -> Tensor:
+        a = _QuantizeDequantize.apply(x, self.layer.act(x), self.act_scale, self.act_zero_point)
+        w = _DequantizeWeight.apply(self.weight_levels, self.weight_scale, self.weight_zero_point)
+        return self.layer.main_op(a, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer.epilogue(self.core(x), x)
 
 
 def _conv_attrs(view: BinaryConvView) -> tuple[tuple[str, int], ...]:
@@ -120,33 +177,44 @@ class ExportedLayer(nn.Module):
         return self.layer.epilogue(self.core(x), x)
 
 
-def binary_views(model: nn.Module) -> list[tuple[str, LayerView]]:
-    """(module path, core view) of every binary layer, in registration order.
+def quantized_views(model: nn.Module) -> list[tuple[str, LayerView | Int8View]]:
+    """(module path, core view) of every quantized layer (binary and INT8), in registration order.
 
-    A layer that is not in binary mode (inside ``quantizers_off`` or a training stage) is refused:
-    writing it as binary, or silently as float, would not be the network the user has.
+    A layer that is not fully quantized (``LayerMode.BINARY``: inside ``quantizers_off`` or a training
+    stage) is refused: writing it quantized, or silently as float, would not be the network the user has.
     """
-    from ..binary.layers import BinaryLayer
+    from ..binary.layers import QuantizedLayer
     from ..binary.modes import LayerMode
 
     views = []
     for path, module in model.named_modules():
-        if isinstance(module, BinaryLayer):
+        if isinstance(module, QuantizedLayer):
             if module.mode is not LayerMode.BINARY:
                 raise ScalesError(
-                    f"layer {path or '(the model)'}: mode {module.mode.value}, export writes binary layers only "
-                    "(export outside quantizers_off / layer_mode blocks and training stages)"
+                    f"layer {path or '(the model)'}: mode {module.mode.value}, export writes quantized layers in mode "
+                    "binary only (export outside quantizers_off / layer_mode blocks and training stages)"
                 )
             views.append((path, module.export_view()))
     return views
 
 
+def binary_views(model: nn.Module) -> list[tuple[str, LayerView]]:
+    """The binary layers' entries of :func:`quantized_views` (what BinaryConvolution limits apply to)."""
+    return [(p, v) for p, v in quantized_views(model) if not isinstance(v, Int8View)]  # type: ignore[misc]
+
+
+def _wrap(layer: nn.Module, view: LayerView | Int8View, options: GraphOptions) -> nn.Module:
+    if isinstance(view, Int8View):
+        return Int8ExportedLayer(layer, view)
+    return ExportedLayer(layer, view, options)
+
+
 def export_network(model: nn.Module, options: GraphOptions) -> nn.Module:
-    """An eval-mode copy of ``model`` whose binary layers' cores are export cores (the input is untouched)."""
+    """An eval-mode copy of ``model`` whose quantized layers' cores are export cores (the input is untouched)."""
     net = copy.deepcopy(model).eval()
-    for path, view in binary_views(net):
-        exported = ExportedLayer(net.get_submodule(path), view, options)
-        if not path:  # the model is itself one binary layer
+    for path, view in quantized_views(net):
+        exported = _wrap(net.get_submodule(path), view, options)
+        if not path:  # the model is itself one quantized layer
             return exported
         net.set_submodule(path, exported)
     return net

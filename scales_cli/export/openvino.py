@@ -11,11 +11,14 @@ FakeQuantize maps x <= lo to 0 and x > hi to 1, so a threshold one ulp below bet
 when x >= beta: sign(0) = +1 as in torch. ``pad_value=0.0`` makes padded taps contribute 0, as torch's
 zero padding of the +-alpha map does. u1 weights are packed LSB-first over the whole flattened
 (C_out, C_in, kh, kw) tensor (``np.packbits(bitorder="little")``); that is the order OpenVINO reads.
-Everything else (re-scaling branches, bias, skips, FP layers) converts as standard ONNX.
+Everything else (re-scaling branches, bias, skips, FP layers) converts as standard ONNX; so do INT8
+layers, written as QDQ pairs (:mod:`.graph`): the frontend makes FakeQuantize(levels=256) on the
+activation and i8 weights with a per-channel Multiply, which run as INT8 convolutions (``*_I8`` in the
+profile) even with the f32 precision hint, which keeps the rest of the graph f32.
 
 BinaryConvolution has no groups: a grouped binary conv becomes Split (input channels into G groups)
 -> one FakeQuantize + BinaryConvolution per group, each with its own u1 constant -> Concat. The CPU
-kernel needs C_in % 8 == 0 (per group): other even counts get cancelling channel pairs, odd counts are
+kernel needs C_in % 8 == 0 (per group): other even counts get cancelling zero-channel pairs, odd counts are
 refused (one line naming the layer); it accepts padding up to 2 only: larger paddings are refused.
 BinaryLinear is written as a 1x1 BinaryConvolution with one token per batch item: (..., N, C) -> (T, C, 1, 1).
 Compile with ``INFERENCE_PRECISION_HINT=f32`` (:func:`compile_ir`): the CPU may otherwise pick bf16.
@@ -93,10 +96,11 @@ def _binary_core(x, bits: np.ndarray, scale: np.ndarray, alpha: np.ndarray, beta
     signs = unpack_rows(bits, c_in * kernel[0] * kernel[1]).reshape(c_out, c_in, *kernel)
     extra = (-c_in) % CHANNEL_MULTIPLE
     if extra:
-        # the CPU kernel computes wrongly unless C_in is a multiple of 8: append copies of channel 0
-        # with weights +1, -1, +1, -1 ... (pairs cancel exactly, padded taps give 0 for both). The
-        # copies are made before FakeQuantize so that FakeQuantize still feeds the conv directly.
-        x = ops.concat([x, ops.gather(x, np.zeros(extra, np.int64), np.int64(1))], 1)
+        # the CPU kernel computes wrongly unless C_in is a multiple of 8: append zero channels with
+        # weights +1, -1, +1, -1 ... (both channels of a pair get the same bit, so pairs cancel exactly;
+        # padded taps give 0 for both). Pad, not Concat(x, Gather(x)): with INT8 layers in the graph, OpenVINO
+        # 2026.4.1's CPU plugin crashed (SIGSEGV in infer) on the Concat form (RLFN x4 cnn-int8, 46 channels).
+        x = ops.pad(x, np.zeros(4, np.int64), np.array([0, extra, 0, 0], np.int64), "constant", np.float32(0))
         threshold = np.concatenate([threshold, np.full(extra, threshold[0], np.float32)])
         pairs = np.tile(np.array([1.0, -1.0], np.float32), extra // 2).reshape(1, extra, 1, 1)
         signs = np.concatenate([signs, np.broadcast_to(pairs, (c_out, extra, *kernel))], axis=1)

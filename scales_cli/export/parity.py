@@ -6,16 +6,22 @@ Per image (RGB in ``[0, input_range]``, outputs divided by ``input_range``):
 - ``uint8_match`` = share of pixels (all channels) where round(clamp(v, 0, 1) * 255) agrees.
 
 An image passes with ``psnr_db >= 80`` and ``uint8_match >= 0.999``. When one does not, the export
-is run again with every binary layer's input and output as extra graph outputs (:class:`Probed`)
-and compared with torch's, layer by layer. At the first binary layer whose output differs (< 80 dB):
+is run again with every quantized layer's (binary and INT8) input and output as extra graph outputs
+(:class:`Probed`) and compared with torch's, layer by layer. At the first layer whose output differs (< 80 dB):
 
 - a layer whose export output differs from what the torch layer computes on the export's own input
-  is wrong -> failure naming it;
+  is wrong -> failure naming it. An INT8 layer is allowed the rounding tolerance: a runtime may put
+  an input with |frac(x / s) - 0.5| <= 1e-3 on the other level (ties are half-to-even in ONNX and in
+  torch, but OpenVINO's FakeQuantize computes x / s as (x - low) * 255 / (high - low), a few ulps
+  off), so each output may differ by op(s * 1{near tie}, |Q_w(W)|) (``Int8Layer.rounding_bound``)
+  plus 1e-5 of the layer's peak |output|; within that the layer is exact and its near-tie inputs
+  count as flips;
 - a layer whose *input* differs (< 80 dB) before any flip: the FP part of the graph before it is
   wrong -> failure naming it;
 - otherwise every layer is exact on its own input, and the first layer where some activations sat so
-  close to beta that float rounding put them on the other side of the threshold (``flips``) is where
-  the runs part. A binary network amplifies each flip downstream; that is not an export error. Such
+  close to beta (binary) or to a rounding boundary (INT8) that float rounding put them on the other
+  side (``flips``: inputs whose binary sign or INT8 level differs) is where the runs part. A quantized
+  network amplifies each flip downstream; that is not an export error. Such
   an image passes unless ``strict`` (the report keeps the figures and the layer). Without flips the
   difference is in the FP graph after the last binary layer -> failure.
 """
@@ -40,7 +46,9 @@ MIN_UINT8_MATCH = 0.999
 DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "Set5-mini" / "LR_bicubic" / "X4"
 
 Probe = Callable[[torch.Tensor], list[np.ndarray]]
-"""x -> outputs of the export's probed graph: (image, in_1, out_1, in_2, out_2, ...) for the binary layers."""
+"""x -> outputs of the export's probed graph: (image, in_1, out_1, in_2, out_2, ...) for the quantized layers."""
+ROUNDING_ATOL = 1e-5
+"""An INT8 layer's export output may differ from torch's by its rounding bound plus this share of its peak |output|."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,8 @@ class Divergence:
 
     def describe(self) -> str:
         if self.explained:
-            return (f"{self.layer}: {self.flips} activation(s) at the threshold flipped by float rounding "
-                    f"(input {self.input_db:.0f} dB, layer exact on either input)")
+            return (f"{self.layer}: {self.flips} activation(s) at a threshold or rounding boundary flipped by float "
+                    f"rounding (input {self.input_db:.0f} dB, layer exact on either input)")
         return f"{self.layer}: {self.reason} (input {self.input_db:.1f} dB, output {self.output_db:.1f} dB)"
 
 
@@ -117,7 +125,7 @@ class ParityReport:
         """One line: the first failing image, and the layer where the export parts from torch."""
         bad = next(i for i in self.images if not i.passes(self.strict))
         where = (f"; first diverging layer {bad.divergence.describe()}" if bad.divergence
-                 else "; no binary layer diverges: the FP graph after the last one differs")
+                 else "; no quantized layer diverges: the FP graph after the last one differs")
         return (
             f"parity failed on {bad.image}: PSNR(export, torch) {bad.psnr_db:.1f} dB (need >= {MIN_PSNR_DB:g}), "
             f"uint8 match {bad.uint8_match:.4%} (need >= {MIN_UINT8_MATCH:.1%}){where}"
@@ -168,12 +176,12 @@ def check_parity(
     images: Sequence[Path],
     input_range: float = 1.0,
     probe: Probe | None = None,
-    layers: Sequence[tuple[str, np.ndarray]] = (),
+    layers: Sequence[str] = (),
     strict: bool = False,
 ) -> ParityReport:
     """Run ``runner`` and ``model`` on every image; diagnose each image that misses the criterion.
 
-    ``layers``: (path, beta) of every binary layer, in the order ``probe`` reports them.
+    ``layers``: the path of every quantized layer, in the order ``probe`` reports them.
     """
     from ..imaging import read_image
 
@@ -190,36 +198,54 @@ def check_parity(
     return ParityReport(tuple(results), strict)
 
 
-def diagnose(model: nn.Module, x: torch.Tensor, probe: Probe, layers: Sequence[tuple[str, np.ndarray]]) -> Divergence | None:
-    """Why one image's export parts from torch (module doc); None when no binary layer explains it."""
+@dataclass(frozen=True)
+class LayerCheck:
+    """One probed call compared: figures in dB, whether the layer is exact on the export's own input, flips."""
+
+    input_db: float
+    output_db: float
+    own_db: float
+    exact: bool
+    flips: int
+
+
+def check_layer(layer: nn.Module, t_in: np.ndarray, t_out: np.ndarray, e_in: np.ndarray, e_out: np.ndarray) -> LayerCheck:
+    """Compare one layer call of torch (t_*) and of the export (e_*) (module docstring: the rules)."""
+    e_x = torch.from_numpy(np.ascontiguousarray(e_in))
+    with torch.no_grad():
+        own = layer(e_x)
+        same_shape = e_in.shape == t_in.shape
+        flips = int((layer.input_codes(torch.from_numpy(t_in)) != layer.input_codes(e_x)).sum()) if same_shape else 0
+        own_db = _layer_db(e_out, own.numpy())
+        exact = own_db >= MIN_PSNR_DB
+        bound = getattr(layer, "rounding_bound", None)
+        if not exact and bound is not None and e_out.shape == tuple(own.shape):
+            allowed = bound(e_x) + ROUNDING_ATOL * float(own.abs().max())
+            exact = bool(((torch.from_numpy(e_out) - own).abs() <= allowed).all())
+            flips += int((bound(e_x) > 0).sum()) if exact else 0
+    return LayerCheck(_layer_db(e_in, t_in), _layer_db(e_out, t_out), own_db, exact, flips)
+
+
+def diagnose(model: nn.Module, x: torch.Tensor, probe: Probe, layers: Sequence[str]) -> Divergence | None:
+    """Why one image's export parts from torch (module doc); None when no quantized layer explains it."""
     from .graph import Probed
 
-    paths = [p for p, _ in layers]
-    probed = Probed(model, paths)
+    probed = Probed(model, list(layers))
     with torch.no_grad():
         torch_side = [t.numpy() for t in probed(x)]
     export_side = probe(x)
-    betas = dict(layers)
     first_flip: Divergence | None = None
     for i, path in enumerate(probed.calls):  # the export graph records the same calls in the same order
         if 2 + 2 * i >= len(export_side):
             break
-        t_in, t_out = torch_side[1 + 2 * i], torch_side[2 + 2 * i]
-        e_in, e_out = export_side[1 + 2 * i], export_side[2 + 2 * i]
-        in_db, out_db = _layer_db(e_in, t_in), _layer_db(e_out, t_out)
-        with torch.no_grad():
-            on_export_input = model.get_submodule(path)(torch.from_numpy(np.ascontiguousarray(e_in))).numpy()
-        own_db = _layer_db(e_out, on_export_input)
-        beta = betas[path]
-        shape = [1] * t_in.ndim
-        shape[1 if t_in.ndim == 4 else -1] = beta.size
-        flips = int(np.sum(((t_in - beta.reshape(shape)) >= 0) != ((e_in - beta.reshape(shape)) >= 0))) if e_in.shape == t_in.shape else 0
-        if own_db < MIN_PSNR_DB:  # the layer itself computes something else: a real export error
-            return Divergence(path, "layer differs", in_db, own_db, flips)
-        if first_flip is None and in_db < MIN_PSNR_DB:  # inputs part before any flip: the FP graph is wrong
-            return Divergence(path, "FP graph before it differs", in_db, out_db, 0)
-        if first_flip is None and flips:
-            first_flip = Divergence(path, ROUNDING, in_db, out_db, flips)
+        c = check_layer(model.get_submodule(path), torch_side[1 + 2 * i], torch_side[2 + 2 * i],
+                        export_side[1 + 2 * i], export_side[2 + 2 * i])
+        if not c.exact:  # the layer itself computes something else: a real export error
+            return Divergence(path, "layer differs", c.input_db, c.own_db, c.flips)
+        if first_flip is None and c.input_db < MIN_PSNR_DB:  # inputs part before any flip: the FP graph is wrong
+            return Divergence(path, "FP graph before it differs", c.input_db, c.output_db, 0)
+        if first_flip is None and c.flips:
+            first_flip = Divergence(path, ROUNDING, c.input_db, c.output_db, c.flips)
     return first_flip
 
 

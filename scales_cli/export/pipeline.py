@@ -1,7 +1,7 @@
 """``export_model``: a loaded network -> exported file(s), proved equal to torch, written atomically.
 
 Order of work: check every output path and the parity images, check that the format can express
-every binary layer, write into a temporary folder beside the target, run parity there, and only then
+every quantized layer, write into a temporary folder beside the target, run parity there, and only then
 move the files into place. A failed parity (exit 1) or any error leaves nothing behind.
 
 >>> from scales_cli.loading import load
@@ -29,10 +29,10 @@ from ..errors import ScalesError
 from ..io import refuse_existing
 from . import onnx_custom, onnx_float, openvino
 from ._onnx import DEFAULT_OPSET, check_opset
-from .graph import GraphOptions, Probed, binary_views, export_network
+from .graph import GraphOptions, Probed, export_network, quantized_views
 from .parity import ParityReport, check_images, check_parity
 from .runtime import OnnxRuntime, OpenVinoRuntime, Runner
-from .view import LayerView
+from .view import Int8View, LayerView
 
 
 class ParityError(ScalesError):
@@ -57,6 +57,7 @@ class ExportFormat:
     graph_runner: Callable[[nn.Module, torch.Tensor, int], Any]  # any converted module -> runner with run_all
     check: Callable[[Sequence[tuple[str, LayerView]]], None] = _no_check
     companions: tuple[str, ...] = ()  # suffixes of files written beside the target (.bin of an IR)
+    expresses: frozenset[tuple[int, int]] = frozenset({FP_BITS, (1, 1), (8, 8)})  # (weight, activation) bits it writes
 
     def targets(self, target: Path) -> list[Path]:
         return [target, *(target.with_suffix(s) for s in self.companions)]
@@ -76,21 +77,21 @@ def _ov_graph(module: nn.Module, example: torch.Tensor, opset: int) -> OpenVinoR
 FORMATS: dict[str, tuple[ExportFormat, GraphOptions]] = {
     "scales": (
         ExportFormat(
-            "scales", ".onnx", "ONNX, binary layers as scales:: custom nodes with 1-bit weights (reference kernel: onnxruntime-extensions)",
+            "scales", ".onnx", "ONNX, binary layers as scales:: custom nodes with 1-bit weights (reference kernel: onnxruntime-extensions), INT8 layers as QDQ",
             onnx_custom.write, lambda p: OnnxRuntime(p), _onnx_graph(onnx_custom.graph_bytes),
         ),
         onnx_custom.OPTIONS,
     ),
     "float": (
         ExportFormat(
-            "float", ".onnx", "standard ONNX only, binary layers as +-1 float convs (any ONNX runtime)",
+            "float", ".onnx", "standard ONNX only, binary layers as +-1 float convs, INT8 layers as QDQ (any ONNX runtime)",
             onnx_float.write, lambda p: OnnxRuntime(p), _onnx_graph(onnx_float.graph_bytes),
         ),
         onnx_float.OPTIONS,
     ),
     "openvino": (
         ExportFormat(
-            "openvino", ".xml", "OpenVINO IR (.xml + .bin): BinaryConvolution xnor-popcount, u1 weights",
+            "openvino", ".xml", "OpenVINO IR (.xml + .bin): BinaryConvolution xnor-popcount, u1 weights; INT8 convs as FakeQuantize + i8 weights",
             openvino.write, lambda p: OpenVinoRuntime(p), _ov_graph, openvino.check_supported, (".bin",),
         ),
         openvino.graph_options(),
@@ -109,6 +110,7 @@ class ExportResult:
     binary_layers: int
     parity: ParityReport | None
     runtime: str = field(default="")
+    int8_layers: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -118,23 +120,25 @@ class ExportResult:
             "files": [str(f) for f in self.files],
             "bytes": self.sizes,
             "binary_layers": self.binary_layers,
+            "int8_layers": self.int8_layers,
             "runtime": self.runtime,
             "parity": None if self.parity is None else self.parity.to_json(),
         }
 
 
-def refuse_unexpressible(model: nn.Module, fmt: str) -> None:
-    """One line naming the first layer whose bit widths no format writes yet (INT8: FakeQuantize / QDQ to come).
+def refuse_unexpressible(model: nn.Module, fmt: ExportFormat) -> None:
+    """One line naming the first layer whose bit widths ``fmt`` does not write (``ExportFormat.expresses``).
 
-    Every format writes FP layers and binary (1, 1) layers; anything else would be exported as the
-    float layer it was built from, which is not the network that was trained.
+    Every format writes FP, binary (1, 1) and INT8 (8, 8) layers today; anything else would be exported
+    as the float layer it was built from, which is not the network that was trained.
     """
     for path, module in model.named_modules():
         bits = bit_widths(module)
-        if bits not in (FP_BITS, (1, 1)):
+        if bits not in fmt.expresses:
+            written = ", ".join(f"{w}/{a}" for w, a in sorted(fmt.expresses))
             raise ScalesError(
-                f"layer {path or '(model)'}: --format {fmt} cannot express its {bits[0]}-bit weights / {bits[1]}-bit "
-                "activations yet (INT8 export is not written; formats write FP and binary layers only)"
+                f"layer {path or '(model)'}: --format {fmt.name} cannot express its {bits[0]}-bit weights / {bits[1]}-bit "
+                f"activations (it writes weight/activation bits {written})"
             )
 
 
@@ -184,9 +188,10 @@ def export_model(
     chosen, options = prepare(target, fmt, force=force, opset=opset)
     images = check_images(check_dir) if check else []
     model = model.eval()
-    views = binary_views(model)  # first: a binary layer outside binary mode is named as such
-    refuse_unexpressible(model, chosen.name)
-    chosen.check(views)
+    views = quantized_views(model)  # first: a quantized layer outside binary mode is named as such
+    refuse_unexpressible(model, chosen)
+    binary = [(p, v) for p, v in views if not isinstance(v, Int8View)]
+    chosen.check(binary)  # type: ignore[arg-type]
 
     paths = [p for p, _ in views]
 
@@ -202,8 +207,7 @@ def export_model(
         written = chosen.write(model, staged, opset, meta)
         report = None
         if check:
-            betas = [(p, v.beta) for p, v in views]
-            report = check_parity(chosen.runtime(staged), model, images, input_range, probe, betas, strict)
+            report = check_parity(chosen.runtime(staged), model, images, input_range, probe, paths, strict)
             if not report.ok:
                 raise ParityError(report.failure())
         finals = []
@@ -218,7 +222,8 @@ def export_model(
         opset=opset,
         files=tuple(finals),
         sizes={f.name: f.stat().st_size for f in finals},
-        binary_layers=len(views),
+        binary_layers=len(binary),
+        int8_layers=len(views) - len(binary),
         parity=report,
         runtime="openvino" if chosen.name == "openvino" else "onnxruntime",
     )

@@ -4,6 +4,6 @@ where the exporters import them from."""
 
 from __future__ import annotations
 
-from ..binary.view import BinaryConvView, BinaryLinearView, LayerView, unpack_rows
+from ..binary.view import BinaryConvView, BinaryLinearView, Int8View, LayerView, unpack_rows
 
-__all__ = ["BinaryConvView", "BinaryLinearView", "LayerView", "unpack_rows"]
+__all__ = ["BinaryConvView", "BinaryLinearView", "Int8View", "LayerView", "unpack_rows"]

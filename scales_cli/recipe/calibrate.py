@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..binary.calibration import CalibrationOptions, calibrate
-from ..binary.int8 import DEFAULT_RANGE_METHOD, calibrate_int8, int8_quantizers_off
+from ..binary.int8 import DEFAULT_RANGE_METHOD, Int8Layer, calibrate_int8
+from ..binary.modes import LayerMode, layer_mode
 from ..errors import DataError
 from ..inputs import find_images
 from ..metrics.color import gray_to_rgb, load_image
@@ -110,7 +111,7 @@ def calibrate_student(
     """
     options = options or CalibrationOptions()
     batches = calibration_batches(folder, n_images, crop=crop, seed=seed, input_range=input_range)
-    with int8_quantizers_off(student):
+    with layer_mode(student, LayerMode.OFF, Int8Layer):
         calibrated = calibrate(student, batches, options)
     ranges = calibrate_int8(student, batches, int8_range)
     return CalibrationInfo(
