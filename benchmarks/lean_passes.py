@@ -1,11 +1,11 @@
 """Each lean pass on its own: the OpenVINO student before and after a chosen set of passes (issue 21 step 3).
 
 Where ``export_speed.py`` compares the whole export against the teachers, this isolates passes: one
-student, IRs with the passes named in each ``--variant`` ("pad", "split", "pad+split", "" for none),
+student, IRs with the passes named in each ``--variant`` ("split", "" for none),
 the largest output difference of each against the IR without passes on one seeded input, interleaved
 wall-time medians, and the per-node-type split of each (profiling counters).
 
-    python benchmarks/lean_passes.py zoo/rlfn_x4-cnn.safetensors --variant pad --repeats 20
+    python benchmarks/lean_passes.py zoo/rlfn_x4-cnn.safetensors --variant split --repeats 20
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from scales_cli.machine import probe  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("student", type=Path)
-    ap.add_argument("--variant", action="append", default=[], help="passes joined by '+', e.g. pad+split (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], help="passes joined by '+', e.g. split (repeatable)")
     ap.add_argument("--size", default="180x320")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)

@@ -23,42 +23,21 @@ def _count(model, op_type: str) -> int:  # noqa: ANN001
     return sum(node.get_type_name() == op_type for node in model.get_ordered_ops())
 
 
-def _paddings(model) -> int:  # noqa: ANN001
-    return sum(lean._is_channel_padding(node) is not None for node in model.get_ordered_ops())
-
-
 def _run(model, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
     return openvino.compile_ir(model, x.shape, threads=1)({0: x})[0]
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3])
-def test_channel_padding_becomes_one_pad_with_the_same_outputs(groups: int):
-    """Tiny's b3 and b4 have 12 input channels (padded to 16), b3 in groups 6 / 4 per group (padded to 8 per
-    group): every Gather + Concat padding becomes a Pad, and the outputs stay bit-identical (the padded channels' bits
-    still cancel in pairs)."""
+def test_channel_padding_is_one_pad(groups: int):
+    """Tiny's b3 and b4 have 12 input channels (padded to 16; b3 in groups: 6 / 4 per group, padded to 8):
+    the core pads with one Pad of zeros per padded conv, never Gather + Concat copies (slow ``ref_any``
+    kernels, and an OpenVINO 2026.4.1 crash beside INT8 convs)."""
     torch.manual_seed(0)
-    before = _ir(Tiny(groups=groups))
-    after = before.clone()
-    paddings = _paddings(before)
-    assert paddings == groups + 1
-    assert lean.make_lean(after, ("pad",)) == {"pad": paddings}
-    assert (_paddings(after), _count(after, "Pad")) == (0, paddings)
-    assert _count(after, "Gather") == _count(before, "Gather") - paddings
-    assert _count(after, "Concat") == _count(before, "Concat") - paddings
-    x = np.random.default_rng(1).random((1, 3, 15, 22)).astype(np.float32) * 4 - 2
-    assert np.array_equal(_run(after, x), _run(before, x))
-
-
-def test_padding_is_kept_when_a_consumer_is_not_a_binarizer():
-    """A Concat of x and copies of its channel 0 that feeds anything else is not padding: left alone."""
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    x = ops.parameter([1, 4, 5, 5], np.float32)
-    cat = ops.concat([x, ops.gather(x, np.zeros(4, np.int64), np.int64(1))], 1)
-    model = ov.Model([ops.relu(cat)], [x])
-    assert lean.make_lean(model)["pad"] == 0
-    assert _count(model, "Gather") == 1
+    model = _ir(Tiny(groups))
+    assert _count(model, "Pad") == groups + 1
+    copies = [n for n in model.get_ordered_ops() if n.get_type_name() == "Concat" and n.get_output_partial_shape(0).rank.get_length() == 4
+              and any(i.get_source_output().get_node().get_type_name() == "Gather" for i in n.inputs())]
+    assert copies == []
 
 
 def test_export_writes_the_lean_graph(tmp_path: Path):

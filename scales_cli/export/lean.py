@@ -7,11 +7,8 @@ one such pattern and is kept only because an interleaved benchmark said it helps
 "Lean OpenVINO graph"). Every pass returns how many patterns it rewrote, so that tests can check it
 did what it claims, and leaves the model's outputs equal (exactly, or up to float summation order).
 
-- :func:`pad_instead_of_gather`: the C_in % 8 padding of a binary layer (:func:`.openvino._binary_core`
-  appends copies of channel 0 with Gather + Concat) becomes one Pad with zeros. Both are exact: the
-  extra channels hold one common value and one common threshold, so they binarize to one common bit and
-  their +1/-1 weight pairs cancel whatever that bit is. Gather runs as ``ref_any`` and forces layout
-  reorders of the whole feature map around it; Pad runs in the plugin's channels-last layout.
+- The C_in % 8 channel padding of a binary layer was a pass here (Gather + Concat -> Pad); the core
+  now emits the Pad itself (:func:`.openvino._binary_core`), so no pass is needed.
 
 - :func:`read_past_split`: the binary layer (and its spatial branch's 1x1 conv) that reads a channel
   range of a Split (IMDN's distillation: 48 of 64 channels) reads the whole tensor, with cancelling dead
@@ -34,58 +31,6 @@ import numpy as np
 def _constant(output) -> np.ndarray | None:  # noqa: ANN001
     node = output.get_node()
     return np.asarray(node.get_data()) if node.get_type_name() == "Constant" else None
-
-
-def _is_channel_padding(concat) -> tuple[object, int] | None:  # noqa: ANN001
-    """(x, extra) when ``concat`` is Concat(x, Gather(x, zeros(extra), axis 1), axis 1), else None."""
-    if concat.get_type_name() != "Concat" or concat.get_axis() != 1 or concat.get_input_size() != 2:
-        return None
-    x, copies = (concat.input(i).get_source_output() for i in range(2))
-    gather = copies.get_node()
-    if gather.get_type_name() != "Gather" or gather.input(0).get_source_output() != x:
-        return None
-    indices, axis = _constant(gather.input(1).get_source_output()), _constant(gather.input(2).get_source_output())
-    if indices is None or axis is None or int(axis.reshape(-1)[0]) != 1 or np.any(indices):
-        return None
-    return x, int(indices.size)
-
-
-def _feeds_only_shared_threshold_binarizers(concat, extra: int) -> bool:  # noqa: ANN001
-    """Every consumer is a levels=2 FakeQuantize whose thresholds agree over the ``extra`` last channels,
-    so that any common value there gives one common bit (the condition for the cancelling pairs)."""
-    for target in concat.output(0).get_target_inputs():
-        fq = target.get_node()
-        if fq.get_type_name() != "FakeQuantize" or fq.get_levels() != 2 or target.get_index() != 0:
-            return False
-        for port in (1, 2):
-            t = _constant(fq.input(port).get_source_output())
-            if t is None:
-                return False
-            tail = np.broadcast_to(t.reshape(-1), (int(concat.get_output_partial_shape(0)[1].get_length()),))[-extra:]
-            if np.any(tail != tail[0]):
-                return False
-    return True
-
-
-def pad_instead_of_gather(model) -> int:  # noqa: ANN001
-    """Replace each binary layer's channel padding (Concat of x and Gather copies of its channel 0) by
-    Pad(x, zeros at the end of the channel axis); returns the number of paddings replaced."""
-    import openvino.opset13 as ops
-
-    done = 0
-    for node in model.get_ordered_ops():
-        found = _is_channel_padding(node)
-        if found is None or not _feeds_only_shared_threshold_binarizers(node, found[1]):
-            continue
-        x, extra = found
-        rank = x.get_partial_shape().rank.get_length()
-        end = np.zeros(rank, np.int64)
-        end[1] = extra
-        pad = ops.pad(x, np.zeros(rank, np.int64), end, "constant", np.float32(0.0))
-        pad.set_friendly_name(node.get_friendly_name() + "/pad")
-        node.output(0).replace(pad.output(0))
-        done += 1
-    return done
 
 
 def _signs(weights) -> np.ndarray:  # noqa: ANN001 - a u1 Constant -> its +-1 values, (O, C, kh, kw)
@@ -195,7 +140,7 @@ def read_past_split(model) -> int:  # noqa: ANN001
         done += len(rewritten)
     return done
 
-PASSES = {"pad": pad_instead_of_gather, "split": read_past_split}
+PASSES = {"split": read_past_split}
 """Every pass by name, in the order :func:`make_lean` applies them."""
 
 
