@@ -276,16 +276,16 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
     student = load(pair[0]).model.eval()
     layer = next(m for m in student.modules() if isinstance(m, BinaryLayer) and isinstance(m, torch.nn.Conv2d))
     x = torch.randn(1, layer.in_channels, 6, 6)
-    binary = layer._conv_forward(*layer.binary_operands(x), None)
+    binary = layer._conv_forward(*layer.operands(x), None)
     set_stage(student, "weights")
-    a, w = layer.binary_operands(x)
+    a, w = layer.operands(x)
     assert torch.equal(w, layer.weight) and torch.equal(a, layer.act(x))
     assert torch.allclose(layer._conv_forward(a, w, None), F.conv2d(layer.act(x), layer.weight, None, layer.stride, layer.padding))
     with fully_binary(student):
-        assert torch.equal(layer._conv_forward(*layer.binary_operands(x), None), binary)
+        assert torch.equal(layer._conv_forward(*layer.operands(x), None), binary)
     assert layer.mode is LayerMode.FP_WEIGHTS  # restored after the block
     set_stage(student, "activations")
-    assert torch.equal(layer.binary_operands(x)[0], x) and layer.mode is LayerMode.FP_ACTIVATIONS
+    assert torch.equal(layer.operands(x)[0], x) and layer.mode is LayerMode.FP_ACTIVATIONS
 
     config = FinetuneConfig(**FAST, two_stage="activations-first")
     full = tmp_path / "two"

@@ -199,18 +199,8 @@ class Int8Layer(QuantizedLayer):
         self.act = Int8Activation().to(device=self.weight.device, dtype=self.weight.dtype)
         self.wq = Int8Weight()
 
-    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
-        """The float layer's conv/linear of (a, w), no bias (the epilogue adds it)."""
-        raise NotImplementedError
-
-    def int8_operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(input, weight) of the main operation: fake-quantized, or FP where the mode bypasses a quantizer."""
-        a = self.act(x) if self.mode.quantizes_activations else x
-        return a, self.wq(self.weight) if self.mode.quantizes_weights else self.weight
-
-    def core(self, x: Tensor) -> Tensor:
-        """z = op(Q_a(x), Q_w(W)), no bias: what an exporter replaces by QDQ nodes around the float op."""
-        return self.main_op(*self.int8_operands(x))
+    def weight_quantizer(self) -> nn.Module:
+        return self.wq
 
     def bit_widths(self) -> tuple[int, int]:
         """(8, 8) with both quantizers on; FP (32) for each one the mode bypasses (OFF: (32, 32))."""

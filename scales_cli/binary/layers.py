@@ -59,11 +59,13 @@ class QuantizedLayer(ModedLayer):
     - ``epilogue(z, x) -> y``: BN, re-scaling, bias, skip, from ``z`` and the FP input ``x``; never replaced;
     - ``mode``: :class:`LayerMode`; ``OFF`` is the float layer (the next class in the MRO) exactly.
 
-    Subclasses set ``spatial``, ``channel``, ``channel_from_input``, ``bn``, ``skip``, ``bias`` (``None``
-    for each one absent), the class attribute ``act_channel_dim`` (1 for NCHW, -1 for tokens) and
-    define ``core`` and ``_normalise`` (their BatchNorm's layout).
+    Subclasses set ``act`` (the input quantizer), ``spatial``, ``channel``, ``channel_from_input``, ``bn``,
+    ``skip``, ``bias`` (``None`` for each one absent), the class attribute ``act_channel_dim`` (1 for NCHW,
+    -1 for tokens) and define ``weight_quantizer``, ``main_op`` and ``_normalise`` (their BatchNorm's layout).
     """
 
+    weight: nn.Parameter
+    act: nn.Module
     act_channel_dim: int
     bias: nn.Parameter | None
     spatial: nn.Module | None
@@ -72,8 +74,24 @@ class QuantizedLayer(ModedLayer):
     bn: nn.BatchNorm2d | nn.BatchNorm1d | None
     skip: bool
 
-    def core(self, x: Tensor) -> Tensor:
+    def weight_quantizer(self) -> nn.Module:
+        """The module that quantizes ``weight`` (1-bit: ``wbin``; 8-bit: ``wq``)."""
         raise NotImplementedError
+
+    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
+        """The float layer's conv/linear of (a, w), no bias: the core's operation on its operands."""
+        raise NotImplementedError
+
+    def operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(input, weight) of the main operation: quantized, or FP where the mode bypasses a quantizer."""
+        a = self.act(x) if self.mode.quantizes_activations else x
+        return a, self.weight_quantizer()(self.weight) if self.mode.quantizes_weights else self.weight
+
+    def core(self, x: Tensor) -> Tensor:
+        """z = op(Q_a(x), Q_w(W)), no bias: what an exporter replaces (a binary layer: one ``scales::``
+        node / BinaryConvolution, alpha * s[o] * sum of +-1 products; an INT8 layer: QDQ pairs around the
+        float op). Everything after it is :meth:`epilogue`."""
+        return self.main_op(*self.operands(x))
 
     def _normalise(self, z: Tensor) -> Tensor:
         raise NotImplementedError
@@ -111,26 +129,10 @@ class BinaryLayer(QuantizedLayer):
     Subclasses set what :class:`QuantizedLayer` asks, ``act`` and ``wbin``, and define ``main_op``.
     """
 
-    weight: nn.Parameter
-    act: nn.Module
     wbin: nn.Module
 
-    def main_op(self, a: Tensor, w: Tensor) -> Tensor:
-        """The float layer's conv/linear of (a, w), no bias: the core's operation on its operands."""
-        raise NotImplementedError
-
-    def binary_operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(input, weight) of the main operation: binarized, or FP where the mode bypasses a quantizer."""
-        a = self.act(x) if self.mode.quantizes_activations else x
-        return a, self.wbin(self.weight) if self.mode.quantizes_weights else self.weight
-
-    def core(self, x: Tensor) -> Tensor:
-        """z = op(act(x), wbin(W)), no bias: in BINARY mode alpha * s[o] * sum of +-1 products.
-
-        What an exporter replaces (``scales::BinaryConv2d`` computes exactly this z); everything after
-        it is :meth:`epilogue`.
-        """
-        return self.main_op(*self.binary_operands(x))
+    def weight_quantizer(self) -> nn.Module:
+        return self.wbin
 
     def input_codes(self, x: Tensor) -> Tensor:
         """1 where the binarized input is +1 (x - beta >= 0), else 0: parity counts where these change."""
