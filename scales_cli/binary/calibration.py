@@ -40,8 +40,7 @@ Example::
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +49,7 @@ from torch import Tensor, nn
 from scales_cli.binary._registry import lookup
 from scales_cli.binary.activation import THRESHOLDS, act_statistics, channel_rows
 from scales_cli.binary.layers import BinaryLayer
-from scales_cli.binary.modes import LayerMode, layer_mode, quantizers_off
+from scales_cli.binary.modes import LayerMode, eval_mode, layer_mode, quantizers_off
 from scales_cli.binary.ste import channel_view
 from scales_cli.errors import DataError
 
@@ -82,17 +81,6 @@ CORRECTIONS: dict[str, tuple[bool, bool]] = {"none": (False, False), "bias": (Fa
 
 class _Stop(Exception):
     """Raised by a pre-hook once the layer's input is captured: the rest of the forward is not needed."""
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _forward_order(model: nn.Module, layers: dict[str, BinaryLayer], batch: Tensor) -> list[str]:
@@ -261,7 +249,7 @@ def calibrate(model: nn.Module, batches: Iterable[Tensor], options: CalibrationO
     device = next(model.parameters()).device
     batches = [b.to(device) for b in batches]
     changed: list[str] = []
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         teacher = copy.deepcopy(model)  # W and b change as layers are fitted; the targets must not
         with quantizers_off(model):
             order = _forward_order(model, layers, batches[0])

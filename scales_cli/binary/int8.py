@@ -379,7 +379,7 @@ def calibrate_int8(model: nn.Module, batches: Iterable[Tensor], method: str = DE
     The inputs are the teacher's (x_t in :mod:`scales_cli.binary.calibration`'s notation); the
     range is the ``method``'s choice over a seeded sample of them. Layers never reached keep theirs.
     """
-    from scales_cli.binary.modes import quantizers_off  # binary and INT8 layers off: the teacher's activations
+    from scales_cli.binary.modes import eval_mode, quantizers_off  # binary and INT8 layers off: the teacher's activations
 
     pick = lookup(RANGE_METHODS, method, "INT8 range method")
     batches = list(batches)
@@ -389,14 +389,8 @@ def calibrate_int8(model: nn.Module, batches: Iterable[Tensor], method: str = DE
     if not layers:
         return []
     device = next(model.parameters()).device
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad(), quantizers_off(model):
-            seen = _collect_inputs(model, layers, [b.to(device) for b in batches])
-    finally:
-        for m, training in modes:
-            m.training = training
+    with eval_mode(model), torch.no_grad(), quantizers_off(model):
+        seen = _collect_inputs(model, layers, [b.to(device) for b in batches])
     ranges = []
     for name, samples in seen.items():
         if samples:

@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -50,7 +51,7 @@ from scales_cli.binary.view import BinaryConvView, BinaryLinearView
 _BRANCHES = ("spatial", "channel", "bn")
 
 
-class QuantizedLayer(ModedLayer):
+class QuantizedLayer(ModedLayer, metaclass=ABCMeta):
     """A quantized conv/linear = a ``core`` (its own quantizers and main operation) + the shared ``epilogue``.
 
     The interface exporters and any further quantized layer (INT8 beside the 1-bit ones) rely on:
@@ -61,7 +62,7 @@ class QuantizedLayer(ModedLayer):
 
     Subclasses set ``act`` (the input quantizer), ``spatial``, ``channel``, ``channel_from_input``, ``bn``,
     ``skip``, ``bias`` (``None`` for each one absent), the class attribute ``act_channel_dim`` (1 for NCHW,
-    -1 for tokens) and define ``weight_quantizer``, ``main_op`` and ``_normalise`` (their BatchNorm's layout).
+    -1 for tokens) and define the two abstract methods ``weight_quantizer`` and ``main_op``.
     """
 
     weight: nn.Parameter
@@ -74,13 +75,13 @@ class QuantizedLayer(ModedLayer):
     bn: nn.BatchNorm2d | nn.BatchNorm1d | None
     skip: bool
 
+    @abstractmethod
     def weight_quantizer(self) -> nn.Module:
         """The module that quantizes ``weight`` (1-bit: ``wbin``; 8-bit: ``wq``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
         """The float layer's conv/linear of (a, w), no bias: the core's operation on its operands."""
-        raise NotImplementedError
 
     def operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(input, weight) of the main operation: quantized, or FP where the mode bypasses a quantizer."""
@@ -94,7 +95,10 @@ class QuantizedLayer(ModedLayer):
         return self.main_op(*self.operands(x))
 
     def _normalise(self, z: Tensor) -> Tensor:
-        raise NotImplementedError
+        """BN over the output channels: NCHW as it is; tokens (..., C) with every token of every item pooled."""
+        if self.act_channel_dim == 1:
+            return self.bn(z)  # type: ignore[misc]
+        return self.bn(z.reshape(-1, z.shape[-1])).reshape(z.shape)  # type: ignore[misc]
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mode is LayerMode.OFF:
@@ -304,9 +308,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
         return self._conv_forward(a, w, None)  # zero padding adds 0s around the +-alpha map
 
-    def _normalise(self, z: Tensor) -> Tensor:
-        return self.bn(z)  # type: ignore[misc]
-
     def export_view(self) -> BinaryConvView:
         """This layer's core as a frozen view: geometry, packed bits, scales, threshold."""
         kh, kw = self.kernel_size
@@ -387,10 +388,6 @@ class BinaryLinear(BinaryLayer, nn.Linear):
 
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
         return F.linear(a, w)
-
-    def _normalise(self, z: Tensor) -> Tensor:
-        """BN over out_features with every token of every batch item pooled."""
-        return self.bn(z.reshape(-1, self.out_features)).reshape(z.shape)  # type: ignore[misc]
 
     def export_view(self) -> BinaryLinearView:
         """This layer's core as a frozen view: packed bits, scales, threshold."""

@@ -86,3 +86,16 @@ def layer_mode(model: nn.Module, mode: LayerMode, kind: type = ModedLayer) -> It
 def quantizers_off(model: nn.Module) -> AbstractContextManager[nn.Module]:
     """``layer_mode(model, LayerMode.OFF)``: every quantized layer computes its float operation exactly."""
     return layer_mode(model, LayerMode.OFF)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model.eval()`` for the block; each module gets its own train/eval flag back after it
+    (calibration reads the network as inference sees it, and must not leave a training run in eval)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
