@@ -20,6 +20,26 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SCALES_SHARED", REPO.parent / "shared"))
 
 
+def _share_the_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores, in every runtime it starts.
+
+    torch, OpenVINO and onnxruntime each size their pool to the whole CPU; two workers on two cores
+    then run four busy threads and the suite took about 1.5x longer (spin-waiting OpenMP threads).
+    ``OMP_NUM_THREADS`` reaches subprocesses (CLI and torchrun tests) and torch, whose count
+    ``scales_cli.machine.runtime_threads`` hands on to OpenVINO and onnxruntime.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return
+    share = max(1, (os.cpu_count() or 1) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(share)
+    if "torch" in sys.modules:  # imported before this file (a plugin): the variable came too late for it
+        sys.modules["torch"].set_num_threads(share)
+
+
+_share_the_cores()
+
+
 def _need(path: Path) -> Path:
     if path.exists():
         return path

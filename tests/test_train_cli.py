@@ -118,19 +118,30 @@ def test_sigint_saves_the_state_and_exits_130(setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_end_identical_and_write_once(setup, tmp_path):
+def test_torchrun_two_ranks_end_identical_write_once_and_print_once(setup, tmp_path):
+    """One 2-process launch of ``scales finetune`` (gloo, CPU): both ranks end with the same weights,
+    rank 0 alone writes history and files, and rank 0 alone prints the summary and the 'wrote ...' line
+    (one gate, ``main_rank``, decides for the human and the --json output alike). The script wraps the
+    library call the CLI makes so that each rank can save the weights it ended with."""
     student, teacher, lr = setup
     out = tmp_path / "run"
     script = tmp_path / "ddp.py"
     script.write_text(
         "import os, sys, torch\n"
-        "from scales_cli import finetune, FinetuneConfig\n"
-        f"cfg = FinetuneConfig(steps=6, batch=2, patch=8, warmup=2, log_every=2, val_every=3, save_every=3)\n"
-        f"result = finetune({str(student)!r}, {str(teacher)!r}, [], cfg, data_lr=[{str(lr)!r}], val={str(lr / 'sub')!r}, out={str(out)!r})\n"
-        "rank = os.environ['RANK']\n"
-        f"torch.save(result.model.state_dict(), {str(tmp_path)!r} + f'/rank{{rank}}.pt')\n"
+        "import scales_cli.train as train\n"
+        "library = train.finetune\n"
+        "def kept(*args, **kwargs):\n"
+        "    result = library(*args, **kwargs)\n"
+        f"    torch.save(result.model.state_dict(), {str(tmp_path)!r} + f'/rank{{os.environ[\"RANK\"]}}.pt')\n"
+        "    return result\n"
+        "train.finetune = kept\n"
+        "from scales_cli.cli import main\n"
+        "main()\n"
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    options = [*TINY, "--steps", "6", "--log-every", "2", "--val-every", "3", "--save-every", "3",
+               "--val", str(lr / "sub"), "--device", "cpu", "--out", str(out)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr), *options]
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
@@ -142,6 +153,8 @@ def test_torchrun_two_ranks_end_identical_and_write_once(setup, tmp_path):
     assert training["world_size"] == 2 and training["steps"] == 6
     state = torch.load(out / "state.pt", weights_only=False)
     assert all(torch.equal(state["model"][k], a[k]) for k in a)
+    assert done.stdout.count("finetune: 6 steps") == 1, done.stdout
+    assert done.stderr.count("wrote ") == 1, done.stderr[-3000:]
 
 
 def test_an_unwritable_out_is_refused_before_any_work(setup, tmp_path):
@@ -194,16 +207,3 @@ def test_options_reach_the_config_and_left_out_ones_keep_the_defaults(setup, mon
     assert run_cli(*base, *args).code == 2
     got = seen[-1]
     assert (got.milestones, got.gamma, got.charbonnier_eps, got.log_every, got.workers, got.scale_lr) == ((0.3, 0.6), 0.3, 0.01, 3, 0, 1e-4)
-
-
-@pytest.mark.slow
-def test_torchrun_cli_prints_the_closing_lines_once(setup, tmp_path):
-    """Both ranks train; rank 0 alone prints the summary and the 'wrote ...' line (one gate, ``main_rank``,
-    decides for the human and the --json output alike: one launch tests it)."""
-    student, teacher, lr = setup
-    base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "scales_cli",
-            "finetune", str(student), "--teacher", str(teacher), "--data-lr", str(lr), *TINY, "--steps", "2", "--device", "cpu"]
-    done = subprocess.run([*base, "--out", str(tmp_path / "run")], capture_output=True, text=True, env=_env(), timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("finetune: 2 steps") == 1, done.stdout
-    assert done.stderr.count("wrote ") == 1, done.stderr[-3000:]

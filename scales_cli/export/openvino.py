@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ScalesError
+from ..machine import runtime_threads
 from .view import LayerView, unpack_rows
 
 PRECISION = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -202,8 +203,8 @@ def compile_ir(model, shape: tuple[int, ...], threads: int | None = None, profil
     import openvino as ov
 
     config: dict[str, object] = dict(PRECISION)
-    if threads:
-        config.update({"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1})
+    # a single stream of ``threads``, by default torch's thread count (machine.runtime_threads: one knob)
+    config.update({"INFERENCE_NUM_THREADS": runtime_threads(threads), "NUM_STREAMS": 1})
     if profile:
         config["PERF_COUNT"] = True
     core = ov.Core()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..machine import runtime_threads
 from .view import unpack_rows
 
 CONV_ATTRS = (
@@ -90,8 +91,7 @@ def reference_session(model: str | Path | bytes, threads: int | None = None):  #
 
     options = ort.SessionOptions()
     options.register_custom_ops_library(get_library_path())
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options.intra_op_num_threads = runtime_threads(threads)  # torch's count unless given (one knob)
+    options.inter_op_num_threads = 1
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
