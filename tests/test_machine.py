@@ -69,3 +69,23 @@ def test_bench_json_and_table_carry_the_machine(tmp_path: Path):
     assert machine["isa"] is None or set(machine["isa"]) == set(KERNEL_FLAGS)
     table = run_cli("bench", path, "--size", "16x12", "--repeats", "1", "--threads", "1")
     assert table.code == 0 and "machine: " in table.out and "ISA " in table.out
+
+
+def test_runtimes_take_torchs_thread_count_unless_given():
+    """One knob: OpenVINO and onnxruntime run on as many threads as torch, so a process limited to one
+    core (OMP_NUM_THREADS=1, a test worker) does not oversubscribe the CPU with the other runtimes."""
+    from scales_cli.export.openvino import compile_ir
+    from scales_cli.machine import runtime_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert runtime_threads() == 1 and runtime_threads(3) == 3
+        import openvino as ov
+
+        x = ov.opset13.parameter([1, 3, -1, -1], ov.Type.f32)
+        model = ov.Model([ov.opset13.relu(x)], [x])
+        assert compile_ir(model, (1, 3, 4, 4)).get_property("INFERENCE_NUM_THREADS") == 1
+        assert compile_ir(model, (1, 3, 4, 4), threads=2).get_property("INFERENCE_NUM_THREADS") == 2
+    finally:
+        torch.set_num_threads(before)
