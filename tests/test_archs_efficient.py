@@ -131,6 +131,25 @@ def test_esa_pool_matches_official_and_handles_small_maps():
     assert torch.equal(esa_max_pool(small), small.amax(dim=(2, 3), keepdim=True))
 
 
+def test_esa_pool_equals_the_shrunk_window_bit_for_bit():
+    """The -inf padding that makes the exported graph size-independent changes nothing in torch: every
+    map of 1..20 x 1..20 pools and back-propagates exactly as the shrunk window ``min(7, side)`` did.
+    Small integers make ties common: -inf padding never takes the gradient of a tied maximum."""
+    torch.manual_seed(0)
+    for h in range(1, 21):
+        for w in range(1, 21):
+            x = torch.randint(-3, 4, (2, 3, h, w)).float()
+            x[0, 0, 0, 0] = float("-inf")  # a map's own -inf still pools as before
+            old_in, new_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+            old = F.max_pool2d(old_in, kernel_size=(min(7, h), min(7, w)), stride=3)
+            new = esa_max_pool(new_in)
+            assert new.shape == old.shape and torch.equal(new, old), (h, w)
+            upstream = torch.randn_like(old)
+            old.backward(upstream)
+            new.backward(upstream)
+            assert torch.equal(new_in.grad, old_in.grad), (h, w)
+
+
 @pytest.mark.parametrize("arch", ["rfdn", "rlfn", "bsrn"])
 def test_esa_models_accept_tiny_inputs(arch: str):
     spec = spec_by_name(arch)

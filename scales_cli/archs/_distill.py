@@ -3,8 +3,8 @@
 The enhanced-spatial-attention (ESA) block of RFDN, RLFN and BSRN shrinks the feature map with a
 stride-2 3x3 conv (no padding), then a 7x7/stride-3 max pool, works on that tiny map and stretches
 it back bilinearly. On small inputs the official pooling fails (a map under 7 pixels has no 7x7
-window); :func:`esa_max_pool` shrinks the window to the map there, so any input of at least 3x3
-pixels works and larger inputs give the official result.
+window); :func:`esa_max_pool` pools such a side over its whole length instead, so any input of at
+least 3x3 pixels works and larger inputs give the official result.
 """
 
 from __future__ import annotations
@@ -25,9 +25,29 @@ ESA_MIN_SIDE = 3
 
 
 def esa_max_pool(x: torch.Tensor) -> torch.Tensor:
-    """``max_pool2d(x, 7, stride=3)``; a side shorter than 7 pools over its whole length instead."""
-    kernel = (min(ESA_POOL_KERNEL, x.shape[-2]), min(ESA_POOL_KERNEL, x.shape[-1]))
-    return F.max_pool2d(x, kernel_size=kernel, stride=ESA_POOL_STRIDE)
+    """``max_pool2d(x, 7, stride=3)``; a side shorter than 7 pools over its whole length instead.
+
+    A side ``s < 7`` is padded at its end with ``7 - s`` values of -inf: the one 7-wide window then
+    covers the side and the padding, whose max is the side's max (pooling with kernel ``s``, one
+    output), and -inf never wins a tie, so the gradient goes where it went with that kernel. A side of
+    at least 7 gets no padding. The pad is ``max(0, 7 - s)`` from the tensor's shape: traced, it is
+    Shape -> Sub -> Clip -> Pad in the graph, so one exported graph with a static 7x7 MaxPool is
+    right at every input size (a Python ``min`` would freeze the traced size's kernel).
+
+    >>> esa_max_pool(torch.arange(15.0).reshape(1, 1, 3, 5)).flatten().tolist()
+    [14.0]
+    """
+    pad_h, pad_w = _pool_shortfall(x.shape[-2]), _pool_shortfall(x.shape[-1])
+    if torch.jit.is_tracing() or pad_h or pad_w:  # traced, the pads are tensors: always pad
+        x = F.pad(x, (0, pad_w, 0, pad_h), value=float("-inf"))
+    return F.max_pool2d(x, kernel_size=ESA_POOL_KERNEL, stride=ESA_POOL_STRIDE)
+
+
+def _pool_shortfall(side: int | torch.Tensor) -> int | torch.Tensor:
+    """``max(0, 7 - side)``: a tensor while tracing (``side`` is then a graph value), else an int."""
+    if isinstance(side, torch.Tensor):
+        return (ESA_POOL_KERNEL - side).clamp(min=0)
+    return max(0, ESA_POOL_KERNEL - side)
 
 
 def resize_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

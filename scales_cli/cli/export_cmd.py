@@ -35,7 +35,8 @@ def export(
     desc = load_model(model, arch, arch_opt, exported=False)
     result = export_model(
         desc.model, output, fmt, input_range=desc.input_range, source=str(model), opset=opset,
-        metadata={"arch": desc.arch, "scale": desc.scale, "recipe": desc.extra.get("student", {}).get("recipe", "")},
+        metadata={"arch": desc.arch, "scale": desc.scale, "min_size": desc.min_size,
+                  "recipe": desc.extra.get("student", {}).get("recipe", "")},
         check_dir=check, check=not no_check, strict=strict, force=force,
     )
     if json_out:

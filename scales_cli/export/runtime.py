@@ -146,7 +146,7 @@ def runtime_module(runner: Runner, scale: int):  # noqa: ANN201 - nn.Module
 
 
 EXPORTED_SUFFIXES = tuple(RUNTIMES)
-METADATA_KEYS = ("format", "input_range", "source", "arch", "scale", "recipe")
+METADATA_KEYS = ("format", "input_range", "source", "arch", "scale", "min_size", "recipe")
 
 
 def exported_metadata(path: Path) -> dict[str, str]:
@@ -177,7 +177,9 @@ def exported_metadata(path: Path) -> dict[str, str]:
 def load_exported(path: str | Path):  # noqa: ANN201 - SRDescriptor
     """An exported .onnx/.xml as an SRDescriptor whose model runs in onnxruntime/OpenVINO.
 
-    Scale and input range come from the file's ``scales`` metadata (written by ``scales export``).
+    Scale, input range and smallest input side come from the file's ``scales`` metadata (written by
+    ``scales export``; a file without ``min_size``, from before it was written, gets 1): upscale and
+    report then edge-pad a smaller image as they do for the torch model (ESA needs 3 px).
     """
     from ..archs.descriptor import ArchSpec, SRDescriptor
     from ..io import sha256_of
@@ -194,5 +196,5 @@ def load_exported(path: str | Path):  # noqa: ANN201 - SRDescriptor
     return SRDescriptor(
         arch=arch, scale=scale, hparams={"scale": scale}, input_range=float(meta.get("input_range", 1.0)), params=0,
         sha256=sha256_of(p), source=p, regions={}, spec=spec, model=runtime_module(runner, scale),
-        extra={"runtime": runtime, "exported": meta}, scale_source="export metadata",
+        extra={"runtime": runtime, "exported": meta}, scale_source="export metadata", min_size=int(meta.get("min_size", 1)),
     )
