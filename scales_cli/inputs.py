@@ -128,6 +128,20 @@ def device_of(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
+def pad_to_min_size(x: torch.Tensor, min_size: int) -> torch.Tensor:
+    """Edge-pad (``replicate``) an NCHW batch on the bottom and right so both sides are at least ``min_size``.
+
+    Some networks need a few pixels (ESA's stride-2 conv and pool): the upscaler and the export parity
+    check feed them the same padded input, and the caller crops the output.
+    """
+    import torch
+
+    h, w = x.shape[-2:]
+    if h >= min_size and w >= min_size:
+        return x
+    return torch.nn.functional.pad(x, (0, max(0, min_size - w), 0, max(0, min_size - h)), mode="replicate")
+
+
 @dataclass(frozen=True)
 class Upscaler:
     """A network as an upscaler: ``[0, 1]`` RGB in, ``[0, 1]`` RGB ``scale`` times larger out.
@@ -181,11 +195,7 @@ class Upscaler:
 
         x = x.to(self.device, torch.float32)
         x = x * self.input_range if self.input_range != 1.0 else x
-        h, w = x.shape[-2:]
-        if h < self.min_size or w < self.min_size:
-            pad = (0, max(0, self.min_size - w), 0, max(0, self.min_size - h))
-            x = torch.nn.functional.pad(x, pad, mode="replicate")
-        return x
+        return pad_to_min_size(x, self.min_size)
 
     def run_model(self, x: torch.Tensor) -> torch.Tensor:
         """The network's forward pass alone on a :meth:`model_input` (what ``bench`` times); call inside :meth:`placed`."""

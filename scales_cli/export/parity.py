@@ -178,16 +178,19 @@ def check_parity(
     probe: Probe | None = None,
     layers: Sequence[str] = (),
     strict: bool = False,
+    min_size: int = 1,
 ) -> ParityReport:
     """Run ``runner`` and ``model`` on every image; diagnose each image that misses the criterion.
 
-    ``layers``: the path of every quantized layer, in the order ``probe`` reports them.
+    ``layers``: the path of every quantized layer, in the order ``probe`` reports them. An image with a
+    side under ``min_size`` is edge-padded first, as ``scales upscale`` feeds it (both sides see the same input).
     """
     from ..imaging import read_image
+    from ..inputs import pad_to_min_size
 
     results = []
     for path in images:
-        x = read_image(path).rgb * input_range
+        x = pad_to_min_size(read_image(path).rgb * input_range, min_size)
         with torch.no_grad():
             ref = model.eval()(x).numpy() / input_range
         out = np.asarray(runner(x.numpy())) / input_range

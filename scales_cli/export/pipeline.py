@@ -207,7 +207,8 @@ def export_model(
         written = chosen.write(model, staged, opset, meta)
         report = None
         if check:
-            report = check_parity(chosen.runtime(staged), model, images, input_range, probe, paths, strict)
+            min_size = int((metadata or {}).get("min_size", 1))
+            report = check_parity(chosen.runtime(staged), model, images, input_range, probe, paths, strict, min_size)
             if not report.ok:
                 raise ParityError(report.failure())
         finals = []
