@@ -19,11 +19,14 @@ the run ends at the largest N >= k whose remaining cost fits in what is left:
 
 (the periodic validations and saves of steps f .. N-1, then the closing validation and save; a
 count whose interval is 0 is 0). f = k + 1, except in a re-plan made right after step k, before
-that step's own validation and save: then f = k. The first plan has k = 0 and ``L = B - m - b - [b > 0] (v + s)``:
+that step's own validation and save: then f = k. The first plan has k = 0 and
+
+    L = B - m - b - [b > 0] (v + s)
+
 ``B`` the budget, ``m`` the seconds since :func:`~scales_cli.train.loop.finetune` was called (loading
-the files and this measurement), ``b`` the block-wise stage's estimate (its step count times its step
-time measured the same way on its last, costliest unit, whose teacher prefix is the longest) and the
-stage's own closing validation and save.
+the files and this measurement; the process start and imports before it are not counted), ``b`` the
+block-wise stage's estimate (its step count times its step time measured the same way on its last,
+costliest unit, whose teacher prefix is the longest) and the stage's own closing validation and save.
 
 During the run the plan is redone (a :class:`Pacer`, fed by the loop): every ``⌈5 % of N⌉`` steps,
 and in the last stretch every half of the steps still planned, ``t`` becomes the wall seconds per step
@@ -33,9 +36,9 @@ over the last ``⌈5 % of N⌉`` steps (everything the loop does, validation and
 an IMDN x4 run, docs/results.md), so the last stretch is the one planned blind, and 5 % of a run
 bounds what a drift there can cost to a small share of the budget; a window of 5 % of the steps (300
 steps of 0.3 s in a 30-minute run) averages out step noise, and 20 re-plans cost nothing next to the
-steps. The halving near the end keeps the closing validation from being pushed past the budget by
-a last-minute slowdown. Re-planning after every step would also follow noise; re-planning only at
-validations would re-plan rarely or never (``--val-every 0``). The lr schedule and the two-stage
+steps. The halving near the end keeps the last steps' estimate fresh, so that a late slowdown moves
+the end in rather than pushing the closing validation past the budget. Re-planning after every step
+would follow noise; re-planning only at validations would re-plan rarely or never (``--val-every 0``). The lr schedule and the two-stage
 switch follow the moved end (:class:`.optim.Horizon`: continuous, annealed at the new end). After a
 block-wise stage, and at the start of a resumed run, the end is re-planned at once.
 
@@ -118,7 +121,9 @@ def run_cost(done: int, end: int, costs: Costs, *, val_every: int, save_every: i
 def steps_that_fit(seconds: float, costs: Costs, *, val_every: int, save_every: int, done: int = 0,
                    pending: bool = False) -> int:
     """The largest N >= ``done`` with ``cost(done, N) <= seconds`` (``done`` when not even the close fits)."""
-    fits = lambda n: run_cost(done, n, costs, val_every=val_every, save_every=save_every, pending=pending) <= seconds  # noqa: E731
+    def fits(n: int) -> bool:
+        return run_cost(done, n, costs, val_every=val_every, save_every=save_every, pending=pending) <= seconds
+
     low, high = done, done + max(0, math.floor(seconds / max(costs.step_s, 1e-9))) + 1  # cost rises >= t a step
     while high - low > 1:  # fits(low) or low == done; not fits(high)
         mid = (low + high) // 2
