@@ -4,6 +4,8 @@ registered architecture, teacher activations bounded in memory, each block's los
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -241,44 +243,263 @@ def test_blockwise_settings_are_checked():
     assert build_config({"blockwise-pairs": True}).blockwise_pairs is True
 
 
-# --- --budget: steps from a measured step time ------------------------------------------------------
+# --- --budget: steps planned from measured costs, re-planned while the run goes --------------------
 
 def test_budget_durations_parse_and_bad_ones_are_one_line():
-    from scales_cli.train.budget import parse_budget, steps_for_budget
+    from scales_cli.train.budget import Costs, parse_budget, steps_that_fit
     from scales_cli.train.config import ConfigError
 
     assert (parse_budget("30m"), parse_budget("2h"), parse_budget("1h30m"), parse_budget("45s")) == (1800, 7200, 5400, 45)
     for bad in ("30", "2 hours", "0m", "m", "1h-5m"):
         with pytest.raises(ConfigError, match=f"--budget {bad}"):
             parse_budget(bad)
-    assert steps_for_budget(100, probe_seconds=4, step_seconds=0.5, stage_seconds=16) == 160
+    assert steps_that_fit(100 - 4 - 16, Costs(step_s=0.5), val_every=0, save_every=0) == 160
 
 
-def test_budget_picks_the_steps_from_the_measured_step_time(run_inputs, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("val_every", "save_every", "done", "pending"),
+                         [(10, 4, 0, False), (10, 4, 0, True), (7, 0, 14, False), (7, 0, 14, True), (0, 5, 3, False),
+                          (1, 1, 20, True)])
+def test_the_plan_counts_the_validations_and_saves_the_loop_will_do(val_every, save_every, done, pending):
+    """``cost(k, N)`` against a replay of the loop's own conditions (``step % every == 0 and step < N``,
+    step k's own when a re-plan comes before them, then the closing validation and save): the largest
+    N that fits is the one ``steps_that_fit`` picks."""
+    from scales_cli.train.budget import Costs, run_cost, steps_that_fit
+
+    costs = Costs(step_s=1.0, val_s=3.5, save_s=0.75)
+
+    def replay(end: int) -> float:
+        seconds = 0.0
+        for step in range(done if pending and done else done + 1, end + 1):
+            seconds += costs.step_s if step > done else 0.0
+            seconds += costs.val_s if val_every and step % val_every == 0 and step < end else 0.0
+            seconds += costs.save_s if save_every and step % save_every == 0 and step < end else 0.0
+        return seconds + costs.val_s + costs.save_s
+
+    for end in range(done, done + 60):
+        got = run_cost(done, end, costs, val_every=val_every, save_every=save_every, pending=pending)
+        assert got == pytest.approx(replay(end)), end
+    for seconds in (0.0, 4.0, 30.0, 47.3, 80.0):
+        best = max([n for n in range(done, done + 100) if replay(n) <= seconds], default=done)
+        assert steps_that_fit(seconds, costs, val_every=val_every, save_every=save_every, done=done, pending=pending) == best
+
+
+def test_the_pacer_replans_from_the_pace_it_measures_with_validations_taken_out():
+    """A fake clock: steps of 1 s that become 2 s at step 40, a 3-second validation every 10 steps. The
+    re-plans see 2 s per step (not 2 s plus validations), and the run with its closing validation
+    ends within one step of the budget."""
+    from scales_cli.train.budget import Costs, Pacer, steps_that_fit
+
+    now = [0.0]
+    pacer = Pacer(200.0, Costs(step_s=1.0, val_s=3.0), val_every=10, save_every=0, clock=lambda: now[0])
+    total = planned = steps_that_fit(200.0, pacer.costs, val_every=10, save_every=0)
+    pacer.start(0)
+    step, replans = 0, []
+    while step < total:
+        step += 1
+        now[0] += 1.0 if step <= 40 else 2.0
+        replan = pacer.step_done(step, total)
+        if replan is not None:
+            replans.append(replan)
+            total = replan.new_total
+        if step % 10 == 0 and step < total:
+            with pacer.overhead("val"):
+                now[0] += 3.0
+        assert not pacer.ran_out()
+    with pacer.overhead("val"):
+        now[0] += 3.0
+    assert planned == 152 and replans[0].step == 8  # every 5 % of the planned steps (and the window is as long)
+    assert replans[0].new_total == planned and replans[0].costs.step_s == 1.0
+    assert replans[-1].costs.step_s == 2.0 and total < planned
+    assert 200.0 - 2.0 < now[0] <= 200.0
+    assert [r.step for r in replans][-3:] == [total - 3, total - 2, total - 1]  # halving near the end
+    assert not pacer.ran_out()
+    now[0] = 200.5  # past the budget: the deadline
+    assert pacer.ran_out() and pacer.state_dict()["spent_s"] == now[0]
+
+
+def test_a_moved_end_keeps_the_lr_continuous_and_anneals_it_at_the_new_end():
+    from scales_cli.train import FinetuneConfig
+    from scales_cli.train.distiller import Distiller
+    from scales_cli.train.optim import lr_factor
+
+    config = FinetuneConfig(steps=20, warmup=4, schedule="cosine", lr=1e-2)
+    x, t = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4)
+    fixed, moved = Distiller(nn.Conv2d(3, 3, 1), config), Distiller(nn.Conv2d(3, 3, 1), config)
+    factor = lr_factor(config)
+    lrs = []
+    for i in range(26):
+        if i < 20:  # no move: exactly the planned schedule (an unbudgeted run is unchanged)
+            assert fixed.optimizer.param_groups[0]["lr"] == config.lr * factor(i)
+            fixed.step(x, targets=t)
+        if i == 2:
+            moved.retarget(30)  # inside the warmup: the warmup keeps its 4 steps
+        if i == 12:
+            moved.retarget(26)
+        lrs.append(moved.optimizer.param_groups[0]["lr"])
+        moved.step(x, targets=t)
+    assert moved.total == 26 and lrs[:4] == [config.lr * (j + 1) / 4 for j in range(4)]
+    assert all(b <= a for a, b in zip(lrs[4:], lrs[5:]))  # cosine: never up again
+    assert max(abs(b - a) for a, b in zip(lrs[4:], lrs[5:])) < config.lr * 0.15  # no jump at either move
+    assert moved.optimizer.param_groups[0]["lr"] == 0.0 and lrs[-1] > 0  # annealed exactly at the new end
+
+    # a first plan shorter than the warmup (all warmup, never annealed) that grows: warmup, then cosine to 0
+    short = Distiller(nn.Conv2d(3, 3, 1), FinetuneConfig(steps=3, warmup=10, schedule="cosine", lr=1e-2))
+    lrs = []
+    for i in range(40):
+        if i == 1:
+            short.retarget(40)
+        lrs.append(short.optimizer.param_groups[0]["lr"])
+        short.step(x, targets=t)
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == 1e-2 and lrs[1] == pytest.approx(1e-2 * 2 / 3)  # the ramp goes on from where it was, up to the peak lr
+    assert all(b >= a for a, b in zip(lrs[:peak], lrs[1:peak + 1])) and all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert short.optimizer.param_groups[0]["lr"] == 0.0
+
+
+def _slow(seconds: float, after: int = 0):  # noqa: ANN202
+    """A wrapper that sleeps ``seconds`` on every call after the first ``after`` ones."""
+    calls = [0]
+
+    def wrap(fn):  # noqa: ANN001, ANN202
+        def slowed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls[0] += 1
+            if calls[0] > after:
+                time.sleep(seconds)
+            return fn(*args, **kwargs)
+        return slowed
+    return wrap
+
+
+def _warm_imports() -> None:
+    """The first optimizer and the first curves import for a second or more: not in these short budgets."""
+    from scales_cli.train.plots import draw_curves
+
+    torch.optim.Adam([nn.Parameter(torch.zeros(1))])
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        draw_curves(Path(tmp) / "c.png", [{"kind": "val", "step": 0, "psnr": 1.0}])
+
+
+BUDGETED = {**FAST, "blockwise_steps": 0, "log_every": 5}
+
+
+def test_budget_plans_from_the_measured_costs_and_ends_in_its_budget(run_inputs, tmp_path):
+    from scales_cli import finetune
+    from scales_cli.train import FinetuneConfig
+    from scales_cli.train.budget import Costs, steps_that_fit
+
+    student, teacher, lr_images, val = run_inputs
+    _warm_imports()
+    config = FinetuneConfig(**{**BUDGETED, "val_every": 40, "save_every": 25})
+    totals = []
+
+    class Totals:
+        def on_step(self, log):  # noqa: ANN001, ANN202
+            totals.append(log.total)  # what the progress bar shows
+
+    started = time.perf_counter()
+    result = finetune(student, teacher, [], config, data_lr=[lr_images], val=val, out=tmp_path / "run", budget="2s",
+                      callbacks=[Totals()])
+    wall = time.perf_counter() - started
+    history = _history(tmp_path / "run")
+    plan = next(r for r in history if r["kind"] == "budget")
+    assert plan["step_s"] > 0 and plan["val_s"] > 0 and plan["save_s"] > 0 and plan["budget_s"] == 2
+    assert plan["steps"] == steps_that_fit(2 - plan["probe_s"], Costs(plan["step_s"], plan["val_s"], plan["save_s"]),
+                                           val_every=40, save_every=25)
+    replans = [r for r in history if r["kind"] == "budget-replan"]
+    assert replans and result.steps == replans[-1]["new_total"] == totals[-1]
+    assert [r["new_total"] for r in replans if r["new_total"] != r["old_total"]] == \
+        [t for a, t in zip([plan["steps"], *totals], totals) if t != a]
+    assert 2 * 0.9 - 1 <= wall <= 2 * 1.1 + 1
+
+
+def test_a_slow_validation_is_planned_for_and_the_run_still_ends_in_its_budget(run_inputs, tmp_path, monkeypatch):
+    from scales_cli import finetune
+    from scales_cli.train import FinetuneConfig
+    from scales_cli.train.distiller import Distiller
+
+    student, teacher, lr_images, val = run_inputs
+    _warm_imports()
+    monkeypatch.setattr(Distiller, "validate", _slow(0.2)(Distiller.validate))
+    started = time.perf_counter()
+    finetune(student, teacher, [], FinetuneConfig(**{**BUDGETED, "val_every": 5, "save_every": 0}), data_lr=[lr_images],
+             val=val, out=tmp_path / "run", budget="2.5s")
+    wall = time.perf_counter() - started
+    history = _history(tmp_path / "run")
+    assert next(r for r in history if r["kind"] == "budget")["val_s"] >= 0.2  # measured before step 1
+    assert [r for r in history if r["kind"] == "budget-replan"]
+    assert len([r for r in history if r["kind"] == "val"]) >= 2
+    assert 2.5 * 0.9 - 1 <= wall <= 2.5 * 1.1 + 1  # 0.2 s a validation every 5 steps of ~15 ms: far over if not planned
+
+
+def test_the_deadline_stops_a_run_whose_steps_suddenly_get_slow(run_inputs, tmp_path, monkeypatch):
     import scales_cli.train.budget as budget_module
     from scales_cli import finetune
     from scales_cli.train import FinetuneConfig
+    from scales_cli.train.distiller import Distiller
+    from scales_cli.train.loop import BudgetSpent
 
     student, teacher, lr_images, _ = run_inputs
-    config = FinetuneConfig(**{**FAST, "val_every": 0, "save_every": 0, "blockwise_steps": 0})
-    torch.optim.Adam([nn.Parameter(torch.zeros(1))])  # the first optimizer imports for seconds: not in this probe
-    out = tmp_path / "real"  # the real measurement: the run takes exactly the steps its record says fit
-    result = finetune(student, teacher, [], config, data_lr=[lr_images], out=out, budget="6s")
-    record = next(r for r in _history(out) if r["kind"] == "budget")
-    assert record["step_s"] > 0 and record["budget_s"] == 6
-    assert result.steps == record["steps"] == math.floor((6 - record["probe_s"]) / record["step_s"])
+    _warm_imports()
+    monkeypatch.setattr(budget_module, "REPLAN_FRACTION", 0.5)  # re-plans too rare to save it: the deadline must
+    # steps 1-4 of the probe and 1-2 of the run are quick, the 3rd one of the run takes longer than the whole budget
+    calls = [0]
+    step = Distiller.step
 
-    measured = {"seconds": 0.25}  # a machine twice as slow gets half the steps
-    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda *a, **k: measured["seconds"])
-    picked = []
-    for seconds in (0.25, 0.5):
-        measured["seconds"] = seconds
-        out = tmp_path / f"fake{seconds}"
-        finetune(student, teacher, [], config.replace(steps=1), data_lr=[lr_images], out=out, budget="8s")
-        record = next(r for r in _history(out) if r["kind"] == "budget")
-        assert record["steps"] == math.floor((8 - record["probe_s"]) / seconds)
-        picked.append(record["steps"])
-    assert picked[0] in range(2 * picked[1] - 1, 2 * picked[1] + 2)
+    def suddenly_slow(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls[0] += 1
+        if calls[0] == 4 + 3:
+            time.sleep(2.0)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Distiller, "step", suddenly_slow)
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    with pytest.raises(BudgetSpent) as info:
+        finetune(student, teacher, [], FinetuneConfig(**{**BUDGETED, "val_every": 0, "save_every": 0}),
+                 data_lr=[lr_images], out=out, budget="2s")
+    wall = time.perf_counter() - started
+    total = next(r for r in _history(out) if r["kind"] == "budget")["steps"]
+    assert info.value.exit_code == 124
+    assert f"the budget ran out at step 3 of {total} (" in info.value.message and "--resume" in info.value.message
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert state["step"] == 3 and state["budget"]["spent_s"] > 2 and (out / "last.safetensors").is_file()
+    assert wall < 2 + 2.0 + 0.5  # stopped right after the slow step, no more steps
+
+
+def test_resume_of_a_budgeted_run_gets_the_time_it_has_left(run_inputs, tmp_path):
+    from scales_cli import finetune
+    from scales_cli.errors import ScalesError
+    from scales_cli.train import FinetuneConfig, TrainingInterrupted
+
+    student, teacher, lr_images, _ = run_inputs
+    _warm_imports()
+    config = FinetuneConfig(**{**BUDGETED, "val_every": 0, "save_every": 0})
+    out = tmp_path / "run"
+
+    class StopLate:
+        def on_step(self, log):  # noqa: ANN001, ANN202
+            return log.elapsed > 1.0  # most of the 2-second budget is spent when it stops
+
+    with pytest.raises(TrainingInterrupted):
+        finetune(student, teacher, [], config, data_lr=[lr_images], out=out, budget="2s", callbacks=[StopLate()])
+    first = torch.load(out / "state.pt", weights_only=False)
+    spent = first["budget"]["spent_s"]
+    assert first["budget"]["budget_s"] == 2 and spent > 1.0
+    before = len(_history(out))
+    started = time.perf_counter()
+    result = finetune(student, teacher, [], config, data_lr=[lr_images], out=out, resume=True)  # the recorded budget
+    wall = time.perf_counter() - started
+    replans = [r for r in _history(out)[before:] if r["kind"] == "budget-replan"]
+    assert replans[0]["step"] == first["step"] and replans[0]["left_s"] <= 2 - spent  # re-planned at once, on what is left
+    assert len(replans) > 1 and result.steps == replans[-1]["new_total"]  # and kept re-planning
+    last = torch.load(out / "state.pt", weights_only=False)
+    assert 2 * 0.9 - 1 <= last["budget"]["spent_s"] <= 2 * 1.1 + 1
+    assert wall < 2 - spent + 0.75  # not the whole budget again
+    with pytest.raises(ScalesError, match="was started with --steps 6, not a budget"):
+        plain = tmp_path / "plain"
+        finetune(student, teacher, [], config, data_lr=[lr_images], out=plain)
+        finetune(student, teacher, [], config, data_lr=[lr_images], out=plain, resume=True, budget="1m")
 
 
 def test_a_budget_too_short_or_given_with_steps_is_one_line(run_inputs, tmp_path, monkeypatch):
@@ -286,7 +507,7 @@ def test_a_budget_too_short_or_given_with_steps_is_one_line(run_inputs, tmp_path
     from conftest import run_cli
 
     student, teacher, lr_images, _ = run_inputs
-    monkeypatch.setattr(budget_module, "measure_step_seconds", lambda *a, **k: 100.0)
+    monkeypatch.setattr(budget_module, "measure_costs", lambda *a, **k: budget_module.Costs(step_s=100.0))
     out = tmp_path / "run"
     ran = run_cli("finetune", student, "--teacher", teacher, "--data-lr", lr_images, "--out", out, "--budget", "10s",
                   "--batch", 2, "--patch", 8)

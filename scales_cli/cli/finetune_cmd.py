@@ -32,7 +32,11 @@ def finetune_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where its state.pt left it.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Start over in an --out that already holds a run.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="YAML file of settings (the option names, - or _); options given here win.")] = None,
-    budget: Annotated[str | None, typer.Option("--budget", help="Train for this long instead of --steps (e.g. 30m, 2h, 1h30m): the steps are picked from a measured step time.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help=(
+        "Train for this long instead of --steps (e.g. 30m, 2h, 1h30m; loading included): the steps are planned from "
+        "measured step, validation and save times and re-planned during the run (the lr schedule follows the new end); "
+        "if time runs out anyway, the state is saved and it exits 124 (--resume gets the time left). "
+        "Budgeted runs are not bit-reproducible: their steps depend on timing."))] = None,
     json_out: JsonFlag = False,
     **options: Any,
 ) -> None:
@@ -138,7 +142,7 @@ class _Progress:
 
         done, seconds = log.step - self.start, time.perf_counter() - self.t0
         speed = f"{done / seconds:.2f} it/s" if seconds > 0 and done else ""
-        self.bar.update(self.task, completed=log.step, status=status, speed=speed)
+        self.bar.update(self.task, completed=log.step, total=log.total, status=status, speed=speed)  # a budget moves the total
 
     def on_validate(self, log: Any) -> None:
         self.val = f"{log.psnr:.2f} dB"

@@ -23,6 +23,7 @@ _LAZY = {
     "NonFiniteStep": ".distiller",
     "OutputDistillation": ".distiller",
     "StepResult": ".distiller",
+    "BudgetSpent": ".loop",
     "FinetuneResult": ".loop",
     "StepLog": ".loop",
     "TrainingDiverged": ".loop",

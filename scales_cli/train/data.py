@@ -20,6 +20,7 @@ at step ``k`` needs no sampler state, workers cannot change the order, and ranks
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,16 +93,21 @@ def _augment(patch: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
 
 
 class StepSampler(Sampler[int]):
-    """Indices ``t*W*B + rank*B + j`` for steps ``t = start .. steps-1`` (see the module doc)."""
+    """Indices ``t*W*B + rank*B + j`` for steps ``t = start .. steps-1`` (see the module doc).
 
-    def __init__(self, start: int, steps: int, batch: int, rank: int = 0, world: int = 1) -> None:
+    ``steps=None``: no end (a time-budgeted run, whose end moves while it trains, stops by itself).
+    """
+
+    def __init__(self, start: int, steps: int | None, batch: int, rank: int = 0, world: int = 1) -> None:
         self.start, self.steps, self.batch, self.rank, self.world = start, steps, batch, rank, world
 
     def __len__(self) -> int:
+        if self.steps is None:
+            raise TypeError("a StepSampler without an end has no length")
         return max(0, self.steps - self.start) * self.batch
 
     def __iter__(self) -> Iterator[int]:
-        for step in range(self.start, self.steps):
+        for step in range(self.start, self.steps) if self.steps is not None else itertools.count(self.start):
             base = (step * self.world + self.rank) * self.batch
             yield from range(base, base + self.batch)
 

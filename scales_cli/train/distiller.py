@@ -1,8 +1,9 @@
 """One training step, shared by ``scales finetune``, the benchmarks and any later stage.
 
-A :class:`Distiller` is the training state of one module (weights, optimizer, learning-rate schedule,
-EMA, two-stage bypass, completed steps) and four operations: :meth:`Distiller.step`,
-:meth:`Distiller.validate`, :meth:`Distiller.save`, :meth:`Distiller.restore`. The loop of
+A :class:`Distiller` is the training state of one module (weights, optimizer, learning-rate schedule
+and its :class:`.optim.Horizon`, EMA, two-stage bypass, completed steps) and four operations:
+:meth:`Distiller.step`, :meth:`Distiller.validate`, :meth:`Distiller.save`, :meth:`Distiller.restore`
+(and :meth:`Distiller.retarget`, which moves the end of the run: a time budget's re-plan). The loop of
 :mod:`.loop` only feeds batches, logs and decides when to validate and save; the benchmarks time the
 very same :meth:`Distiller.step`.
 
@@ -53,7 +54,7 @@ from . import distributed as dist_
 from .checkpoint import STATE_VERSION, RunIdentity, load_state, rng_state, save_state, set_rng_state
 from .config import FinetuneConfig
 from .losses import FeatureTap, LossParts, distillation_loss
-from .optim import EMA, make_optimizer, make_scheduler
+from .optim import EMA, Horizon, make_optimizer, make_scheduler
 from .stages import bypassed, fully_binary, set_stage
 
 Features = tuple[Mapping[str, Tensor], Mapping[str, Tensor]]  # (teacher, student) block outputs by path
@@ -130,7 +131,8 @@ class Distiller:
         self.teacher = teacher
         self.objective: Objective = objective or OutputDistillation.from_config(config)
         self.optimizer = make_optimizer(model, config)
-        self.scheduler = make_scheduler(self.optimizer, config)
+        self.horizon = Horizon(config.steps)  # u(t) = t until a retarget: the schedule of config.steps
+        self.scheduler = make_scheduler(self.optimizer, config, lambda: self.horizon)
         self.ema = EMA(model, config.ema) if config.ema > 0 else None
         self.completed = 0
         self._stage: str | None = None  # the operand bypassed now (a loaded student starts fully binary)
@@ -147,6 +149,17 @@ class Distiller:
         return FeatureTap(self.teacher, paths), FeatureTap(self.model, paths)
 
     @property
+    def total(self) -> int:
+        """The step the run ends at: ``config.steps`` until :meth:`retarget` moves it."""
+        return self.horizon.end
+
+    def retarget(self, total: int) -> None:
+        """End the run at ``total`` steps (>= the completed ones): the rest of the lr schedule and the
+        two-stage switch are played over the steps left (:class:`.optim.Horizon`), continuously."""
+        if total != self.horizon.end:
+            self.horizon = self.horizon.moved(self.completed, total, warmup=self.config.warmup)
+
+    @property
     def eval_model(self) -> nn.Module:
         """The weights that are scored and saved: the EMA when on, else the trained ones."""
         return self.ema.model if self.ema is not None else self.model
@@ -154,7 +167,7 @@ class Distiller:
     def step(self, inputs: Tensor, targets: Tensor | None = None, hr: Tensor | None = None) -> StepResult:
         """One optimizer step on ``inputs`` (see the module doc); raises :class:`NonFiniteStep` unchanged."""
         cfg = self.config
-        fp = bypassed(cfg.two_stage, self.completed, cfg.steps, cfg.first_stage)
+        fp = bypassed(cfg.two_stage, self.horizon.unit(self.completed), self.horizon.planned, cfg.first_stage)
         if fp != self._stage:  # changes at most twice a run: no walk over the modules every step
             set_stage(self.model, fp)
             self._stage = fp
@@ -206,7 +219,7 @@ class Distiller:
             "version": STATE_VERSION, "identity": identity.to_json(), "step": self.completed,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": rng_state(), **extra,
+            "horizon": self.horizon.to_json(), "rng": rng_state(), **extra,
         })
 
     def restore(self, path: Path, identity: RunIdentity) -> dict[str, Any]:
@@ -215,6 +228,7 @@ class Distiller:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.horizon = Horizon.from_json(state["horizon"]) if state.get("horizon") else Horizon(self.config.steps)
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])

@@ -18,10 +18,15 @@ With ``blockwise_steps`` > 0 a block-wise reconstruction stage (:mod:`.blockwise
 its own ``block``/``block_done`` history records and callbacks (``on_block_start``, ``on_block_step``,
 ``on_block_done``); its position is in ``state.pt`` so ``--resume`` continues inside or after it.
 
+With a time budget (``budget="30m"``) the steps are planned from measured costs and re-planned as
+the run goes (:mod:`.budget`: ``budget``/``budget-replan`` records, the end moved through
+:meth:`.distiller.Distiller.retarget`); such runs are not bit-reproducible.
+
 Stops: SIGINT/SIGTERM finish the current step, save the state and raise :class:`TrainingInterrupted`
-(exit 130/143); a NaN/inf loss or gradient stops before that step changes anything, saves the state
-of the last good step and raises :class:`TrainingDiverged` (exit 1). No rich here: the CLI renders
-what the callbacks receive.
+(exit 130/143); a budget whose wall clock runs out before the planned end does the same and raises
+:class:`BudgetSpent` (exit 124); a NaN/inf loss or gradient stops before that step changes anything,
+saves the state of the last good step and raises :class:`TrainingDiverged` (exit 1). No rich here:
+the CLI renders what the callbacks receive.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,10 +61,18 @@ from .optim import current_lrs
 
 if TYPE_CHECKING:
     from .blockwise import BlockwiseStage
+    from .budget import BudgetPlan, Pacer, Replan
 
 
 class TrainingInterrupted(ScalesError):
     """SIGINT/SIGTERM: the state was saved; ``--resume`` continues the run."""
+
+
+class BudgetSpent(TrainingInterrupted):
+    """``--budget``'s wall clock ran out before the planned end: the state was saved; ``--resume`` with a
+    longer ``--budget`` continues. Exit 124, as ``timeout(1)`` when its time is up."""
+
+    exit_code = 124
 
 
 class TrainingDiverged(ScalesError):
@@ -263,9 +276,12 @@ def finetune(
     ``data``: folders of HR images (LR made by MATLAB bicubic); ``data_lr``: folders of LR-only
     images (teacher output is the only target); ``val``: a benchmark folder (Set5 layout or HR
     images) scored every ``config.val_every`` steps; ``out``: the run folder. ``budget`` (``"30m"``,
-    ``"2h"``) replaces ``config.steps`` by the steps that fit, from a measured step time
-    (:mod:`.budget`); a resumed run keeps the steps its state recorded.
+    ``"2h"``, counted from this call) replaces ``config.steps`` by the steps that fit, from measured
+    step, validation and save times, and re-plans during the run (:mod:`.budget`); a resumed
+    budgeted run gets the time its state has left (of ``budget`` when given again, else of the
+    recorded one). Budgeted runs are not bit-reproducible.
     """
+    since = time.perf_counter()  # a --budget counts from here: loading is part of the time asked for
     config = config or FinetuneConfig()
     if budget is not None:
         from .budget import parse_budget
@@ -291,11 +307,12 @@ def finetune(
         from ..metrics.datasets import dataset_from_folder
 
         val_set = dataset_from_folder(val, scale)
-    budget_plan = None
-    if budget is not None:
-        config, budget_plan = _budgeted(budget, config, world, device, student_desc, teacher_desc, images, out, resume)
+    budget_plan, pacer = None, None
+    if budget is not None or resume:
+        config, budget_plan, pacer = _budgeted(budget, config, world, device, student_desc, teacher_desc, images, out,
+                                               resume, val_set, since)
     plan = _Plan(config, world, device, student_desc, teacher_desc, source_meta, images, tuple(data), tuple(data_lr),
-                 val_set, out, resume, budget_plan)
+                 val_set, out, resume, budget_plan, pacer)
     dist_.start(world, device)
     try:
         return _run(plan, callbacks)
@@ -303,22 +320,35 @@ def finetune(
         dist_.stop(world)
 
 
-def _budgeted(budget: str, config: FinetuneConfig, world: dist_.World, device: torch.device, student: Any,
-              teacher: Any, images: Sequence[Any], out: Path, resume: bool) -> tuple[FinetuneConfig, Any]:
-    """``config`` with the steps ``--budget`` affords (measured), or, on ``--resume``, the steps the state recorded."""
-    from .budget import parse_budget, plan_budget
+def _budgeted(budget: str | None, config: FinetuneConfig, world: dist_.World, device: torch.device, student: Any,
+              teacher: Any, images: Sequence[Any], out: Path, resume: bool, val_set: Any,
+              since: float) -> tuple[FinetuneConfig, BudgetPlan | None, Pacer | None]:
+    """``config`` with the steps ``--budget`` affords (measured), its plan and the :class:`.budget.Pacer`
+    that re-plans it; on ``--resume``, the first planned steps and the time left that the state recorded
+    (an unbudgeted state: ``config`` unchanged, no pacer)."""
+    from .budget import Pacer, parse_budget, plan_budget, resumed_pacer
 
+    if resume:
+        budget_s = parse_budget(budget) if budget is not None else None
+        try:
+            state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)
+            planned, recorded = int(state["identity"]["config"]["steps"]), state.get("budget")
+        except Exception:  # noqa: BLE001 - an unreadable state is refused by the resume itself, naming the file
+            return config, None, None
+        if recorded is None:
+            if budget is not None:
+                raise ScalesError(f"--budget {budget}: the run in {out} was started with --steps {planned}, not a budget "
+                                  "(resume it without --budget)")
+            return config, None, None
+        pacer = resumed_pacer(recorded, budget_s, val_every=config.val_every if val_set is not None else 0,
+                              save_every=config.save_every, since=since)
+        return config.replace(steps=planned), None, pacer
     if world.distributed:
         raise ScalesError(f"--budget {budget}: measured in one process only (run without torchrun, or give --steps)")
-    if resume:
-        parse_budget(budget)
-        try:
-            steps = int(torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)["identity"]["config"]["steps"])
-        except Exception:  # noqa: BLE001 - an unreadable state is refused by the resume itself, naming the file
-            return config, None
-        return config.replace(steps=steps), None
-    chosen = plan_budget(budget, student, teacher, config, images, device)
-    return config.replace(steps=chosen.steps), chosen
+    chosen = plan_budget(str(budget), student, teacher, config, images, device, val_set=val_set, since=since)
+    config = config.replace(steps=chosen.steps)
+    return config, chosen, Pacer(chosen.budget_s, chosen.costs, val_every=config.val_every if val_set is not None else 0,
+                                 save_every=config.save_every, since=since)
 
 
 @dataclass(frozen=True)
@@ -337,16 +367,19 @@ class _Plan:
     val_set: Any
     out: Path
     resume: bool
-    budget: Any = None  # the BudgetPlan of --budget (a fresh run only)
+    budget: BudgetPlan | None = None  # what --budget planned before step 1 (a fresh run only)
+    pacer: Pacer | None = None  # a budgeted run's clock and re-plans (fresh or resumed)
 
 
 class _Run:
     """The driver's state around a :class:`Distiller`: wall time, best validation, the log window
     (loss terms of each step since the last history record, saved so that a resumed log averages the
-    same steps), ``history.jsonl`` and the callbacks. Only rank 0 writes files."""
+    same steps), ``history.jsonl``, the callbacks and, with a time budget, its :class:`.budget.Pacer`
+    (its re-plans move the Distiller's end). Only rank 0 writes files."""
 
     def __init__(self, plan: _Plan, distiller: Distiller, identity: RunIdentity, callbacks: Sequence[Any]) -> None:
         self.plan, self.distiller, self.identity, self.callbacks = plan, distiller, identity, callbacks
+        self.pacer = plan.pacer
         self.wall_before, self.best_psnr, self.best_step = 0.0, -math.inf, None
         self.window: list[dict[str, float]] = []
         self.last_loss: float | None = None
@@ -372,6 +405,11 @@ class _Run:
     def step(self) -> int:
         return self.distiller.completed
 
+    @property
+    def total(self) -> int:
+        """The planned end: ``config.steps``, or where the last budget re-plan moved it."""
+        return self.distiller.total
+
     def elapsed(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
 
@@ -390,9 +428,10 @@ class _Run:
         out = self.plan.out
         if self.plan.world.is_main:
             blockwise = {"stage": self.stage.state_dict(), "window": list(self.block_state.get("window", []))} if self.stage else None
+            budget = {"budget": self.pacer.state_dict()} if self.pacer is not None else {}
             self.distiller.save(out / STATE_FILE, self.identity, wall_s=self.elapsed(), best_step=self.best_step,
                                 best_psnr=None if self.best_step is None else self.best_psnr, window=list(self.window),
-                                blockwise=blockwise)
+                                blockwise=blockwise, **budget)
             save_trained_student(out / LAST_FILE, self.distiller.eval_model, self.plan.source_meta, self.training_block(final_psnr))
         dist_.barrier(self.plan.world)
 
@@ -418,11 +457,43 @@ class _Run:
         if self.history is not None:
             draw_curves(self.plan.out / CURVES_FILE, self.history.records, self.title)
 
+    def _overhead(self, kind: str) -> AbstractContextManager[Any]:
+        """A validation or save, timed for the budget's re-plans (nothing without a budget; with no
+        --val a validation does nothing, and v stays what the close costs: :mod:`.budget`)."""
+        if self.pacer is None or (kind == "val" and self.plan.val_set is None):
+            return nullcontext()
+        return self.pacer.overhead(kind)
+
+    def _replan(self, replan: Replan | None) -> None:
+        """Move the end of the run (schedule, loop, progress total) and record it."""
+        if replan is None:
+            return
+        self.distiller.retarget(replan.new_total)
+        if self.history is not None:
+            self.history.add({**replan.record(), "time": round(self.elapsed(), 2)})
+
+    def begin_steps(self) -> None:
+        """Before the end-to-end steps of a budgeted run: stop when no time is left, start measuring, and
+        re-plan at once after a block-wise stage or on resume (the first plan could not see either)."""
+        if self.pacer is None:
+            return
+        if self.pacer.ran_out():
+            raise self.out_of_budget()
+        self.pacer.start(self.step)
+        if self.plan.resume or self.stage is not None:
+            self._replan(self.pacer.replan(self.step, self.total))
+
+    def out_of_time(self) -> bool:
+        return self.pacer is not None and self.pacer.ran_out()
+
     def after_step(self, done: StepResult) -> bool:
-        """Log, call back, validate and save as the config says; True when a callback asked to stop."""
+        """Re-plan (a budget), log, call back, validate and save as the config says; True when a
+        callback asked to stop."""
         cfg, world, step = self.plan.config, self.plan.world, done.step
+        if self.pacer is not None:
+            self._replan(self.pacer.step_done(step, self.total))
         self.window.append({"loss": done.loss, **done.terms})
-        logged = step % cfg.log_every == 0 or step == cfg.steps
+        logged = step % cfg.log_every == 0 or step == self.total
         if logged:  # means over the steps since the last record, and over the ranks
             window, self.window = self.window, []
             means = {k: dist_.mean_over_ranks(world, sum(w[k] for w in window) / len(window), self.plan.device) for k in window[-1]}
@@ -431,23 +502,36 @@ class _Run:
                 self.history.add({"kind": "train", "step": step, **means,
                                   "lr": current_lrs(self.distiller.optimizer), "time": round(self.elapsed(), 2)})
         # on_step returning True asks for a stop, handled like Ctrl-C (a time budget, a GUI button)
-        stop = world.is_main and _call(self.callbacks, "on_step", StepLog(step, cfg.steps, done.loss, done.terms,
+        stop = world.is_main and _call(self.callbacks, "on_step", StepLog(step, self.total, done.loss, done.terms,
                                                                          done.lr, self.elapsed(), logged))
-        if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
-            self.validate()
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            self.save_all()
+        if cfg.val_every and step % cfg.val_every == 0 and step < self.total:
+            with self._overhead("val"):
+                self.validate()
+        if cfg.save_every and step % cfg.save_every == 0 and step < self.total:
+            with self._overhead("save"):
+                self.save_all()
         return stop
+
+    def _where(self) -> str:
+        if self.stage is not None and not self.stage.finished:
+            return f"block-wise step {self.stage.done} of {self.stage.total}"
+        return f"step {self.step} of {self.total}"
 
     def interrupt(self, signum: int) -> TrainingInterrupted:
         self.save_all()
-        where = f"step {self.step} of {self.plan.config.steps}"
-        if self.stage is not None and not self.stage.finished:
-            where = f"block-wise step {self.stage.done} of {self.stage.total}"
         return TrainingInterrupted(
-            f"interrupted at {where}: state saved in {self.plan.out / STATE_FILE} "
+            f"interrupted at {self._where()}: state saved in {self.plan.out / STATE_FILE} "
             f"(continue with --resume)", exit_code=128 + int(signum or signal.SIGINT),
         )
+
+    def out_of_budget(self) -> BudgetSpent:
+        """The deadline: stopped as Ctrl-C stops (state saved), saying where the budget ran out."""
+        assert self.pacer is not None
+        spent, budget_s = self.pacer.spent(), self.pacer.budget_s
+        where = self._where() + (", before the closing validation" if self.step >= self.total else "")
+        self.save_all()
+        return BudgetSpent(f"the budget ran out at {where} ({spent:.1f} s of {budget_s:g} s): state saved in "
+                           f"{self.plan.out / STATE_FILE} (continue with --resume and a longer --budget)")
 
     def blockwise(self, stage: BlockwiseStage, stop: dict[str, int]) -> None:
         """Run (or finish) the block-wise stage before step 1: log ``block`` records every ``log_every``
@@ -463,6 +547,8 @@ class _Run:
         while not stage.finished:
             if stop["signal"]:
                 raise self.interrupt(stop["signal"])
+            if self.out_of_time():
+                raise self.out_of_budget()
             try:
                 log, unit_done = stage.step()
             except NonFiniteStep as exc:
@@ -479,11 +565,14 @@ class _Run:
             if main and _call(self.callbacks, "on_block_step", log):
                 stop["signal"] = stop["signal"] or int(signal.SIGINT)
             if cfg.save_every and log.step % cfg.save_every == 0 and not stage.finished:
-                self.save_all()
+                with self._overhead("save"):
+                    self.save_all()
         if self.distiller.ema is not None:  # the average restarts from the reconstructed weights
             self.distiller.ema.load_state_dict(self.distiller.model.state_dict())
-        self.validate()
-        self.save_all()
+        with self._overhead("val"):
+            self.validate()
+        with self._overhead("save"):
+            self.save_all()
 
     def diverge(self, exc: NonFiniteStep) -> TrainingDiverged:
         self.save_all()
@@ -495,10 +584,9 @@ class _Run:
         self.distiller.finish()
         final_psnr = self.validate()
         self.save_all(final_psnr)
-        if self.plan.world.is_main:
-            if self.plan.val_set is None:
-                save_trained_student(self.plan.out / BEST_FILE, self.distiller.eval_model, self.plan.source_meta,
-                                     self.training_block(None))
+        if self.plan.world.is_main and self.plan.val_set is None:  # (the validation drew the curves)
+            save_trained_student(self.plan.out / BEST_FILE, self.distiller.eval_model, self.plan.source_meta,
+                                 self.training_block(None))
             self._draw()
         dist_.barrier(self.plan.world)
         return final_psnr
@@ -540,10 +628,11 @@ def _blockwise_stage(plan: _Plan, distiller: Distiller) -> BlockwiseStage:
     return make_stage(distiller.model, distiller.teacher, plan.student, cfg, train_set, plan.device, bf16_autocast(plan.device))
 
 
-def _loader(plan: _Plan, start_step: int) -> torch.utils.data.DataLoader:
-    """Batches of (LR, HR) crops for the steps still to run: a function of (seed, sample index), see :mod:`.data`."""
+def _loader(plan: _Plan, start_step: int, total: int | None) -> torch.utils.data.DataLoader:
+    """Batches of (LR, HR) crops for steps ``start_step .. total-1`` (``None``: no end, a budgeted run's
+    loop stops at its moving end): a function of (seed, sample index), see :mod:`.data`."""
     cfg, world, device = plan.config, plan.world, plan.device
-    sampler = StepSampler(start_step, cfg.steps, cfg.batch, world.rank, world.size)
+    sampler = StepSampler(start_step, total, cfg.batch, world.rank, world.size)
     workers = default_workers(device, world.size) if cfg.workers < 0 else cfg.workers
     return torch.utils.data.DataLoader(
         TrainSet(plan.images, plan.student.scale, cfg.patch, cfg.seed, cfg.hr_weight > 0),
@@ -564,14 +653,19 @@ def _run(plan: _Plan, callbacks: Sequence[Any]) -> FinetuneResult:
     r, with_hr = float(plan.student.input_range), plan.config.hr_weight > 0
     with _distiller(plan) as distiller:
         run = _Run(plan, distiller, identity, callbacks)
-        loader = _loader(plan, run.start_step)
+        loader = _loader(plan, run.start_step, None if plan.pacer is not None else run.total)
         try:
             with _stop_signals() as stop:
                 if plan.config.blockwise_steps:
                     run.blockwise(_blockwise_stage(plan, distiller), stop)
+                run.begin_steps()
                 if world.is_main:
-                    _call(callbacks, "on_start", run.start_step, plan.config.steps)
+                    _call(callbacks, "on_start", run.start_step, run.total)
                 for lr_batch, hr_batch in loader:
+                    if run.out_of_time():  # past the budget, even at the planned end: stopped, not closed
+                        raise run.out_of_budget()
+                    if run.step >= run.total:  # a budgeted run's end (its loader has none)
+                        break
                     if dist_.any_rank(world, bool(stop["signal"]), device):
                         raise run.interrupt(stop["signal"])
                     x = lr_batch.to(device, non_blocking=True) * r

@@ -35,8 +35,9 @@ def first_stage_steps(steps: int, first_stage: float) -> int:
     return int(round(first_stage * steps))
 
 
-def bypassed(mode: str, step: int, steps: int, first_stage: float) -> str | None:
-    """The operand kept FP at ``step`` (0-based, the step about to run), or None when fully binary."""
+def bypassed(mode: str, step: float, steps: int, first_stage: float) -> str | None:
+    """The operand kept FP at ``step`` (0-based, the step about to run; a budgeted run whose end moved
+    passes the step of its planned ``steps`` that it plays, :class:`.optim.Horizon`), or None when fully binary."""
     if step >= first_stage_steps(steps, first_stage):
         return None
     return TWO_STAGE[mode]
