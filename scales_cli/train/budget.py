@@ -168,9 +168,10 @@ class Pacer:
     """
 
     def __init__(self, budget_s: float, costs: Costs, *, val_every: int, save_every: int, spent_s: float = 0.0,
-                 since: float | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+                 since: float | None = None, clock: Callable[[], float] | None = None) -> None:
         self.budget_s, self.costs, self.val_every, self.save_every = float(budget_s), costs, val_every, save_every
-        self._clock, self._spent_before = clock, float(spent_s)
+        # time.perf_counter looked up now, not at import: the loop, the probe and the pacer read one clock
+        self._clock, self._spent_before = clock or time.perf_counter, float(spent_s)
         self._since = clock() if since is None else since
         self._overheads = 0.0  # seconds spent in validations and saves so far (taken out of the step time)
         self._marks: deque[tuple[int, float]] = deque()  # (step, clock minus overheads) of recent steps
