@@ -28,122 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from ir_steps import (DEFAULT_CALIB, DEFAULT_DATA, REPO, Calibration, Candidate, export_ir, fake_quantize_count, quantize,
+                      score, shown, teacher_irs)
 
-from scales_cli.bench import BenchResult, bench  # noqa: E402
-from scales_cli.loading import load  # noqa: E402
-from scales_cli.machine import probe  # noqa: E402
-from scales_cli.recipe.calibrate import calibration_batches  # noqa: E402
-from scales_cli.report.build import build_report  # noqa: E402
-
-SHARED = REPO.parent / "shared"
-DEFAULT_CALIB = SHARED / "data" / "train" / "T91"
-DEFAULT_DATA = (SHARED / "data" / "benchmarks" / "Set5", SHARED / "data" / "benchmarks" / "Set14")
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One NNCF quantization of the FP32 IR: its file stem and which convolutions stay FP."""
-
-    name: str
-    keep_fp: str  # "none" or "first-last"
-    description: str
-
-
-VARIANTS = (
-    Variant("nncf-int8", "none", "INT8 (NNCF PTQ, MIXED)"),
-    Variant("nncf-int8-firstlast-fp", "first-last", "INT8, first and last conv kept FP"),
-)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    label: str
-    path: Path
-    kind: str  # "fp32", "nncf-int8", "student" or "student+nncf-int8"
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the repository where it lies inside it (the JSON goes into docs/)."""
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
-def run_scales(*args: object) -> None:
-    """``scales ARGS`` as a user types it (printed, then run; a failure stops the benchmark)."""
-    cmd = [sys.executable, "-m", "scales_cli", *map(str, args)]
-    print("$ scales " + shlex.join(map(str, args)), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
-
-
-def export_ir(model: Path, target: Path, reuse: bool) -> Path:
-    """``model`` as an OpenVINO IR at ``target`` (an ``.xml`` is used as it is)."""
-    if model.suffix.lower() == ".xml":
-        return model
-    if not (reuse and target.is_file() and target.with_suffix(".bin").is_file()):
-        run_scales("export", model, "-o", target, "--format", "openvino", "--force")
-    return target
-
-
-def convolutions(xml: Path) -> list[str]:
-    """Names of the IR's Convolution nodes in execution order (NNCF's IgnoredScope matches these names)."""
-    import openvino as ov
-
-    return [op.get_friendly_name() for op in ov.Core().read_model(str(xml)).get_ordered_ops() if op.get_type_name() == "Convolution"]
-
-
-def quantize(src: Path, target: Path, recipe: str, crops: list, reuse: bool, keep_fp: str = "none") -> Path:  # noqa: ANN001
-    """NNCF PTQ of the IR ``src`` on ``crops`` (each a 1x3xhxw float array), saved with FP32 weights storage.
-
-    A student IR is calibrated at the crops' static shape and saved dynamic again: the CPU plugin's
-    BinaryConvolution runs only at static shapes, and NNCF's statistics pass compiles the model as given.
-    NNCF leaves BinaryConvolution (and its 1-bit FakeQuantize) alone and quantizes the FP layers.
-    """
-    if reuse and target.is_file() and target.with_suffix(".bin").is_file():
-        return target
-    import nncf
-    import openvino as ov
-
-    model = ov.Core().read_model(str(src))
-    name, dynamic = model.inputs[0].get_any_name(), model.inputs[0].get_partial_shape()
-    binary = any(op.get_type_name() == "BinaryConvolution" for op in model.get_ordered_ops())
-    if binary:
-        model.reshape({name: ov.PartialShape(list(crops[0].shape))})
-    convs = convolutions(src)
-    ignored = nncf.IgnoredScope(names=[convs[0], convs[-1]]) if keep_fp == "first-last" else None
-    print(f"nncf.quantize({src.name}, {len(crops)} crops, preset=MIXED, ignored_scope="
-          f"{[convs[0], convs[-1]] if ignored else None})", flush=True)
-    quantized = nncf.quantize(model, nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED, subset_size=len(crops),
-                              **({"ignored_scope": ignored} if ignored else {}))
-    if binary:
-        quantized.reshape({name: dynamic})
-    quantized.set_rt_info(recipe, ["scales", "recipe"])  # the rest of ``scales`` (scale, arch, range) survives NNCF
-    ov.save_model(quantized, str(target), compress_to_fp16=False)
-    return target
-
-
-def fake_quantize_count(xml: Path) -> int:
-    import openvino as ov
-
-    return sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(xml)).get_ordered_ops())
-
-
-def score(candidates: list[Candidate], data: list[Path]) -> dict[str, dict[str, float]]:
-    """Mean Y-PSNR per dataset of each candidate, by the library behind ``scales report``."""
-    report = build_report([c.path for c in candidates], data)
-    psnr: dict[str, dict[str, float]] = {}
-    for cand, row in zip(candidates, report.groups[0].rows, strict=True):
-        psnr[cand.label] = {r.dataset: r.mean_psnr for r in row.results}
-    return psnr
+from scales_cli.bench import BenchResult, bench
+from scales_cli.loading import load
+from scales_cli.machine import probe
 
 
 def render(candidates: list[Candidate], result: BenchResult, psnr: dict[str, dict[str, float]], datasets: list[str]) -> str:
@@ -184,16 +78,11 @@ def main() -> None:
     out = args.out or REPO / "out" / "int8_baseline" / args.teacher.stem
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    fp_xml = export_ir(args.teacher, out / "fp32.xml", args.reuse)
-    teacher = load(fp_xml)
-    crops = [b.numpy() for b in calibration_batches(args.calib, args.calib_images, crop=args.crop, input_range=teacher.input_range,
-                                                     batch_size=1)]
-    candidates = [Candidate(f"{teacher.arch} x{teacher.scale} FP32", fp_xml, "fp32")]
-    for v in VARIANTS:
-        xml = quantize(fp_xml, out / f"{v.name}.xml", v.name, crops, args.reuse, v.keep_fp)
-        candidates.append(Candidate(f"{teacher.arch} x{teacher.scale} {v.description}", xml, "nncf-int8"))
+    calibration = Calibration(args.calib, args.calib_images, args.crop)
+    irs = teacher_irs(args.teacher, out, calibration, args.reuse)
+    candidates, crops = list(irs.candidates), irs.crops
     for s in args.students:
-        xml = export_ir(s, out / f"student-{s.stem}.xml", args.reuse)
+        xml, _ = export_ir(s, out / f"student-{s.stem}.xml", args.reuse)
         candidates.append(Candidate(f"student {s.name}", xml, "student"))
         if args.quantize_students:
             recipe = load(xml).extra["exported"].get("recipe") or "student"
@@ -211,7 +100,7 @@ def main() -> None:
     print(f"machine: {result.machine.describe() if result.machine else probe(args.threads).describe()}")
     payload = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "calibration": {"folder": shown(args.calib), "images": len(crops), "crop": args.crop, "seed": 0},
+        "calibration": calibration.to_json(crops),
         "seconds": time.time() - started,
         "models": [
             {"label": c.label, "kind": c.kind, "file": shown(c.path), "fake_quantize_nodes": fq[c.label],

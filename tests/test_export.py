@@ -318,3 +318,40 @@ def test_probes_record_a_layer_output_before_an_in_place_op_changes_it():
     exported = Probed(export_network(net, GraphOptions(core="float")), ["0"])
     graph_side = OnnxRuntime(graph_bytes(exported, x, 17)).run_all(x.numpy())
     assert psnr_db(graph_side[2], expected, float(np.abs(expected).max())) >= 80
+
+
+class SkipChain(nn.Module):
+    """As in RLFN's blocks under the lsf preset: a binary conv with its skip and no re-scaling branch -> LeakyReLU
+    -> a binary conv without skip (C_out != C_in), so that the activation has one consumer, the binarization."""
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        lsf = BinaryOptions(skip=True, spatial=False, channel=False)
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.b1 = BinaryConv2d.from_float(nn.Conv2d(channels, channels, 3, padding=1), lsf)
+        self.act = nn.LeakyReLU(0.05)
+        self.b2 = BinaryConv2d.from_float(nn.Conv2d(channels, channels // 2, 3, padding=1), lsf)
+        self.tail = nn.Conv2d(channels // 2, 3, 3, padding=1)
+        gen = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for m in (self.b1, self.b2):
+                m.act.beta.copy_(torch.randn(m.act.beta.shape, generator=gen) * 0.1)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.b2(self.act(self.b1(self.head(x)))))
+
+
+def test_openvino_binary_conv_with_skip_before_a_binary_conv_matches_torch(lr_dir: Path, tmp_path: Path):
+    """OpenVINO 2026.4.1's CPU plugin computes a BinaryConvolution wrongly when it fuses both the skip's Add
+    (a sum post-op) and the next layer's binarizing FakeQuantize (RLFN x4 lsf: 28.5 dB); the export keeps
+    that FakeQuantize out of the fusion."""
+    torch.manual_seed(4)
+    net = SkipChain()
+    target = tmp_path / "chain.xml"
+    result = export_model(net, target, "openvino", check_dir=lr_dir)
+    assert result.parity is not None and all(i.exact for i in result.parity.images), result.parity.to_json()
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    assert psnr_db(FORMATS["openvino"][0].runtime(target)(x.numpy()), ref) >= 80

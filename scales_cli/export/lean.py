@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .openvino import _u1_constant, binarize
+
 
 def _constant(output) -> np.ndarray | None:  # noqa: ANN001
     node = output.get_node()
@@ -73,8 +75,7 @@ def _widen(node, x, lo: int, hi: int) -> None:  # noqa: ANN001
     low = np.full(c, np.finfo(np.float32).min, np.float32)  # every finite x > low: bit 1 on outside channels
     low[lo:hi] = np.broadcast_to(_constant(node.input(1).get_source_output()).reshape(-1), (hi - lo,))
     low = low.reshape(1, -1, 1, 1)
-    fq = ops.fake_quantize(x, low, low, _constant(node.input(3).get_source_output()),
-                           _constant(node.input(4).get_source_output()), 2)
+    fq = binarize(x, low, _constant(node.input(3).get_source_output()), _constant(node.input(4).get_source_output()))
     for target in list(node.output(0).get_target_inputs()):
         conv = target.get_node()
         signs = _signs(conv.input(1).get_source_output().get_node())
@@ -82,8 +83,6 @@ def _widen(node, x, lo: int, hi: int) -> None:  # noqa: ANN001
         wide[:, lo:hi] = signs
         # outside channels in +1/-1 pairs: both hold bit 1, so each pair adds +1 - 1 = 0
         wide[:, outside] = np.tile(np.array([1.0, -1.0], np.float32), len(outside) // 2).reshape(1, -1, 1, 1)
-        from .openvino import _u1_constant
-
         a = conv.get_attributes()
         new = opset1.binary_convolution(fq, _u1_constant(wide, wide.shape), a["strides"], a["pads_begin"], a["pads_end"],
                                         a["dilations"], a["mode"], a["pad_value"])
