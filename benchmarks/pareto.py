@@ -82,11 +82,12 @@ class Budget:
     lr: float = 2e-3
     schedule: str = "cosine"
     warmup: int = 50
+    val_every: int = 0  # 0: validated once, at the end; N: also every N steps (a Set5 curve against minutes)
 
     def options(self) -> list[object]:
-        """The ``scales finetune`` options that say it (validation once, at the end)."""
+        """The ``scales finetune`` options that say it."""
         data = [w for d in self.data for w in ("--data", d)] + [w for d in self.data_lr for w in ("--data-lr", d)]
-        return [*data, "--val", self.val, "--val-every", 0, "--steps", self.steps, "--batch", self.batch, "--patch", self.patch,
+        return [*data, "--val", self.val, "--val-every", self.val_every, "--steps", self.steps, "--batch", self.batch, "--patch", self.patch,
                 "--lr", self.lr, "--schedule", self.schedule, "--warmup", self.warmup]
 
     def to_json(self) -> dict[str, Any]:
@@ -144,6 +145,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help=f"comma-separated checkpoints, or names in ../shared/checkpoints (default {','.join(DEFAULT_TEACHERS)})")
     ap.add_argument("--recipes", action="append", metavar="NAMES", help=f"comma-separated built-in recipes (default {','.join(DEFAULT_RECIPES)})")
     ap.add_argument("--steps", type=int, default=800, help="fine-tune steps of every student (default 800)")
+    ap.add_argument("--val-every", type=int, default=0,
+                    help="also validate every N steps, for a Set5-against-minutes curve (default 0: at the end only)")
     ap.add_argument("--train-data", action="append", metavar="DIR",
                     help="fine-tune HR folders, finetune --data (default ../shared/data/train/BSD200)")
     ap.add_argument("--train-data-lr", action="append", metavar="DIR",
@@ -459,7 +462,7 @@ def main() -> None:
         console.print(f"wrote {args.png}")
         return
     started = time.time()
-    budget = Budget(args.steps, args.train_data, args.train_data_lr, args.val)
+    budget = Budget(args.steps, args.train_data, args.train_data_lr, args.val, val_every=args.val_every)
     payload: dict[str, Any] = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "settings": {"teachers": [shown(t) for t in args.teachers], "recipes": args.recipes, "budget": budget.to_json(),
