@@ -187,6 +187,21 @@ def test_failed_parity_names_the_layer_and_leaves_no_file(tiny: Tiny, lr_dir: Pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_file_that_computes_other_than_its_probed_copy_fails_parity(tiny: Tiny, lr_dir: Path, tmp_path: Path, monkeypatch):
+    """The diagnosis runs a probed copy of the graph (every quantized layer's input and output as extra
+    outputs); a runtime may compile that copy differently (OpenVINO 2026.4.1 fused a binary conv with its
+    skip Add and the next binarization only when the conv's output was not a graph output). Its story
+    then explains another computation: the file must fail, saying so, not pass as rounding flips."""
+    from scales_cli.export.runtime import OnnxRuntime
+
+    honest = OnnxRuntime.__call__
+    monkeypatch.setattr(OnnxRuntime, "__call__", lambda self, x: honest(self, x) * np.float32(1.01))  # the file only
+    with pytest.raises(ParityError) as info:
+        export_model(tiny, tmp_path / "bad.onnx", "scales", check_dir=lr_dir)
+    assert "first diverging layer (the compiled graph): the runtime computes the file differently" in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---- CLI ---------------------------------------------------------------------------------------
 
 
