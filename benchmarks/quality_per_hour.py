@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from scales_cli.io import atomic_write  # noqa: E402
 from scales_cli.train.checkpoint import HISTORY_FILE  # noqa: E402
+from scales_cli.train.plots import write_png  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,7 @@ def draw(path: Path, curves: list[Curve], lines: list[tuple[str, str, float]], d
         ax.legend(fontsize=8, loc="lower right")
     if machine:
         fig.suptitle(machine, fontsize=9)
-    fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), force=True)
-    finally:
-        plt.close(fig)
+    return write_png(fig, path)
 
 
 def main() -> None:

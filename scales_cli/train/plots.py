@@ -42,6 +42,13 @@ def draw_curves(path: Path, history: Sequence[Mapping[str, Any]], title: str = "
     ax_val.grid(True, alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=11)
+    return write_png(fig, path)
+
+
+def write_png(fig: Any, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` atomically (a reader never sees half a PNG), and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), force=True)
