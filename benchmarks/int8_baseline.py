@@ -75,6 +75,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    stems = [s.stem for s in args.students]
+    if len(set(stems)) < len(stems):  # each student's IR is OUT/student-STEM.xml: one would replace the other
+        twice = next(stem for stem in stems if stems.count(stem) > 1)
+        raise SystemExit(f"students: two files named {twice}.*: copy one to another name (their IRs would collide)")
     out = args.out or REPO / "out" / "int8_baseline" / args.teacher.stem
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -91,17 +91,18 @@ def draw(path: Path, curves: list[Curve], lines: list[tuple[str, str, float]], d
     import matplotlib.pyplot as plt
 
     panels = list(dict.fromkeys(c.panel for c in curves))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(8.5 * len(panels), 4.8), dpi=110, squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         for c in (c for c in curves if c.panel == panel):
             ax.plot(c.minutes, c.psnr, marker="o", ms=3, lw=1.2, label=c.label)
         for i, (p, label, db) in enumerate(x for x in lines if x[0] == panel):
-            ax.axhline(db, ls="--", lw=1, color=f"C{7 + i % 3}", label=label)
+            ax.axhline(db, ls=(":", "--", "-.")[i % 3], lw=1.2, color=("black", "darkgoldenrod", "teal")[i % 3], label=label)
         ax.set_title(panel)
-        ax.set_xlabel("wall minutes of fine-tuning")
+        ax.set_xscale("log")  # minutes-long short runs beside hour-long ones
+        ax.set_xlabel("wall minutes of fine-tuning (log scale)")
         ax.set_ylabel(f"{dataset} Y-PSNR (dB)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
     if machine:
         fig.suptitle(machine, fontsize=9)
     return write_png(fig, path)
