@@ -89,7 +89,11 @@ def test_an_existing_run_is_refused_without_resume_or_force(setup, tmp_path):
     code, _, err = run_cli(*base)
     assert code == 2 and "already holds a run" in err and "--resume" in err and "Traceback" not in err
     assert (tmp_path / "run" / "state.pt").read_bytes() == before
+    history = tmp_path / "run" / "history.jsonl"
+    history.write_text('{"kind": "budget", "steps": 99}\n' + history.read_text())  # a stepless record of the old run
     assert run_cli(*base, "--force").code == 0
+    kinds = [json.loads(line)["kind"] for line in history.read_text().splitlines()]
+    assert "budget" not in kinds and kinds.count("train") == 1  # --force starts the history over: nothing kept
 
 
 def _env() -> dict[str, str]:

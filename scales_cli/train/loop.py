@@ -393,7 +393,7 @@ class _Run:
             self.block_state = dict(state.get("blockwise") or {})
         self.start_step = distiller.completed
         blocks_done = int(self.block_state.get("stage", {}).get("done", 0))
-        self.history = (_History(plan.out / HISTORY_FILE, self.start_step if plan.resume else 0, blocks_done)
+        self.history = (_History(plan.out / HISTORY_FILE, self.start_step if plan.resume else None, blocks_done)
                         if plan.world.is_main else None)
         if self.history is not None and plan.budget is not None:
             self.history.add(plan.budget.record())
