@@ -49,9 +49,8 @@ from torch import Tensor, nn
 from scales_cli.binary._registry import lookup
 from scales_cli.binary.activation import THRESHOLDS, act_statistics, channel_rows
 from scales_cli.binary.layers import BinaryLayer
-from scales_cli.binary.modes import LayerMode, eval_mode, layer_mode, quantizers_off
+from scales_cli.binary.modes import LayerMode, calibration_inputs, eval_mode, layer_mode, quantizers_off
 from scales_cli.binary.ste import channel_view
-from scales_cli.errors import DataError
 
 GAIN_RANGE = (1e-2, 1e2)
 """The fitted per-channel gain is clamped here: a non-positive LS gain (binary channel anti-correlated
@@ -240,14 +239,9 @@ def calibrate(model: nn.Module, batches: Iterable[Tensor], options: CalibrationO
     Layers that the forward pass never reaches are left as they are.
     """
     options = options or CalibrationOptions()
-    batches = list(batches)
-    if not batches:
-        raise DataError("calibration needs at least one input batch, got none")
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, BinaryLayer)}
+    layers, batches = calibration_inputs(model, batches, BinaryLayer, "calibration")
     if not layers:
         return []
-    device = next(model.parameters()).device
-    batches = [b.to(device) for b in batches]
     changed: list[str] = []
     with eval_mode(model), torch.no_grad():
         teacher = copy.deepcopy(model)  # W and b change as layers are fitted; the targets must not

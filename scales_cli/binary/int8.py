@@ -64,7 +64,7 @@ from scales_cli.binary._registry import lookup
 from scales_cli.binary.layers import QuantizedLayer
 from scales_cli.binary.protocol import FP_BITS
 from scales_cli.binary.view import Int8View
-from scales_cli.errors import DataError, RecipeError
+from scales_cli.errors import RecipeError
 
 WEIGHT_QMAX = 127  # symmetric narrow range [-127, 127]
 ACT_QMAX = 255  # unsigned levels 0..255
@@ -379,18 +379,14 @@ def calibrate_int8(model: nn.Module, batches: Iterable[Tensor], method: str = DE
     The inputs are the teacher's (x_t in :mod:`scales_cli.binary.calibration`'s notation); the
     range is the ``method``'s choice over a seeded sample of them. Layers never reached keep theirs.
     """
-    from scales_cli.binary.modes import eval_mode, quantizers_off  # binary and INT8 layers off: the teacher's activations
+    from scales_cli.binary.modes import calibration_inputs, eval_mode, quantizers_off  # all off: the teacher's activations
 
     pick = lookup(RANGE_METHODS, method, "INT8 range method")
-    batches = list(batches)
-    if not batches:
-        raise DataError("INT8 calibration needs at least one input batch, got none")
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, Int8Layer)}
+    layers, batches = calibration_inputs(model, batches, Int8Layer, "INT8 calibration")
     if not layers:
         return []
-    device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad(), quantizers_off(model):
-        seen = _collect_inputs(model, layers, [b.to(device) for b in batches])
+        seen = _collect_inputs(model, layers, batches)
     ranges = []
     for name, samples in seen.items():
         if samples:

@@ -27,11 +27,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from enum import Enum
 
-from torch import nn
+from torch import Tensor, nn
+
+from scales_cli.errors import DataError
 
 
 class LayerMode(Enum):
@@ -99,3 +101,16 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for m, training in flags:
             m.training = training
+
+
+def calibration_inputs(model: nn.Module, batches: Iterable[Tensor], kind: type, what: str) -> tuple[dict[str, nn.Module], list[Tensor]]:
+    """The layers of type ``kind`` a calibration fits (dotted name -> layer) and its batches on the model's
+    device; no batch at all is one line naming ``what`` (no layer: nothing to fit, an empty mapping)."""
+    batches = list(batches)
+    if not batches:
+        raise DataError(f"{what} needs at least one input batch, got none")
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, kind)}
+    if not layers:
+        return {}, []
+    device = next(model.parameters()).device
+    return layers, [b.to(device) for b in batches]
