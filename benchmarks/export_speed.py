@@ -26,8 +26,9 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,18 +52,28 @@ def ov_model(net: torch.nn.Module, spatial_pointwise: bool = True, lean: bool = 
     return model
 
 
-def time_splits(runtimes: dict[str, OpenVinoRuntime], x: np.ndarray, rounds: int = 7) -> dict[str, dict[str, float]]:
-    """Per runtime, the summed per-node real time (ms) by "node type kernel" (e.g. ``Concat ref_f32``),
-    median over ``rounds`` profiled runs taken in turn (interleaved, so load drifts hit all alike)."""
+def node_kernel(info) -> str:  # noqa: ANN001 - an OpenVINO ProfilingInfo
+    """The default key of :func:`time_splits`: "node type kernel", e.g. ``Concat ref_f32``."""
+    return f"{info.node_type} {info.exec_type}"
+
+
+def time_splits(runtimes: dict[str, OpenVinoRuntime], x: np.ndarray, rounds: int = 7, key: Callable[[Any], Hashable] = node_kernel,
+                warmup: bool = False) -> dict[str, dict[Hashable, float]]:
+    """Per runtime, the summed per-node real time (ms) by ``key`` of each executed node's profiling info,
+    median over ``rounds`` profiled runs taken in turn (interleaved, so load drifts hit all alike);
+    ``warmup``: one unrecorded run of each first."""
     requests = {name: rt.compiled(tuple(x.shape), profile=True).create_infer_request() for name, rt in runtimes.items()}
-    totals: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in runtimes}
+    if warmup:
+        for request in requests.values():
+            request.infer({0: x})
+    totals: dict[str, dict[Hashable, list[float]]] = {name: defaultdict(list) for name in runtimes}
     for _ in range(rounds):
         for name, request in requests.items():
             request.infer({0: x})
-            per_type: dict[str, float] = defaultdict(float)
+            per_type: dict[Hashable, float] = defaultdict(float)
             for info in request.profiling_info:
                 if info.status.name == "EXECUTED":
-                    per_type[f"{info.node_type} {info.exec_type}"] += info.real_time.total_seconds() * 1000
+                    per_type[key(info)] += info.real_time.total_seconds() * 1000
             for k, v in per_type.items():
                 totals[name][k].append(v)
     return {name: {k: statistics.median(v) for k, v in t.items()} for name, t in totals.items()}

@@ -9,9 +9,7 @@ inference hint as ``scales bench`` compiles it.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from export_speed import time_splits  # noqa: E402 - this script's folder is on sys.path
+from scales_cli.cli._common import parse_size  # noqa: E402
 from scales_cli.export.runtime import OpenVinoRuntime  # noqa: E402
 from scales_cli.machine import probe  # noqa: E402
 
@@ -30,21 +30,10 @@ def kernel_precision(exec_type: str) -> str:
 
 
 def split(xml: Path, shape: tuple[int, ...], threads: int, rounds: int) -> dict[tuple[str, str], float]:
-    """(node type, kernel precision) -> median summed real time in ms."""
-    compiled = OpenVinoRuntime(xml, threads=threads).compiled(shape, profile=True)
-    request = compiled.create_infer_request()
+    """(node type, kernel precision) -> median summed real time in ms (after one warm-up run)."""
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    request.infer({0: x})  # warm-up
-    totals: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for _ in range(rounds):
-        request.infer({0: x})
-        per: dict[tuple[str, str], float] = defaultdict(float)
-        for info in request.profiling_info:
-            if info.status.name == "EXECUTED":
-                per[(info.node_type, kernel_precision(info.exec_type))] += info.real_time.total_seconds() * 1e3
-        for k, v in per.items():
-            totals[k].append(v)
-    return {k: statistics.median(v) for k, v in totals.items()}
+    key = lambda info: (info.node_type, kernel_precision(info.exec_type))  # noqa: E731
+    return time_splits({xml.name: OpenVinoRuntime(xml, threads=threads)}, x, rounds, key=key, warmup=True)[xml.name]
 
 
 def main() -> None:
@@ -55,7 +44,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--top", type=int, default=12, help="rows per IR (largest first)")
     args = ap.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = parse_size(args.size, "--size")
     for xml in args.irs:
         times = split(xml, (1, 3, height, width), args.threads, args.rounds)
         total = sum(times.values())
