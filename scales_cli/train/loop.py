@@ -331,7 +331,8 @@ def _budgeted(budget: str | None, config: FinetuneConfig, world: dist_.World, de
     if resume:
         budget_s = parse_budget(budget) if budget is not None else None
         try:
-            state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)
+            # mmap: only the small identity and budget entries are read here; Distiller.restore loads the tensors
+            state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=False, mmap=True)
             planned, recorded = int(state["identity"]["config"]["steps"]), state.get("budget")
         except Exception:  # noqa: BLE001 - an unreadable state is refused by the resume itself, naming the file
             return config, None, None
