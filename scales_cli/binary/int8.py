@@ -61,8 +61,7 @@ from torch import Tensor, nn
 from torch.autograd import Function
 
 from scales_cli.binary._registry import lookup
-from scales_cli.binary.layers import QuantizedLayer
-from scales_cli.binary.protocol import FP_BITS
+from scales_cli.binary.layers import QuantizedLayer, copy_float_parameters
 from scales_cli.binary.view import Int8View
 from scales_cli.errors import RecipeError
 
@@ -202,12 +201,6 @@ class Int8Layer(QuantizedLayer):
     def weight_quantizer(self) -> nn.Module:
         return self.wq
 
-    def bit_widths(self) -> tuple[int, int]:
-        """(8, 8) with both quantizers on; FP (32) for each one the mode bypasses (OFF: (32, 32))."""
-        fp_weight, fp_act = FP_BITS
-        return (self.wq.bits if self.mode.quantizes_weights else fp_weight,
-                self.act.bits if self.mode.quantizes_activations else fp_act)
-
     def input_codes(self, x: Tensor) -> Tensor:
         """The integer level q = clamp(round(x / s) + z, 0, 255) each input value gets (parity counts changes)."""
         s, z = self.act.step().detach(), self.act.integer_zero_point()
@@ -221,9 +214,10 @@ class Int8Layer(QuantizedLayer):
         ``tolerance`` of 0.5; each such input moves by one step s, so
         |dz| <= op(s * 1{|frac(u) - 0.5| <= tolerance}, |Q_w(W)|).
         """
-        u = x / self.act.step().detach()
+        s = self.act.step().detach()
+        u = x / s
         near = ((u - torch.floor(u)) - 0.5).abs() <= tolerance
-        return self.main_op(near.to(x.dtype) * self.act.step().detach(), self.wq(self.weight).detach().abs())
+        return self.main_op(near.to(x.dtype) * s, self.wq(self.weight).detach().abs())
 
     def export_view(self) -> Int8View:
         """This layer's core as a frozen view: integer weights, scales, zero point (:class:`Int8View`)."""
@@ -241,16 +235,6 @@ class Int8Layer(QuantizedLayer):
         return f"{super().extra_repr()}, int8"  # type: ignore[misc]
 
 
-def _copy_float(source: nn.Module, layer: nn.Module) -> None:
-    with torch.no_grad():
-        layer.weight.copy_(source.weight)
-        layer.weight.requires_grad_(source.weight.requires_grad)
-        if source.bias is not None:
-            layer.bias.copy_(source.bias)
-            layer.bias.requires_grad_(source.bias.requires_grad)
-    layer.train(source.training)
-
-
 class Int8Conv2d(Int8Layer, nn.Conv2d):
     """core z = conv(Q_a(x), Q_w(W)), epilogue y = z + bias; zero padding pads Q_a(x) with exact zeros (0 is a level)."""
 
@@ -265,7 +249,7 @@ class Int8Conv2d(Int8Layer, nn.Conv2d):
             conv.weight.device, conv.weight.dtype,
         )
         layer._init_quantizers()
-        _copy_float(conv, layer)
+        copy_float_parameters(conv, layer)
         return layer
 
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
@@ -281,7 +265,7 @@ class Int8Linear(Int8Layer, nn.Linear):
     def from_float(cls, linear: nn.Linear) -> Int8Linear:
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, linear.weight.device, linear.weight.dtype)
         layer._init_quantizers()
-        _copy_float(linear, layer)
+        copy_float_parameters(linear, layer)
         return layer
 
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:

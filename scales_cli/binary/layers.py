@@ -83,6 +83,13 @@ class QuantizedLayer(ModedLayer, metaclass=ABCMeta):
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
         """The float layer's conv/linear of (a, w), no bias: the core's operation on its operands."""
 
+    def bit_widths(self) -> tuple[int, int]:
+        """(weight bits, activation bits) of the main operation: each quantizer's bits where the mode uses
+        it (binary (1, 1), INT8 (8, 8)), FP (32) where the mode bypasses it."""
+        fp_weight, fp_act = FP_BITS
+        return (self.weight_quantizer().bits if self.mode.quantizes_weights else fp_weight,
+                self.act.bits if self.mode.quantizes_activations else fp_act)
+
     def operands(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(input, weight) of the main operation: quantized, or FP where the mode bypasses a quantizer."""
         a = self.act(x) if self.mode.quantizes_activations else x
@@ -144,14 +151,6 @@ class BinaryLayer(QuantizedLayer):
         if beta is None:
             return (x >= 0).to(x.dtype)
         return ((x - channel_view(beta.to(x), x.ndim, self.act_channel_dim)) >= 0).to(x.dtype)
-
-    def bit_widths(self) -> tuple[int, int]:
-        """(weight bits, activation bits) of the main operation: 1 per quantizer the mode uses, else FP."""
-        fp_weight, fp_act = FP_BITS
-        return (
-            self.wbin.bits if self.mode.quantizes_weights else fp_weight,
-            self.act.bits if self.mode.quantizes_activations else fp_act,
-        )
 
     def packed_weight_bits(self) -> Tensor:
         """Sign bits of ``weight``, uint8 (C_out, ceil(K / 8)) on the CPU; layout in :mod:`scales_cli.binary.packing`."""
@@ -302,7 +301,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
             conv.weight.dtype,
             options=options,
         )
-        _copy_float_parameters(conv, layer)
+        copy_float_parameters(conv, layer)
         return layer
 
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
@@ -383,7 +382,7 @@ class BinaryLinear(BinaryLayer, nn.Linear):
             linear.weight.dtype,
             options=options,
         )
-        _copy_float_parameters(linear, layer)
+        copy_float_parameters(linear, layer)
         return layer
 
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
@@ -394,7 +393,8 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         return BinaryLinearView(in_features=self.in_features, out_features=self.out_features, **self._core_parts())
 
 
-def _copy_float_parameters(source: nn.Module, layer: nn.Module) -> None:
+def copy_float_parameters(source: nn.Module, layer: nn.Module) -> None:
+    """``weight``/``bias`` values, their requires_grad and the train flag of ``source`` into its quantized copy."""
     with torch.no_grad():
         for name in ("weight", "bias"):
             src, dst = getattr(source, name), getattr(layer, name)

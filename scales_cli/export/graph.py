@@ -198,9 +198,9 @@ def quantized_views(model: nn.Module) -> list[tuple[str, LayerView | Int8View]]:
     return views
 
 
-def binary_views(model: nn.Module) -> list[tuple[str, LayerView]]:
-    """The binary layers' entries of :func:`quantized_views` (what BinaryConvolution limits apply to)."""
-    return [(p, v) for p, v in quantized_views(model) if not isinstance(v, Int8View)]  # type: ignore[misc]
+def binary_views(views: list[tuple[str, LayerView | Int8View]]) -> list[tuple[str, LayerView]]:
+    """The binary layers' entries of :func:`quantized_views`' result (what BinaryConvolution limits apply to)."""
+    return [(p, v) for p, v in views if not isinstance(v, Int8View)]  # type: ignore[misc]
 
 
 def _wrap(layer: nn.Module, view: LayerView | Int8View, options: GraphOptions) -> nn.Module:

@@ -29,10 +29,10 @@ from ..errors import ScalesError
 from ..io import refuse_existing
 from . import onnx_custom, onnx_float, openvino
 from ._onnx import DEFAULT_OPSET, check_opset
-from .graph import GraphOptions, Probed, export_network, quantized_views
+from .graph import GraphOptions, Probed, binary_views, export_network, quantized_views
 from .parity import ParityReport, check_images, check_parity
 from .runtime import OnnxRuntime, OpenVinoRuntime, Runner
-from .view import Int8View, LayerView
+from .view import LayerView
 
 
 class ParityError(ScalesError):
@@ -190,8 +190,8 @@ def export_model(
     model = model.eval()
     views = quantized_views(model)  # first: a quantized layer outside binary mode is named as such
     refuse_unexpressible(model, chosen)
-    binary = [(p, v) for p, v in views if not isinstance(v, Int8View)]
-    chosen.check(binary)  # type: ignore[arg-type]
+    binary = binary_views(views)
+    chosen.check(binary)
 
     paths = [p for p, _ in views]
 
