@@ -98,8 +98,9 @@ def test_cuda_resolves_to_the_local_rank(monkeypatch: pytest.MonkeyPatch):
     assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)
 
 
-def test_report_and_finetune_wrappers_share_the_grammar(monkeypatch: pytest.MonkeyPatch):
-    from scales_cli.cli._common import parse_device as cli_parse
+def test_report_and_finetune_share_the_grammar(monkeypatch: pytest.MonkeyPatch):
+    """The commands check --device through inputs.parse_device itself (no wrapper of their own)."""
+    from scales_cli.inputs import parse_device as cli_parse
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cli_parse("auto") == "auto"

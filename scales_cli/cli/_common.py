@@ -79,10 +79,3 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
     if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) < 1 or int(h) < 1:
         raise DataError(f"{option} {text!r}: expected WIDTHxHEIGHT in LR pixels, e.g. 320x180")
     return int(w), int(h)
-
-
-def parse_device(name: str) -> str:
-    """Check ``--device`` before any work (:func:`scales_cli.inputs.parse_device`: auto, cpu or cuda[:N])."""
-    from ..inputs import parse_device as parse
-
-    return parse(name)
