@@ -70,16 +70,22 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     commands: list[str] = []
     start = time.time()
     calibrated = work / f"{name}-calibrated.safetensors"
-    run(["binarize", ckpt, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands)
+    recipe = ["--recipe", args.recipe] if args.recipe else []
+    run(["binarize", ckpt, *recipe, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands)
     finetuned = work / "finetune"
     # BSD200 as HR (LR made by MATLAB bicubic); T91 as LR-only inputs (its images are too small for
     # 128 px HR crops at x4): the teacher's output is the target either way.
+    # --budget: train for that long, validate on Set5 every --val-every steps and keep the best (Set14 is
+    # never seen by training or selection); otherwise --steps with one validation at the end, keep the last
+    length = ["--budget", args.budget, "--val", bench_dir / "Set5", "--val-every", args.val_every] if args.budget \
+        else ["--steps", args.steps, "--val-every", 0]
     run(["finetune", calibrated, "--teacher", ckpt, "--data", train / "BSD200", "--data-lr", train / "T91",
-         "--steps", args.steps, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
-         "--val-every", 0, "--seed", 0, "--out", finetuned, "--force", "--json"], commands)
-    target = REPO / "zoo" / f"{name}-{args.tag}.safetensors"
-    store_float16(finetuned / "last.safetensors", target)
-    commands.append(f"# {rel(target)} = {rel(finetuned / 'last.safetensors')} with float16 tensors (scales_cli.zoo.store_float16)")
+         *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
+         "--warmup", args.warmup, "--seed", 0, "--out", finetuned, "--force", "--json"], commands)
+    target = REPO / "zoo" / f"{name}-{args.tag or args.recipe or 'cnn'}.safetensors"
+    kept = finetuned / ("student.safetensors" if args.budget else "last.safetensors")
+    store_float16(kept, target)
+    commands.append(f"# {rel(target)} = {rel(kept)} with float16 tensors (scales_cli.zoo.store_float16)")
     wall = time.time() - start
 
     report_json = work / "report.json"
@@ -89,14 +95,14 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
 
     export = export_and_bench(target, ckpt, work, name, args, commands)
     return {
-        "name": f"{name}-{args.tag}",
+        "name": target.stem,
         "file": target.name,
         "teacher": {**teacher, "sha256": _sha(ckpt)},
         "recipe": _meta(target).get("scales.recipe_name"),
         "storage": "float16 tensors (read back as float32); binary weights keep their signs",
         "commands": commands,
         "data": {"train_hr": "BSD200", "train_lr_only": "T91", "calibration": "T91", "test": ["Set5", "Set14"]},
-        "steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr, "schedule": "cosine",
+        "steps": _steps_run(finetuned) if args.budget else args.steps, "budget": args.budget, "batch": args.batch, "patch": args.patch, "lr": args.lr, "warmup": args.warmup, "schedule": "cosine",
         "wall_time_s": round(wall, 1),
         "device": _device(args),
         **_figures(report, target, ckpt),
@@ -131,7 +137,7 @@ def export_and_bench(target: Path, ckpt: Path, work: Path, name: str, args: argp
 def reexport(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     """Redo only the exports and the bench of an existing zoo entry (after an exporter change): the
     stored student, its training and its PSNR figures are kept; the commands run are appended."""
-    path = REPO / "zoo" / f"{name}-{args.tag}.json"
+    path = REPO / "zoo" / f"{name}-{args.tag or args.recipe or 'cnn'}.json"
     manifest = json.loads(path.read_text())
     ckpt = Path(args.shared).resolve() / "checkpoints" / teacher["file"]
     work = REPO / "out" / "zoo-build" / name
@@ -141,6 +147,13 @@ def reexport(name: str, teacher: dict[str, str], args: argparse.Namespace) -> di
     manifest["export"] = export_and_bench(REPO / "zoo" / manifest["file"], ckpt, work, name, args, commands)
     manifest["export_device"] = _device(args)
     return manifest
+
+
+def _steps_run(run_dir: Path) -> int:
+    """The last step a --budget run trained (its history's last train record)."""
+    steps = [json.loads(line).get("step", 0) for line in (run_dir / "history.jsonl").read_text().splitlines()
+             if '"kind": "train"' in line]
+    return max(steps, default=0)
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -190,7 +203,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads of every step (fine-tune, bench)")
-    parser.add_argument("--tag", default="cnn")
+    parser.add_argument("--tag", default=None, help="zoo name suffix (default: --recipe, else cnn)")
+    parser.add_argument("--recipe", default=None, help="binarize --recipe (default: the architecture's default)")
+    parser.add_argument("--budget", default=None, help="finetune --budget (e.g. 45m) instead of --steps; keeps the best on Set5")
+    parser.add_argument("--val-every", type=int, default=500, help="with --budget: validate on Set5 every N steps")
+    parser.add_argument("--warmup", type=int, default=50, help="finetune --warmup steps")
     parser.add_argument("--reexport", action="store_true",
                         help="keep the stored students and their figures; redo only the exports and the bench")
     args = parser.parse_args()

@@ -15,9 +15,16 @@ did what it claims, and leaves the model's outputs equal (exactly, or up to floa
   channels; the Split, left with its other output only, becomes one Slice. VariadicSplit runs
   ``ref_f32`` and writes every output; the wider binary conv costs less than the Split it removes.
 
+- :func:`skip_as_subtract`: in a model with INT8 layers, a binary layer's skip Add becomes a Subtract of
+  the negated skip, so that the plugin never fuses it as a ``sum`` beside the next binarizer (a plugin bug;
+  a correctness pass, not a speed one: RLFN x4 ``lsf-int8`` also ran 76.0 -> 68.1 ms at 1 thread).
+
 Tried and not kept (measured, docs/results.md): Split along channels as one Slice per output (the CPU
 plugin merges the Slices back into the same ``ref_f32`` VariadicSplit: no change); :func:`read_past_split`
-without the Slice (the Split left with one output read ran several times slower).
+without the Slice (the Split left with one output read ran several times slower); moving a binary
+layer's shift Add after its skip Add so that the plugin could fuse the skip (IMDN x4 ``lsf-int8``: the skip
+stays an f32 Eltwise, which now also takes the scale Multiply; summed node time 141.4 -> 141.6 ms at 1
+thread, no gain: the skip's input has other readers, so the plugin cannot sum into it in place).
 
 >>> model = openvino.model_of(net, example, 17)      # doctest: +SKIP
 >>> counts = make_lean(model)                        # doctest: +SKIP
@@ -139,7 +146,56 @@ def read_past_split(model) -> int:  # noqa: ANN001
         done += len(rewritten)
     return done
 
-PASSES = {"split": read_past_split}
+def _binary_output(output) -> bool:  # noqa: ANN001 - a binary layer's output: [Add(shift)] <- Multiply <- BinaryConvolution
+    node = output.get_node()
+    while node.get_type_name() in ("PRelu", "Relu") and len(node.output(0).get_target_inputs()) == 1:
+        node = node.input(0).get_source_output().get_node()
+    if node.get_type_name() in ("Add", "Subtract"):
+        inner = [node.input(i).get_source_output() for i in range(2) if _constant(node.input(i).get_source_output()) is None]
+        if len(inner) != 1:
+            return False
+        node = inner[0].get_node()
+    return node.get_type_name() == "Multiply" and any(
+        node.input(i).get_source_output().get_node().get_type_name() == "BinaryConvolution" for i in range(2))
+
+
+def _has_int8(model) -> bool:  # noqa: ANN001
+    return any(n.get_type_name() == "FakeQuantize" and n.get_levels() > 2 for n in model.get_ops())
+
+
+def skip_as_subtract(model) -> int:  # noqa: ANN001
+    """In a model with INT8 layers, a binary layer's skip ``y + x`` becomes ``y - (-x)`` (exact in float).
+
+    OpenVINO 2026.4.1's CPU plugin computes a BinaryConvolution wrongly when it fuses both the skip's Add (a
+    ``sum`` post-op) and the next binary layer's binarizing FakeQuantize (:func:`.openvino.binarize`). In a
+    binary-only model a shared range Constant keeps that FakeQuantize apart; with INT8 layers the plugin's
+    low-precision transformations rebuild the Constants and the fusion comes back (RLFN x4 ``lsf-int8``:
+    44.5 dB against torch). The plugin fuses a Subtract as an ordinary binary post-op, never as ``sum``, and
+    then leaves the FakeQuantize apart: exact again, for one negation of the skip tensor. Returns the skips
+    rewritten (none without INT8 layers).
+    """
+    import openvino.opset13 as ops
+
+    if not _has_int8(model):
+        return 0
+    done = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "Add":
+            continue
+        ins = [node.input(i).get_source_output() for i in range(2)]
+        if any(_constant(i) is not None for i in ins):
+            continue
+        for j in range(2):
+            if _binary_output(ins[j]):
+                out = ops.subtract(ins[j], ops.negative(ins[1 - j]))
+                out.set_friendly_name(f"{node.get_friendly_name()}/as_subtract")
+                node.output(0).replace(out.output(0))
+                done += 1
+                break
+    return done
+
+
+PASSES = {"split": read_past_split, "skip": skip_as_subtract}
 """Every pass by name, in the order :func:`make_lean` applies them."""
 
 

@@ -94,7 +94,7 @@ def binarize(x, threshold: np.ndarray, low: np.ndarray, high: np.ndarray):  # no
     FakeQuantize: RLFN x4 under the lsf preset (binary conv + skip -> LeakyReLU -> binary conv) gave 28.5 dB
     against torch, exact once unfused (tests/test_export.py, SkipChain). Not enough where the model also has INT8
     layers: the plugin's low-precision transformations rebuild this FakeQuantize's range Constants, and the fusion
-    (and the error) comes back (RLFN x4 lsf-int8: known, not yet avoided).
+    (and the error) comes back; there :func:`.lean.skip_as_subtract` writes the skip so that it is never a sum.
     """
     import openvino.opset13 as ops
 
