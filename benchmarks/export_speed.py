@@ -52,6 +52,20 @@ def ov_model(net: torch.nn.Module, spatial_pointwise: bool = True, lean: bool = 
     return model
 
 
+def interleaved_times(candidates: dict[str, Callable[[], object]], repeats: int, progress: bool = False) -> dict[str, list[float]]:
+    """Wall seconds of each candidate's call, ``repeats`` rounds taken in turn (interleaved, so load drifts
+    hit every candidate alike); ``progress``: a line per round on stderr."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for r in range(repeats):
+        for name, run in candidates.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+        if progress:
+            print(f"round {r + 1}/{repeats}", file=sys.stderr, flush=True)
+    return times
+
+
 def node_kernel(info) -> str:  # noqa: ANN001 - an OpenVINO ProfilingInfo
     """The default key of :func:`time_splits`: "node type kernel", e.g. ``Concat ref_f32``."""
     return f"{info.node_type} {info.exec_type}"
@@ -143,13 +157,7 @@ def main() -> None:
         variants[name] = path
         candidates[name] = rt(OpenVinoRuntime(ov_model(desc.model), threads=args.threads))
 
-    times: dict[str, list[float]] = {k: [] for k in candidates}
-    for r in range(args.repeats):
-        for name, run in candidates.items():
-            t0 = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t0)
-        print(f"round {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
+    times = interleaved_times(candidates, args.repeats, progress=True)
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     ov_teacher, torch_teacher = med["OpenVINO FP teacher"], med["torch FP teacher"]
     print(f"{'candidate':48s} {'median ms':>10s} {'vs OV teacher':>14s} {'vs torch teacher':>17s}")

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from export_speed import ov_model, print_splits, time_splits  # noqa: E402
+from export_speed import interleaved_times, ov_model, print_splits, time_splits  # noqa: E402
 from scales_cli.export.lean import make_lean  # noqa: E402
 from scales_cli.export.runtime import OpenVinoRuntime  # noqa: E402
 from scales_cli.loading import load  # noqa: E402
@@ -49,12 +48,7 @@ def main() -> None:
     outputs = {name: rt(x) for name, rt in runtimes.items()}  # also compiles, outside the timed rounds
     for name, y in outputs.items():
         print(f"{name}: max |output - no passes| = {float(np.abs(y - outputs['no passes']).max()):.3g}")
-    times: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(args.repeats):
-        for name, rt in runtimes.items():
-            t0 = time.perf_counter()
-            rt(x)
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved_times({name: (lambda rt=rt: rt(x)) for name, rt in runtimes.items()}, args.repeats)
     for name, t in times.items():
         print(f"{name:24s} median {statistics.median(t) * 1000:8.1f} ms")
     print(f"machine: {probe(args.threads).describe()}")

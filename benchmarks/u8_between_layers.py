@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from export_speed import ov_model, print_splits, time_splits  # noqa: E402
+from export_speed import interleaved_times, ov_model, print_splits, time_splits  # noqa: E402
 from scales_cli.cli._common import parse_size  # noqa: E402
 from scales_cli.export.openvino import PRECISION  # noqa: E402
 from scales_cli.export.runtime import OpenVinoRuntime  # noqa: E402
@@ -79,12 +78,7 @@ def main() -> None:
                 "u8 between layers": OpenVinoRuntime(u8, threads=args.threads)}
     outputs = {name: rt(x) for name, rt in runtimes.items()}  # compiles outside the timed rounds
     print(f"max |output difference| = {float(np.abs(outputs['u8 between layers'] - outputs['as exported']).max()):.3g}")
-    times: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(args.repeats):
-        for name, rt in runtimes.items():
-            t0 = time.perf_counter()
-            rt(x)
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved_times({name: (lambda rt=rt: rt(x)) for name, rt in runtimes.items()}, args.repeats)
     base = statistics.median(times["as exported"])
     for name, t in times.items():
         print(f"{name:20s} median {statistics.median(t) * 1000:8.1f} ms  ({base / statistics.median(t):.2f}x as exported)")
