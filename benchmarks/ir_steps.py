@@ -116,14 +116,15 @@ def ir_exists(xml: Path) -> bool:
     return xml.is_file() and xml.with_suffix(".bin").is_file()
 
 
-def export_ir(model: Path, target: Path, reuse: bool, **run: object) -> tuple[Path, Run | None]:
+def export_ir(model: Path, target: Path, reuse: bool, check: bool = True, **run: object) -> tuple[Path, Run | None]:
     """``model`` as an OpenVINO IR at ``target`` (an ``.xml`` is used as it is), and the export's run
-    (None where nothing ran). ``run``: keyword arguments of :func:`run_scales`."""
+    (None where nothing ran). ``check=False`` adds ``--no-check``. ``run``: keyword arguments of :func:`run_scales`."""
     if model.suffix.lower() == ".xml":
         return model, None
     if reuse and ir_exists(target):
         return target, None
-    return target, run_scales("export", model, "-o", target, "--format", "openvino", "--force", **run)  # type: ignore[arg-type]
+    unchecked = () if check else ("--no-check",)
+    return target, run_scales("export", model, "-o", target, "--format", "openvino", "--force", *unchecked, **run)  # type: ignore[arg-type]
 
 
 def convolutions(xml: Path) -> list[str]:
