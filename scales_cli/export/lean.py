@@ -164,7 +164,8 @@ def _has_int8(model) -> bool:  # noqa: ANN001
 
 
 def skip_as_subtract(model) -> int:  # noqa: ANN001
-    """In a model with INT8 layers, a binary layer's skip ``y + x`` becomes ``y - (-x)`` (exact in float).
+    """In a model with INT8 layers, a skip ``y + x`` onto a binary layer's output ``y`` (directly or after its
+    activation, as RLFN's block residual) becomes ``y - (-x)`` (exact in float).
 
     OpenVINO 2026.4.1's CPU plugin computes a BinaryConvolution wrongly when it fuses both the skip's Add (a
     ``sum`` post-op) and the next binary layer's binarizing FakeQuantize (:func:`.openvino.binarize`). In a
