@@ -31,6 +31,7 @@ FINETUNE_STEPS = 400  # about 2 minutes of a 2-core CPU for the RLFN x4 student 
 FINETUNE_PATCH = "24"  # LR pixels: 96 px HR crops fit every image of demo/train (the smallest is 114x119)
 BENCH_SIZE = "320x180"
 VALIDATIONS = 8  # PSNR points on curves.png: Set5-mini is two small images, a validation costs about a second
+RECIPE = "cnn"  # the demo's binarize recipe; the zoo row is the zoo's student of the same recipe
 LABELS = ("FP", "calibrated", "fine-tuned", "zoo")  # report rows and picture panels, in the order of the models
 
 
@@ -59,10 +60,11 @@ def _refuse_existing(files: list[Path], folders: list[Path]) -> None:
 
 
 def _zoo_student() -> Path | None:
+    """The zoo's RLFN x4 student of the demo's own recipe (not a mixed one), so that its row compares like with like."""
     from ..zoo import default_zoo_dir
 
-    found = sorted(default_zoo_dir().glob("rlfn_x4-*.safetensors"))
-    return found[0] if found else None
+    found = default_zoo_dir() / f"rlfn_x4-{RECIPE}.safetensors"
+    return found if found.is_file() else None
 
 
 @app.command("demo")
@@ -89,7 +91,7 @@ def demo(
 
         _run("1. what is this checkpoint?", ["inspect", str(ckpt)])
         _run("2. binarize its body with the SCALES recipe (calibrated on demo/calib)",
-             ["binarize", str(ckpt), "--recipe", "cnn", "--calibrate", str(demo_dir / "calib"), "-o", str(calibrated), *flags])
+             ["binarize", str(ckpt), "--recipe", RECIPE, "--calibrate", str(demo_dir / "calib"), "-o", str(calibrated), *flags])
         val_every = max(1, steps // VALIDATIONS)
         _run(f"3. fine-tune by distillation from the FP model: {steps} steps on bicubic LR of demo/train, "
              f"validated on Set5-mini every {val_every} steps",
