@@ -202,6 +202,18 @@ def test_a_file_that_computes_other_than_its_probed_copy_fails_parity(tiny: Tiny
     assert list(tmp_path.iterdir()) == []
 
 
+def test_probed_copy_stands_for_the_file_only_when_far_closer_to_it_than_to_torch():
+    """Measured triples (OpenVINO 2026.4.1): RFDN x4 cnn-int8, where a fusion only moves threshold flips (file vs
+    copy 79.2 dB, copy vs torch 59.7: explained); RLFN x4 lsf-int8 with the skip-and-binarize fusion bug (44.8 vs
+    78.8: not); the same student with the bug avoided, flips moved further than the margin (62.5 vs 78.8: not)."""
+    from scales_cli.export.parity import probe_stands_for_file
+
+    assert probe_stands_for_file(85.0, 150.0)  # equal outputs
+    assert probe_stands_for_file(79.2, 59.7)
+    assert not probe_stands_for_file(44.8, 78.8)
+    assert not probe_stands_for_file(62.5, 78.8)
+
+
 # ---- CLI ---------------------------------------------------------------------------------------
 
 

@@ -159,6 +159,13 @@ def _binary_output(output) -> bool:  # noqa: ANN001 - a binary layer's output: [
         node.input(i).get_source_output().get_node().get_type_name() == "BinaryConvolution" for i in range(2))
 
 
+def _feeds_one_quantizer(output) -> bool:  # noqa: ANN001 - through single-reader activations, into one FakeQuantize only?
+    readers = list(output.get_target_inputs())
+    while len(readers) == 1 and readers[0].get_node().get_type_name() in ("PRelu", "Relu"):
+        readers = list(readers[0].get_node().output(0).get_target_inputs())
+    return len(readers) == 1 and readers[0].get_node().get_type_name() == "FakeQuantize"
+
+
 def _has_int8(model) -> bool:  # noqa: ANN001
     return any(n.get_type_name() == "FakeQuantize" and n.get_levels() > 2 for n in model.get_ops())
 
@@ -172,7 +179,9 @@ def skip_as_subtract(model) -> int:  # noqa: ANN001
     binary-only model a shared range Constant keeps that FakeQuantize apart; with INT8 layers the plugin's
     low-precision transformations rebuild the Constants and the fusion comes back (RLFN x4 ``lsf-int8``:
     44.5 dB against torch). The plugin fuses a Subtract as an ordinary binary post-op, never as ``sum``, and
-    then leaves the FakeQuantize apart: exact again, for one negation of the skip tensor. Returns the skips
+    then leaves the FakeQuantize apart: exact again, for one negation of the skip tensor. Only skips whose sum
+    goes (through an activation) into one FakeQuantize and nothing else are rewritten: the fusion needs the
+    quantizer to be the sum's only reader (IMDN's c1 sums also feed a Slice, and stay Adds). Returns the skips
     rewritten (none without INT8 layers).
     """
     import openvino.opset13 as ops
@@ -184,8 +193,8 @@ def skip_as_subtract(model) -> int:  # noqa: ANN001
         if node.get_type_name() != "Add":
             continue
         ins = [node.input(i).get_source_output() for i in range(2)]
-        if any(_constant(i) is not None for i in ins):
-            continue
+        if any(_constant(i) is not None for i in ins) or not _feeds_one_quantizer(node.output(0)):
+            continue  # a sum whose result has other readers cannot take the next quantizer into its kernel
         for j in range(2):
             if _binary_output(ins[j]):
                 out = ops.subtract(ins[j], ops.negative(ins[1 - j]))
