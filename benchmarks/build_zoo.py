@@ -41,10 +41,13 @@ TEACHERS: dict[str, dict[str, str]] = {
 }
 
 
-def run(args: list[str | Path], log: list[str]) -> str:
-    """Run ``scales ARGS``; record the command as a user would type it; return stdout."""
+def run(args: list[str | Path], log: list[str], done: bool = False) -> str:
+    """Run ``scales ARGS``; record the command as a user would type it; return stdout. ``done``: record it as
+    run by an earlier invocation of this script (``--keep-finetune``) and run nothing."""
     words = [str(a) for a in args]
-    log.append("scales " + shlex.join(words))
+    log.append("scales " + shlex.join(words) + ("  # ran in an earlier invocation (--keep-finetune)" if done else ""))
+    if done:
+        return ""
     proc = subprocess.run([*SCALES, *words], capture_output=True, text=True, cwd=REPO, env=ENV)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): scales {shlex.join(words)}\n{proc.stderr[-3000:]}")
@@ -70,9 +73,13 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     commands: list[str] = []
     start = time.time()
     calibrated = work / f"{name}-calibrated.safetensors"
-    recipe = ["--recipe", args.recipe] if args.recipe else []
-    run(["binarize", ckpt, *recipe, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands)
     finetuned = work / "finetune"
+    # --keep-finetune: a build that failed after its fine-tune (e.g. at the export) goes on from that fine-tune
+    kept_run = args.keep_finetune and (finetuned / ("student.safetensors" if args.budget else "last.safetensors")).is_file()
+    if kept_run:
+        start -= _history_seconds(finetuned)
+    recipe = ["--recipe", args.recipe] if args.recipe else []
+    run(["binarize", ckpt, *recipe, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands, done=kept_run)
     # BSD200 as HR (LR made by MATLAB bicubic); T91 as LR-only inputs (its images are too small for
     # 128 px HR crops at x4): the teacher's output is the target either way.
     # --budget: train for that long, validate on Set5 every --val-every steps and keep the best (Set14 is
@@ -81,7 +88,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         else ["--steps", args.steps, "--val-every", 0]
     run(["finetune", calibrated, "--teacher", ckpt, "--data", train / "BSD200", "--data-lr", train / "T91",
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
-         "--warmup", args.warmup, "--seed", 0, "--out", finetuned, "--force", "--json"], commands)
+         "--warmup", args.warmup, "--seed", 0, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
     target = REPO / "zoo" / f"{name}-{args.tag or args.recipe or 'cnn'}.safetensors"
     kept = finetuned / ("student.safetensors" if args.budget else "last.safetensors")
     store_float16(kept, target)
@@ -149,6 +156,12 @@ def reexport(name: str, teacher: dict[str, str], args: argparse.Namespace) -> di
     return manifest
 
 
+def _history_seconds(run_dir: Path) -> float:
+    """Seconds the fine-tune in ``run_dir`` took (its history's last record), for the wall time of a kept run."""
+    times = [json.loads(line).get("time", 0.0) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
+    return max(times, default=0.0)
+
+
 def _steps_run(run_dir: Path) -> int:
     """The last step a --budget run trained (its history's last train record)."""
     steps = [json.loads(line).get("step", 0) for line in (run_dir / "history.jsonl").read_text().splitlines()
@@ -208,6 +221,8 @@ def main() -> None:
     parser.add_argument("--budget", default=None, help="finetune --budget (e.g. 45m) instead of --steps; keeps the best on Set5")
     parser.add_argument("--val-every", type=int, default=500, help="with --budget: validate on Set5 every N steps")
     parser.add_argument("--warmup", type=int, default=50, help="finetune --warmup steps")
+    parser.add_argument("--keep-finetune", action="store_true",
+                        help="reuse the finished fine-tune in out/zoo-build/NAME (a build that failed after it) instead of training again")
     parser.add_argument("--reexport", action="store_true",
                         help="keep the stored students and their figures; redo only the exports and the bench")
     args = parser.parse_args()
