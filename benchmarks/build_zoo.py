@@ -54,6 +54,16 @@ def run(args: list[str | Path], log: list[str], done: bool = False) -> str:
     return proc.stdout
 
 
+def tag(args: argparse.Namespace) -> str:
+    """The zoo name's suffix: ``--tag``, else ``--recipe``, else ``cnn`` (the CNNs' default recipe)."""
+    return args.tag or args.recipe or "cnn"
+
+
+def work_dir(name: str, args: argparse.Namespace) -> Path:
+    """``out/zoo-build/NAME-TAG``: each student of a teacher builds in its own folder (one per recipe)."""
+    return REPO / "out" / "zoo-build" / f"{name}-{tag(args)}"
+
+
 def rel(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(REPO))
@@ -68,7 +78,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     ckpt = shared / "checkpoints" / teacher["file"]
     bench_dir = shared / "data" / "benchmarks"
     train = shared / "data" / "train"
-    work = REPO / "out" / "zoo-build" / name
+    work = work_dir(name, args)
     work.mkdir(parents=True, exist_ok=True)
     commands: list[str] = []
     start = time.time()
@@ -89,7 +99,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     run(["finetune", calibrated, "--teacher", ckpt, "--data", train / "BSD200", "--data-lr", train / "T91",
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
          "--warmup", args.warmup, "--seed", 0, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
-    target = REPO / "zoo" / f"{name}-{args.tag or args.recipe or 'cnn'}.safetensors"
+    target = REPO / "zoo" / f"{name}-{tag(args)}.safetensors"
     kept = finetuned / ("student.safetensors" if args.budget else "last.safetensors")
     store_float16(kept, target)
     commands.append(f"# {rel(target)} = {rel(kept)} with float16 tensors (scales_cli.zoo.store_float16)")
@@ -144,10 +154,10 @@ def export_and_bench(target: Path, ckpt: Path, work: Path, name: str, args: argp
 def reexport(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     """Redo only the exports and the bench of an existing zoo entry (after an exporter change): the
     stored student, its training and its PSNR figures are kept; the commands run are appended."""
-    path = REPO / "zoo" / f"{name}-{args.tag or args.recipe or 'cnn'}.json"
+    path = REPO / "zoo" / f"{name}-{tag(args)}.json"
     manifest = json.loads(path.read_text())
     ckpt = Path(args.shared).resolve() / "checkpoints" / teacher["file"]
-    work = REPO / "out" / "zoo-build" / name
+    work = work_dir(name, args)
     work.mkdir(parents=True, exist_ok=True)
     commands = manifest["commands"]
     commands.append("# exports and bench redone (benchmarks/build_zoo.py --reexport):")
@@ -222,7 +232,7 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=500, help="with --budget: validate on Set5 every N steps")
     parser.add_argument("--warmup", type=int, default=50, help="finetune --warmup steps")
     parser.add_argument("--keep-finetune", action="store_true",
-                        help="reuse the finished fine-tune in out/zoo-build/NAME (a build that failed after it) instead of training again")
+                        help="reuse the finished fine-tune in out/zoo-build/NAME-TAG (a build that failed after it) instead of training again")
     parser.add_argument("--reexport", action="store_true",
                         help="keep the stored students and their figures; redo only the exports and the bench")
     args = parser.parse_args()
