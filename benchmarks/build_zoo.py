@@ -72,6 +72,7 @@ def rel(path: Path) -> str:
 
 
 def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
+    from scales_cli.train.checkpoint import HISTORY_FILE, read_history
     from scales_cli.zoo import store_float16
 
     shared = Path(args.shared).resolve()
@@ -84,10 +85,11 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     start = time.time()
     calibrated = work / f"{name}-calibrated.safetensors"
     finetuned = work / "finetune"
+    kept = finetuned / ("student.safetensors" if args.budget else "last.safetensors")  # the best on Set5, else the last
     # --keep-finetune: a build that failed after its fine-tune (e.g. at the export) goes on from that fine-tune
-    kept_run = args.keep_finetune and (finetuned / ("student.safetensors" if args.budget else "last.safetensors")).is_file()
+    kept_run = args.keep_finetune and kept.is_file()
     if kept_run:
-        start -= _history_seconds(finetuned)
+        start -= max((r.get("time", 0.0) for r in read_history(finetuned / HISTORY_FILE)), default=0.0)
     recipe = ["--recipe", args.recipe] if args.recipe else []
     run(["binarize", ckpt, *recipe, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands, done=kept_run)
     # BSD200 as HR (LR made by MATLAB bicubic); T91 as LR-only inputs (its images are too small for
@@ -100,7 +102,6 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
          "--warmup", args.warmup, "--seed", 0, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
     target = REPO / "zoo" / f"{name}-{tag(args)}.safetensors"
-    kept = finetuned / ("student.safetensors" if args.budget else "last.safetensors")
     store_float16(kept, target)
     commands.append(f"# {rel(target)} = {rel(kept)} with float16 tensors (scales_cli.zoo.store_float16)")
     wall = time.time() - start
@@ -119,7 +120,8 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "storage": "float16 tensors (read back as float32); binary weights keep their signs",
         "commands": commands,
         "data": {"train_hr": "BSD200", "train_lr_only": "T91", "calibration": "T91", "test": ["Set5", "Set14"]},
-        "steps": _steps_run(finetuned) if args.budget else args.steps, "budget": args.budget, "batch": args.batch, "patch": args.patch, "lr": args.lr, "warmup": args.warmup, "schedule": "cosine",
+        "steps": max((r.get("step", 0) for r in read_history(finetuned / HISTORY_FILE) if r.get("kind") == "train"), default=0)
+        if args.budget else args.steps, "budget": args.budget, "batch": args.batch, "patch": args.patch, "lr": args.lr, "warmup": args.warmup, "schedule": "cosine",
         "wall_time_s": round(wall, 1),
         "device": _device(args),
         **_figures(report, target, ckpt),
@@ -164,19 +166,6 @@ def reexport(name: str, teacher: dict[str, str], args: argparse.Namespace) -> di
     manifest["export"] = export_and_bench(REPO / "zoo" / manifest["file"], ckpt, work, name, args, commands)
     manifest["export_device"] = _device(args)
     return manifest
-
-
-def _history_seconds(run_dir: Path) -> float:
-    """Seconds the fine-tune in ``run_dir`` took (its history's last record), for the wall time of a kept run."""
-    times = [json.loads(line).get("time", 0.0) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
-    return max(times, default=0.0)
-
-
-def _steps_run(run_dir: Path) -> int:
-    """The last step a --budget run trained (its history's last train record)."""
-    steps = [json.loads(line).get("step", 0) for line in (run_dir / "history.jsonl").read_text().splitlines()
-             if '"kind": "train"' in line]
-    return max(steps, default=0)
 
 
 def _device(args: argparse.Namespace) -> str:

@@ -56,6 +56,7 @@ from scales_cli.export.parity import UNPROBED
 from scales_cli.loading import load
 from scales_cli.machine import probe
 from scales_cli.recipe.schema import builtin_names
+from scales_cli.train.checkpoint import read_history
 
 CHECKPOINTS = SHARED / "checkpoints"
 BENCHMARKS = SHARED / "data" / "benchmarks"
@@ -234,7 +235,7 @@ def final_validation(history: Path) -> float | None:
     """The PSNR of the last ``val`` record of a fine-tune's ``history.jsonl``: the torch student on --val."""
     if not history.is_file():
         return None
-    records = [json.loads(line) for line in history.read_text().splitlines() if '"kind": "val"' in line]
+    records = [r for r in read_history(history) if r.get("kind") == "val"]
     return records[-1]["psnr"] if records else None
 
 
@@ -291,7 +292,7 @@ def make_student(teacher: Path, recipe: str, work: Path, budget: Budget, args: a
             # the check could not explain the file layer by layer (the runtime fuses it otherwise than its probed
             # copy): the file is timed and scored all the same, and the table and picture say it is unproven
             _, export = export_ir(trained, xml, False, check=False, env=env, log=run_dir / "export-unchecked.log")
-            runs["export"] = {**run_json(export), "parity": f"unproven: {str(exc).split(': exit ')[-1]}"}
+            runs["export"] = {**run_json(export), "parity": f"unproven: {reason(str(exc))}"}
         save()
         return Student(recipe, xml, runs)
     except StepFailed as exc:
@@ -365,6 +366,16 @@ def teacher_results(teacher: Path, args: argparse.Namespace, budget: Budget) -> 
 # ------------------------------------------------------------------------------------------ table and picture
 
 
+def unproven(model: dict[str, Any]) -> str | None:
+    """Why the check could not prove the model's IR (it was exported with ``--no-check``), else None."""
+    return (model["runs"].get("export") or {}).get("parity")
+
+
+def reason(failure: str) -> str:
+    """A :class:`StepFailed` message from the exit status on (the command before it is in the JSON)."""
+    return failure.split(": exit ")[-1]
+
+
 def table(payload: dict[str, Any]) -> str:
     """The markdown table of every model, then a line for each student whose IR scores otherwise than
     its torch self did at the end of its fine-tune (the same Y-PSNR on the same set)."""
@@ -384,14 +395,13 @@ def table(payload: dict[str, Any]) -> str:
             torch_db = f"{ft['val_psnr']:.2f}" if ft.get("val_psnr") is not None else "-"
             head = f"| {t['teacher']} | {'student' if student else m['name']} | {m['recipe'] or '-'} | {steps} | {seconds} |"
             if m["error"]:
-                why = m["error"].split(": exit ")[-1].replace("|", "\\|")
+                why = reason(m["error"]).replace("|", "\\|")
                 lines.append(f"{head} failed: exit {why} |" + " |" * (len(names) + 4))
                 continue
             db = " | ".join(f"{m['psnr'][n]:.2f}" if n in m["psnr"] else "-" for n in names)
-            if (m["runs"].get("export") or {}).get("parity"):
+            if unproven(m):
                 head = head.replace(f"| {m['recipe']} |", f"| {m['recipe']} (parity unproven) |")
-                notes.append(f"- {t['teacher']} {m['recipe']}: exported with `--no-check`; the check said: "
-                             f"{m['runs']['export']['parity']}".replace("|", "\\|"))
+                notes.append(f"- {t['teacher']} {m['recipe']}: exported with `--no-check`; the check said: {unproven(m)}")
             lines.append(f"{head} {m['median_ms']:.1f} | {m['speedup_vs_fp32']:.2f}x | {m['speedup_vs_nncf_int8']:.2f}x | {db} | "
                          f"{torch_db} | {m['ir_bytes']:,} |")
             if ft.get("val_psnr") is not None and val in m["psnr"] and abs(m["psnr"][val] - ft["val_psnr"]) > IR_GAP_DB:
@@ -431,8 +441,7 @@ def draw(payload: dict[str, Any], png: Path) -> None:
             if pts:
                 ax.scatter([m["median_ms"] for m in pts], [m["psnr"][y_set] for m in pts], label=legend, **style[kind])
         for m in shown_models:
-            unproven = " (parity unproven)" if (m["runs"].get("export") or {}).get("parity") else ""
-            ax.annotate(m["name"] + unproven, (m["median_ms"], m["psnr"][y_set]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            ax.annotate(m["name"] + (" (parity unproven)" if unproven(m) else ""), (m["median_ms"], m["psnr"][y_set]), textcoords="offset points", xytext=(6, 4), fontsize=8)
         front = frontier([(m["median_ms"], m["psnr"][y_set]) for m in shown_models])
         if len(front) > 1:
             ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", ls="--", lw=1, zorder=1,

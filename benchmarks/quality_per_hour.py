@@ -19,7 +19,6 @@ to its best, and, per horizontal line, the first minute the run reached it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from scales_cli.io import atomic_write  # noqa: E402
-from scales_cli.train.checkpoint import HISTORY_FILE  # noqa: E402
+from scales_cli.train.checkpoint import HISTORY_FILE, read_history  # noqa: E402
 from scales_cli.train.plots import write_png  # noqa: E402
 
 
@@ -61,7 +60,7 @@ def read_curve(spec: str, dataset: str) -> Curve:
     history = Path(folder) / HISTORY_FILE
     if not history.is_file():
         raise SystemExit(f"run {folder}: no {HISTORY_FILE} (a `scales finetune --out` folder was expected)")
-    records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    records = read_history(history)
     val = [r for r in records if r.get("kind") == "val" and r.get("dataset", dataset) == dataset]
     if not val:
         raise SystemExit(f"run {folder}: no {dataset} validation records in {HISTORY_FILE} (run with --val .../{dataset})")

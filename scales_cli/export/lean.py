@@ -16,8 +16,8 @@ did what it claims, and leaves the model's outputs equal (exactly, or up to floa
   ``ref_f32`` and writes every output; the wider binary conv costs less than the Split it removes.
 
 - :func:`skip_as_subtract`: in a model with INT8 layers, a binary layer's skip Add becomes a Subtract of
-  the negated skip, so that the plugin never fuses it as a ``sum`` beside the next binarizer (a plugin bug;
-  a correctness pass, not a speed one: RLFN x4 ``lsf-int8`` also ran 76.0 -> 68.1 ms at 1 thread).
+  the negated skip, so that the plugin never fuses it as a ``sum`` beside the next binarizer (a plugin bug:
+  a correctness pass, not a speed one).
 
 Tried and not kept (measured, docs/results.md): Split along channels as one Slice per output (the CPU
 plugin merges the Slices back into the same ``ref_f32`` VariadicSplit: no change); :func:`read_past_split`
@@ -146,9 +146,13 @@ def read_past_split(model) -> int:  # noqa: ANN001
         done += len(rewritten)
     return done
 
+ACTIVATIONS = ("PRelu", "Relu")
+"""Element-wise activations a skip's sum may pass through (LeakyReLU converts to PRelu) on its way to a binarizer."""
+
+
 def _binary_output(output) -> bool:  # noqa: ANN001 - a binary layer's output: [Add(shift)] <- Multiply <- BinaryConvolution
     node = output.get_node()
-    while node.get_type_name() in ("PRelu", "Relu") and len(node.output(0).get_target_inputs()) == 1:
+    while node.get_type_name() in ACTIVATIONS and len(node.output(0).get_target_inputs()) == 1:
         node = node.input(0).get_source_output().get_node()
     if node.get_type_name() in ("Add", "Subtract"):
         inner = [node.input(i).get_source_output() for i in range(2) if _constant(node.input(i).get_source_output()) is None]
@@ -161,7 +165,7 @@ def _binary_output(output) -> bool:  # noqa: ANN001 - a binary layer's output: [
 
 def _feeds_one_quantizer(output) -> bool:  # noqa: ANN001 - through single-reader activations, into one FakeQuantize only?
     readers = list(output.get_target_inputs())
-    while len(readers) == 1 and readers[0].get_node().get_type_name() in ("PRelu", "Relu"):
+    while len(readers) == 1 and readers[0].get_node().get_type_name() in ACTIVATIONS:
         readers = list(readers[0].get_node().output(0).get_target_inputs())
     return len(readers) == 1 and readers[0].get_node().get_type_name() == "FakeQuantize"
 

@@ -47,6 +47,7 @@ from .runtime import Runner
 
 MIN_PSNR_DB = 80.0
 MIN_UINT8_MATCH = 0.999
+DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "Set5-mini" / "LR_bicubic" / "X4"
 ENVELOPE_DB = 10.0
 """How much closer (in dB, 10 = a tenth of the squared error) the file must be to its probed copy than that copy
 is to torch, when the two are not equal, for the copy's layer-by-layer story to stand for the file
@@ -64,7 +65,7 @@ def probe_stands_for_file(file_vs_probe_db: float, probe_vs_torch_db: float) -> 
     its checked copy than that (OpenVINO's skip-and-binarize fusion: 44.8 dB against 78.8).
     """
     return file_vs_probe_db >= MIN_PSNR_DB or file_vs_probe_db >= probe_vs_torch_db + ENVELOPE_DB
-DEMO_IMAGES = Path(__file__).resolve().parents[1] / "demo" / "Set5-mini" / "LR_bicubic" / "X4"
+
 
 Probe = Callable[[torch.Tensor], list[np.ndarray]]
 """x -> outputs of the export's probed graph: (image, in_1, out_1, in_2, out_2, ...) for the quantized layers."""

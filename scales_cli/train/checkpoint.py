@@ -32,6 +32,17 @@ OUTPUT_FILES = (STATE_FILE, BEST_FILE, LAST_FILE, HISTORY_FILE, CURVES_FILE)
 STATE_VERSION = 1
 
 
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``history.jsonl`` in order; a line cut by a kill is dropped (its step is redone)."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -51,7 +51,7 @@ from .. import inputs
 from ..errors import CheckpointError, OutputExistsError, ScalesError
 from . import distributed as dist_
 from .checkpoint import (
-    BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, OUTPUT_FILES, STATE_FILE, RunIdentity, save_trained_student,
+    BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, OUTPUT_FILES, STATE_FILE, RunIdentity, read_history, save_trained_student,
 )
 from .config import FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
@@ -226,14 +226,9 @@ class _History:
         self.path = path
         self.records: list[dict[str, Any]] = []
         if keep_until is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill: dropped, the step is redone
-                # block-wise stage records count their own steps (``block_step``), before step 0
-                if rec.get("block_step", 0) <= keep_blocks_until and rec.get("step", 0) <= keep_until:
-                    self.records.append(rec)
+            # block-wise stage records count their own steps (``block_step``), before step 0
+            self.records = [rec for rec in read_history(path)
+                            if rec.get("block_step", 0) <= keep_blocks_until and rec.get("step", 0) <= keep_until]
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records), encoding="utf-8")
         tmp.replace(path)
