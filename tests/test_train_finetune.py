@@ -305,6 +305,54 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
         FinetuneConfig(two_stage="weights-first", first_stage=1.0)
 
 
+def test_progressive_binarization_switches_the_body_blocks_in_forward_order(pair, lr_images, val_set, tmp_path):
+    """--progressive f: block k turns binary at round(k f T / N), the blocks after it compute their float
+    layers exactly; validation scores the fully binary student; a resume across the switches is exact."""
+    from scales_cli.binary.modes import LayerMode
+    from scales_cli.train.distiller import Distiller
+    from scales_cli.train.losses import feature_paths
+    from scales_cli.train.stages import binary_blocks, progressive_switches
+
+    assert progressive_switches(4, 100, 0.5) == [0, 12, 25, 38]
+    assert [binary_blocks(s, 100, 0.5, 4) for s in (0, 11, 12, 37, 38, 99)] == [1, 1, 2, 3, 4, 4]
+    assert binary_blocks(0, 100, 0.0, 4) == 4
+
+    student = load(pair[0])
+    blocks = feature_paths(student.model, student.regions["body"])
+    assert len(blocks) >= 3
+    teacher = load(pair[1]).model.eval()
+    config = FinetuneConfig(**{**FAST, "steps": 30}, progressive=0.9)
+    distiller = Distiller(student.model, config, teacher=teacher, block_paths=blocks)
+    modules = dict(student.model.named_modules())
+
+    def modes(path: str) -> set[LayerMode]:  # a block with no binary layer (IMDN's 1x1 ``c`` under cnn) counts as switched
+        return {m.mode for m in modules[path].modules() if isinstance(m, BinaryLayer)} or {LayerMode.OFF}
+
+    distiller.step(torch.rand(2, 3, 8, 8))  # step 1 plays step 0: only the first block binary
+    assert modes(blocks[0]) == {LayerMode.BINARY} and all(modes(p) == {LayerMode.OFF} for p in blocks[1:])
+    switch = progressive_switches(len(blocks), 30, 0.9)[1]
+    while distiller.completed < switch + 1:
+        distiller.step(torch.rand(2, 3, 8, 8))
+    assert modes(blocks[1]) == {LayerMode.BINARY} and all(modes(p) == {LayerMode.OFF} for p in blocks[2:])
+    distiller.finish()
+    assert all(m.mode is LayerMode.BINARY for m in student.model.modules() if isinstance(m, BinaryLayer))
+
+    full = tmp_path / "prog"
+    result = finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=full)
+    assert all(m.mode is LayerMode.BINARY for m in result.model.modules() if isinstance(m, BinaryLayer))
+    part = tmp_path / "part"
+    with pytest.raises(TrainingInterrupted):
+        finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, callbacks=[_stop_at(7)])
+    finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, resume=True)
+    a, b = load_file(full / "last.safetensors"), load_file(part / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    one = load_file(finetune(pair[0], pair[1], [], FinetuneConfig(**{**FAST, "steps": 30}), data_lr=[lr_images],
+                             out=tmp_path / "one").last)
+    assert any(not torch.equal(a[k], one[k]) for k in a)  # the FP blocks changed the trajectory
+    with pytest.raises(ScalesError, match="--progressive"):
+        FinetuneConfig(progressive=1.0)
+
+
 def test_distiller_step_trains_any_module_on_given_targets_and_a_bad_step_changes_nothing():
     """The step a block-wise stage reuses: no teacher, cached targets; the optimizer, schedule, EMA and
     clipping of finetune; a non-finite loss raises NonFiniteStep before anything changes."""

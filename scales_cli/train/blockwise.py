@@ -349,7 +349,7 @@ class BlockwiseStage:
         self.per_unit = int(steps_per_unit)
         # the unit's own schedule (the run's warmup, capped at the unit's steps by the schedule, then
         # cosine to 0) and the end-to-end run's optimizer settings; fully binary, no EMA
-        self.unit_config = config.replace(steps=self.per_unit, ema=0.0, two_stage="off", schedule="cosine")
+        self.unit_config = config.replace(steps=self.per_unit, ema=0.0, two_stage="off", progressive=0.0, schedule="cosine")
         self.objective = BlockReconstruction(config.loss, config.charbonnier_eps)
         self.cap_bytes = int(cache_mb) * 2**20
         self.inputs_from = BLOCK_INPUTS[inputs](student, teacher)

@@ -58,7 +58,8 @@ class FinetuneConfig:
     weights (0: off); when on, validation and the saved students use the averaged weights.
     ``clip_grad`` is the max global gradient norm (0: no clipping). ``two_stage`` bypasses the
     weight (``activations-first``) or activation (``weights-first``) binarizer for the first
-    ``first_stage`` fraction of the steps (:mod:`scales_cli.train.stages`). ``blockwise_steps`` > 0
+    ``first_stage`` fraction of the steps; ``progressive`` switches the body blocks to binary one after
+another over that fraction of the steps (:mod:`scales_cli.train.stages`). ``blockwise_steps`` > 0
     first trains each binarized body block alone to reproduce its teacher block for that many steps
     (:mod:`scales_cli.train.blockwise`), then runs the ``steps`` end-to-end steps. Each field's help is
     the help of its ``scales finetune`` option (:func:`settings`).
@@ -83,6 +84,7 @@ class FinetuneConfig:
     clip_grad: float = setting(0.0, "Max global gradient norm, 0 = off.")
     two_stage: str = setting("off", "off, activations-first (FP weights first) or weights-first (FP activations first).")
     first_stage: float = setting(0.5, "Fraction of --steps in the first stage of --two-stage.")
+    progressive: float = setting(0.0, "Fraction of --steps over which the body blocks turn binary one after another (FP until their turn), 0 = off.")
     blockwise_steps: int = setting(0, "Steps per body block of block-wise reconstruction before the end-to-end steps, 0 = off.")
     blockwise_pairs: bool = setting(False, "Block-wise: reconstruct two consecutive chained blocks at a time.")
     blockwise_inputs: str = setting("teacher", "Block-wise: a block's inputs: teacher (its own) or student (the reconstructed student's prefix).")
@@ -127,6 +129,8 @@ class FinetuneConfig:
         _choice("blockwise_inputs", self.blockwise_inputs, BLOCKWISE_INPUTS)
         if not (isinstance(self.first_stage, int | float) and 0 < self.first_stage < 1):
             raise ConfigError(f"--first-stage {self.first_stage}: expected a fraction of the run in (0, 1)")
+        if not (isinstance(self.progressive, int | float) and 0 <= self.progressive < 1):
+            raise ConfigError(f"--progressive {self.progressive}: expected a fraction of the run in [0, 1) (0 turns it off)")
         if any(not 0 < m < 1 for m in self.milestones):
             raise ConfigError(f"milestones {list(self.milestones)}: expected fractions of the run in (0, 1)")
 

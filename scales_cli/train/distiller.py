@@ -55,7 +55,7 @@ from .checkpoint import STATE_VERSION, RunIdentity, load_state, rng_state, save_
 from .config import FinetuneConfig
 from .losses import FeatureTap, LossParts, distillation_loss
 from .optim import EMA, Horizon, make_optimizer, make_scheduler
-from .stages import bypassed, fully_binary, set_stage
+from .stages import binary_blocks, bypassed, fully_binary, set_progress, set_stage
 
 Features = tuple[Mapping[str, Tensor], Mapping[str, Tensor]]  # (teacher, student) block outputs by path
 
@@ -124,7 +124,7 @@ class Distiller:
     def __init__(
         self, model: nn.Module, config: FinetuneConfig, *, teacher: Callable[[Tensor], Tensor] | None = None,
         objective: Objective | None = None, device: torch.device | str = "cpu", world: dist_.World = dist_.World(),
-        feature_paths: Sequence[str] = (),
+        feature_paths: Sequence[str] = (), block_paths: Sequence[str] = (),
     ) -> None:
         self.config, self.world, self.device = config, world, torch.device(device)
         self.model = model.train()
@@ -135,7 +135,9 @@ class Distiller:
         self.scheduler = make_scheduler(self.optimizer, config, lambda: self.horizon)
         self.ema = EMA(model, config.ema) if config.ema > 0 else None
         self.completed = 0
-        self._stage: str | None = None  # the operand bypassed now (a loaded student starts fully binary)
+        self.block_paths = tuple(block_paths)  # the body blocks ``progressive`` switches, in forward order
+        # (operand bypassed, binary body blocks) now: a loaded student starts fully binary
+        self._stage: tuple[str | None, int] = (None, len(self.block_paths))
         self._autocast = bf16_autocast(self.device)
         self._train_model = dist_.wrap(model, world, self.device)
         # taps after the EMA copy, so that the averaged model carries no hooks
@@ -167,10 +169,13 @@ class Distiller:
     def step(self, inputs: Tensor, targets: Tensor | None = None, hr: Tensor | None = None) -> StepResult:
         """One optimizer step on ``inputs`` (see the module doc); raises :class:`NonFiniteStep` unchanged."""
         cfg = self.config
-        fp = bypassed(cfg.two_stage, self.horizon.unit(self.completed), self.horizon.planned, cfg.first_stage)
-        if fp != self._stage:  # changes at most twice a run: no walk over the modules every step
-            set_stage(self.model, fp)
-            self._stage = fp
+        played, planned = self.horizon.unit(self.completed), self.horizon.planned
+        stage = (bypassed(cfg.two_stage, played, planned, cfg.first_stage),
+                 binary_blocks(played, planned, cfg.progressive, len(self.block_paths)))
+        if stage != self._stage:  # changes a few times a run: no walk over the modules every step
+            set_stage(self.model, stage[0])
+            set_progress(self.model, self.block_paths, stage[1])
+            self._stage = stage
         if targets is None:
             if self.teacher is None:
                 raise ScalesError("Distiller.step: no targets given and no teacher to make them")
@@ -199,9 +204,9 @@ class Distiller:
         return StepResult(self.completed, loss, parts.terms, float(self.optimizer.param_groups[0]["lr"]))
 
     def finish(self) -> None:
-        """Leave any two-stage bypass: the model is fully binary after (the last step may sit in stage 1)."""
+        """Leave any two-stage bypass or FP block: the model is fully binary after (the last step may sit in stage 1)."""
         set_stage(self.model, None)
-        self._stage = None
+        self._stage = (None, len(self.block_paths))
 
     def validate(self, descriptor: Any, dataset: Any) -> tuple[float, float]:
         """Mean (Y-PSNR, SSIM) of the fully binary :attr:`eval_model` on ``dataset``, scored as

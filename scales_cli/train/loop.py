@@ -53,7 +53,7 @@ from . import distributed as dist_
 from .checkpoint import (
     BEST_FILE, CURVES_FILE, HISTORY_FILE, LAST_FILE, OUTPUT_FILES, STATE_FILE, RunIdentity, read_history, save_trained_student,
 )
-from .config import FinetuneConfig
+from .config import ConfigError, FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
 from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult, bf16_autocast
 from .losses import feature_paths
@@ -610,9 +610,12 @@ def _distiller(plan: _Plan) -> Distiller:
     teacher = plan.teacher.model.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    body = feature_paths(model, plan.student.regions.get("body", ())) if cfg.feature_weight > 0 else []
+    body = feature_paths(model, plan.student.regions.get("body", ()))
+    if cfg.progressive > 0 and not body:
+        raise ConfigError(f"--progressive {cfg.progressive}: this {plan.student.arch} student has no body blocks to switch in order")
     objective = OutputDistillation.from_config(cfg, plan.student.input_range)
-    return Distiller(model, cfg, teacher=teacher, objective=objective, device=device, world=plan.world, feature_paths=body)
+    return Distiller(model, cfg, teacher=teacher, objective=objective, device=device, world=plan.world,
+                     feature_paths=body if cfg.feature_weight > 0 else [], block_paths=body if cfg.progressive > 0 else [])
 
 
 def _blockwise_stage(plan: _Plan, distiller: Distiller) -> BlockwiseStage:

@@ -1,17 +1,24 @@
-"""Two-stage fine-tuning: one binarizer bypassed for the first part of the run, then the full student.
+"""Staged fine-tuning: part of the student kept FP for the first part of the run, then the full student.
+
+Two ways, which may be combined:
 
 ``activations-first``: binary activations, FP (latent) weights first, so the network adapts to 1-bit
 inputs before its weights lose their magnitudes; ``weights-first``: the reverse. After
-``first_stage`` x ``steps`` steps every layer is fully binary. Whether this beats one stage is a
+``first_stage`` x ``steps`` steps every layer is fully binary.
+
+Progressive binarization (``progressive`` = f > 0): the body's top-level blocks turn binary one after
+another in forward order over the first f x ``steps`` steps; a block not yet switched computes its float
+layers exactly (:attr:`LayerMode.OFF`, the calibrated teacher's operation), so the student starts as
+the teacher with one binary block and the loss of each switch is met while the rest still helps. Whether this beats one stage is a
 measured question (docs/results.md): the option exists so that it can be asked through the CLI.
 
-Which part is bypassed is a pure function of the step, so ``--resume`` restores it exactly, and
+Which part is bypassed (or FP) is a pure function of the step, so ``--resume`` restores it exactly, and
 validation and every saved student always score the fully binary network (:func:`fully_binary`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from torch import nn
@@ -53,3 +60,26 @@ def fully_binary(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` with no binarizer bypassed while inside (validation); the stage is restored after."""
     with layer_mode(model, LayerMode.BINARY):
         yield model
+
+
+def progressive_switches(blocks: int, steps: int, fraction: float) -> list[int]:
+    """The step at which each of ``blocks`` body blocks turns binary, in forward order: block k at
+    ``round(k * fraction * steps / blocks)``, so the first is binary from the start and the last
+    switches one block's share before ``fraction * steps``."""
+    span = fraction * steps
+    return [int(round(span * k / blocks)) for k in range(blocks)]
+
+
+def binary_blocks(step: float, steps: int, fraction: float, blocks: int) -> int:
+    """How many leading body blocks are binary at ``step`` (all of them when ``fraction`` is 0)."""
+    if fraction <= 0:
+        return blocks
+    return sum(step >= s for s in progressive_switches(blocks, steps, fraction))
+
+
+def set_progress(model: nn.Module, block_paths: Sequence[str], binary: int) -> None:
+    """Put the binary layers of every body block after the first ``binary`` ones in :attr:`LayerMode.OFF`
+    (call after :func:`set_stage`, which sets the mode of the whole model)."""
+    modules = dict(model.named_modules())
+    for path in block_paths[binary:]:
+        set_mode(modules[path], LayerMode.OFF)
