@@ -83,15 +83,19 @@ def table(curves: list[Curve], lines: list[tuple[str, str, float]], dataset: str
 
 
 def draw(path: Path, curves: list[Curve], lines: list[tuple[str, str, float]], dataset: str, machine: str) -> Path:
-    """One panel per teacher: each run's PSNR against minutes, the horizontal lines dashed."""
+    """One panel per PANEL (two a row): each run's PSNR against minutes, the horizontal lines dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = list(dict.fromkeys(c.panel for c in curves))
-    fig, axes = plt.subplots(1, len(panels), figsize=(8.5 * len(panels), 4.8), dpi=110, squeeze=False)
-    for ax, panel in zip(axes[0], panels, strict=True):
+    cols = min(2, len(panels))  # two panels a row: four stay readable
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(8.5 * cols, 4.8 * rows), dpi=110, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
         for c in (c for c in curves if c.panel == panel):
             ax.plot(c.minutes, c.psnr, marker="o", ms=3, lw=1.2, label=c.label)
         for i, (p, label, db) in enumerate(x for x in lines if x[0] == panel):
