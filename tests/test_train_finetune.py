@@ -262,6 +262,22 @@ def test_demo_training_images_fit_the_demo_patch():
     assert len(images) == 5 and all(img.hr is not None and min(img.lr.shape[1:]) >= int(FINETUNE_PATCH) for img in images)
 
 
+def _staged_run_resumes_exactly(pair, lr_images, val_set, tmp_path: Path, config: FinetuneConfig, stop: int) -> dict:
+    """Run ``config`` whole, and again stopped after step ``stop`` then resumed: both end bit-identical and fully
+    binary. Returns the whole run's last weights (to compare with a run without the staging)."""
+    from scales_cli.binary.modes import LayerMode
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    result = finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=full)
+    assert all(m.mode is LayerMode.BINARY for m in result.model.modules() if isinstance(m, BinaryLayer))
+    with pytest.raises(TrainingInterrupted):
+        finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, callbacks=[_stop_at(stop)])
+    finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, resume=True)
+    a, b = load_file(full / "last.safetensors"), load_file(part / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return a
+
+
 def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pair, lr_images, val_set, tmp_path):
     """activations-first: the weights enter the convs as FP latent weights for the first stage, then
     binary; validation always scores the fully binary student; a resume across the stage switch is exact."""
@@ -287,16 +303,7 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
     set_stage(student, "activations")
     assert torch.equal(layer.operands(x)[0], x) and layer.mode is LayerMode.FP_ACTIVATIONS
 
-    config = FinetuneConfig(**FAST, two_stage="activations-first")
-    full = tmp_path / "two"
-    result = finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=full)
-    assert all(m.mode is LayerMode.BINARY for m in result.model.modules() if isinstance(m, BinaryLayer))
-    part = tmp_path / "part"
-    with pytest.raises(TrainingInterrupted):
-        finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, callbacks=[_stop_at(3)])
-    finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, resume=True)
-    a, b = load_file(full / "last.safetensors"), load_file(part / "last.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = _staged_run_resumes_exactly(pair, lr_images, val_set, tmp_path, FinetuneConfig(**FAST, two_stage="activations-first"), 3)
     one = load_file(finetune(pair[0], pair[1], [], FinetuneConfig(**FAST), data_lr=[lr_images], out=tmp_path / "one").last)
     assert any(not torch.equal(a[k], one[k]) for k in a)  # the first stage changed the trajectory
     with pytest.raises(ScalesError, match="--two-stage"):
@@ -337,15 +344,7 @@ def test_progressive_binarization_switches_the_body_blocks_in_forward_order(pair
     distiller.finish()
     assert all(m.mode is LayerMode.BINARY for m in student.model.modules() if isinstance(m, BinaryLayer))
 
-    full = tmp_path / "prog"
-    result = finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=full)
-    assert all(m.mode is LayerMode.BINARY for m in result.model.modules() if isinstance(m, BinaryLayer))
-    part = tmp_path / "part"
-    with pytest.raises(TrainingInterrupted):
-        finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, callbacks=[_stop_at(7)])
-    finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=part, resume=True)
-    a, b = load_file(full / "last.safetensors"), load_file(part / "last.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = _staged_run_resumes_exactly(pair, lr_images, val_set, tmp_path, config, 7)
     one = load_file(finetune(pair[0], pair[1], [], FinetuneConfig(**{**FAST, "steps": 30}), data_lr=[lr_images],
                              out=tmp_path / "one").last)
     assert any(not torch.equal(a[k], one[k]) for k in a)  # the FP blocks changed the trajectory
