@@ -12,9 +12,9 @@ arms' Set5 curves from their run folders (docs/results.md, "Equal-time sweep").
         --arms base progressive0.5
     python benchmarks/equal_time_sweep.py --student IMDN_x4-cnn.safetensors --out sweep --table-only  # reprint
 
-Arms run in the order given, two at a time; an odd one out runs alone (then the machine is not shared
-as for the others: the table marks it). A folder that already holds a finished arm is kept (``--rerun``
-to start it over).
+Arms run in the order given, two at a time; an odd one out runs alone, beside an idle core (so it is not
+timed as the pairs are: give arms in pairs). A folder that already holds a finished arm is kept
+(``--rerun`` to start it over).
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
+from scales_cli.io import atomic_write  # noqa: E402
 from scales_cli.machine import probe  # noqa: E402
-from scales_cli.train.checkpoint import read_history  # noqa: E402
+from scales_cli.train.checkpoint import BEST_FILE, HISTORY_FILE, read_history  # noqa: E402
+
+SCALES = str(Path(sys.executable).with_name("scales"))  # the console script beside this interpreter
 
 ARMS: dict[str, list[str]] = {
     "base": [],
@@ -64,18 +67,17 @@ def common_options(args: argparse.Namespace) -> list[str]:
 
 def arm_command(args: argparse.Namespace, name: str) -> list[str]:
     """The arm's CLI call: the common options, then the arm's own (a later option wins in typer)."""
-    scales = str(Path(sys.executable).with_name("scales"))
-    return [scales, "finetune", str(args.student), *common_options(args), *ARMS[name], "--out", str(args.out / name), "--force"]
+    return [SCALES, "finetune", str(args.student), *common_options(args), *ARMS[name], "--out", str(args.out / name), "--force"]
 
 
 def finished(args: argparse.Namespace, name: str) -> bool:
     """The arm's `scales finetune` closed (its log ends with the summary line) and left its kept student."""
     log = args.out / f"{name}.log"
-    return (args.out / name / "student.safetensors").is_file() and log.is_file() and "finetune: " in log.read_text(errors="replace")
+    return (args.out / name / BEST_FILE).is_file() and log.is_file() and "finetune: " in log.read_text(errors="replace")
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
-    path = run / "history.jsonl"
+    path = run / HISTORY_FILE
     return read_history(path) if path.is_file() else []
 
 
@@ -86,8 +88,8 @@ def run_pairs(args: argparse.Namespace, names: list[str]) -> None:
         for core, name in zip(args.cores, todo[i : i + 2], strict=False):
             cmd = ["taskset", "-c", str(core), *arm_command(args, name)]
             print("OMP_NUM_THREADS=1 " + " ".join(cmd), flush=True)
-            log = (args.out / f"{name}.log").open("w")
-            procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})))
+            with (args.out / f"{name}.log").open("w") as log:  # the child keeps its own copy of the handle
+                procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})))
         for name, proc in procs:
             if proc.wait() != 0:
                 print(f"arm {name}: scales finetune exited {proc.returncode}; see {args.out / name}.log", file=sys.stderr)
@@ -97,8 +99,7 @@ def scored(args: argparse.Namespace, name: str) -> dict[str, float]:
     """Set5/Set14 of the arm's kept student, by `scales report --json` (cached next to the run)."""
     out = args.out / name / "report.json"
     if not out.is_file():
-        scales = str(Path(sys.executable).with_name("scales"))
-        subprocess.run([scales, "report", str(args.out / name / "student.safetensors"), "--data", str(args.val),
+        subprocess.run([SCALES, "report", str(args.out / name / BEST_FILE), "--data", str(args.val),
                         "--data", str(args.test), "--json", str(out), "--force"], check=True, stdout=subprocess.DEVNULL)
     doc = json.loads(out.read_text())
     row = next(r for r in doc["groups"][0]["rows"] if r["kind"] == "model")
@@ -155,7 +156,7 @@ def main() -> None:
         run_pairs(args, args.arms)
     rows = table(args, args.arms)
     print_table(rows, args.val_every)
-    (args.out / "sweep.json").write_text(json.dumps(rows, indent=1))
+    atomic_write(args.out / "sweep.json", lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)), force=True)
 
 
 if __name__ == "__main__":

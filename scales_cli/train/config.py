@@ -59,7 +59,7 @@ class FinetuneConfig:
     ``clip_grad`` is the max global gradient norm (0: no clipping). ``two_stage`` bypasses the
     weight (``activations-first``) or activation (``weights-first``) binarizer for the first
     ``first_stage`` fraction of the steps; ``progressive`` switches the body blocks to binary one after
-another over that fraction of the steps (:mod:`scales_cli.train.stages`). ``blockwise_steps`` > 0
+    another over its own fraction of the steps (:mod:`scales_cli.train.stages`). ``blockwise_steps`` > 0
     first trains each binarized body block alone to reproduce its teacher block for that many steps
     (:mod:`scales_cli.train.blockwise`), then runs the ``steps`` end-to-end steps. Each field's help is
     the help of its ``scales finetune`` option (:func:`settings`).

@@ -55,7 +55,7 @@ from .checkpoint import STATE_VERSION, RunIdentity, load_state, rng_state, save_
 from .config import FinetuneConfig
 from .losses import FeatureTap, LossParts, distillation_loss
 from .optim import EMA, Horizon, make_optimizer, make_scheduler
-from .stages import binary_blocks, bypassed, fully_binary, set_progress, set_stage
+from .stages import Stage, apply_stage, fully_binary, set_stage, stage_at
 
 Features = tuple[Mapping[str, Tensor], Mapping[str, Tensor]]  # (teacher, student) block outputs by path
 
@@ -137,7 +137,7 @@ class Distiller:
         self.completed = 0
         self.block_paths = tuple(block_paths)  # the body blocks ``progressive`` switches, in forward order
         # (operand bypassed, binary body blocks) now: a loaded student starts fully binary
-        self._stage: tuple[str | None, int] = (None, len(self.block_paths))
+        self._stage: Stage = (None, len(self.block_paths))
         self._autocast = bf16_autocast(self.device)
         self._train_model = dist_.wrap(model, world, self.device)
         # taps after the EMA copy, so that the averaged model carries no hooks
@@ -169,12 +169,9 @@ class Distiller:
     def step(self, inputs: Tensor, targets: Tensor | None = None, hr: Tensor | None = None) -> StepResult:
         """One optimizer step on ``inputs`` (see the module doc); raises :class:`NonFiniteStep` unchanged."""
         cfg = self.config
-        played, planned = self.horizon.unit(self.completed), self.horizon.planned
-        stage = (bypassed(cfg.two_stage, played, planned, cfg.first_stage),
-                 binary_blocks(played, planned, cfg.progressive, len(self.block_paths)))
+        stage = stage_at(cfg, self.horizon.unit(self.completed), self.horizon.planned, len(self.block_paths))
         if stage != self._stage:  # changes a few times a run: no walk over the modules every step
-            set_stage(self.model, stage[0])
-            set_progress(self.model, self.block_paths, stage[1])
+            apply_stage(self.model, stage, self.block_paths)
             self._stage = stage
         if targets is None:
             if self.teacher is None:

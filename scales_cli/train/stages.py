@@ -9,8 +9,11 @@ inputs before its weights lose their magnitudes; ``weights-first``: the reverse.
 Progressive binarization (``progressive`` = f > 0): the body's top-level blocks turn binary one after
 another in forward order over the first f x ``steps`` steps; a block not yet switched computes its float
 layers exactly (:attr:`LayerMode.OFF`, the calibrated teacher's operation), so the student starts as
-the teacher with one binary block and the loss of each switch is met while the rest still helps. Whether this beats one stage is a
-measured question (docs/results.md): the option exists so that it can be asked through the CLI.
+the teacher with one binary block and meets the loss of each switch while the rest still helps.
+
+Whether either beats one stage is a measured question (docs/results.md: neither did at equal wall
+time); the options exist so that it can be asked through the CLI. :func:`stage_at` is what one step
+trains, :func:`apply_stage` puts a model in it.
 
 Which part is bypassed (or FP) is a pure function of the step, so ``--resume`` restores it exactly, and
 validation and every saved student always score the fully binary network (:func:`fully_binary`).
@@ -24,7 +27,7 @@ from contextlib import contextmanager
 from torch import nn
 
 from ..binary.modes import LayerMode, layer_mode, set_mode
-from .config import TWO_STAGE_MODES
+from .config import TWO_STAGE_MODES, FinetuneConfig
 
 # mode -> which operand stays FP during the first stage (the modes are the config's, in its order)
 TWO_STAGE: dict[str, str | None] = dict(zip(TWO_STAGE_MODES, (None, "weights", "activations"), strict=True))
@@ -83,3 +86,18 @@ def set_progress(model: nn.Module, block_paths: Sequence[str], binary: int) -> N
     modules = dict(model.named_modules())
     for path in block_paths[binary:]:
         set_mode(modules[path], LayerMode.OFF)
+
+
+Stage = tuple[str | None, int]
+"""(the operand two-stage keeps FP or None, how many leading body blocks are binary): changes a few times a run."""
+
+
+def stage_at(config: FinetuneConfig, step: float, steps: int, blocks: int) -> Stage:
+    """What ``step`` of a run of ``steps`` trains, with ``blocks`` body blocks for ``progressive``."""
+    return (bypassed(config.two_stage, step, steps, config.first_stage), binary_blocks(step, steps, config.progressive, blocks))
+
+
+def apply_stage(model: nn.Module, stage: Stage, block_paths: Sequence[str]) -> None:
+    """Put ``model`` in ``stage``: the two-stage mode everywhere, then the blocks not yet switched FP."""
+    set_stage(model, stage[0])
+    set_progress(model, block_paths, stage[1])
