@@ -62,7 +62,7 @@ def common_options(args: argparse.Namespace) -> list[str]:
     return ["--teacher", str(args.teacher), *sum((["--data", str(d)] for d in args.data), []),
             *sum((["--data-lr", str(d)] for d in args.data_lr), []), "--val", str(args.val), "--budget", args.budget,
             "--batch", "8", "--patch", "32", "--lr", str(args.lr), "--schedule", "cosine", "--warmup", "50",
-            "--val-every", str(args.val_every), "--save-every", "1000", "--seed", "0"]
+            "--val-every", str(args.val_every), "--save-every", "1000", "--seed", str(args.seed)]
 
 
 def arm_command(args: argparse.Namespace, name: str) -> list[str]:
@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--budget", default="25m")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--val-every", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0, help="the crops' seed, the same for every arm (another seed: another --out)")
     ap.add_argument("--arms", nargs="+", default=["base"], choices=sorted(ARMS))
     ap.add_argument("--cores", type=int, nargs=2, default=[0, 1], help="the two cores the arms of a pair are pinned to")
     ap.add_argument("--out", type=Path, default=Path("sweep"))

@@ -21,7 +21,7 @@ from scales_cli.train import FinetuneConfig, TrainingDiverged, TrainingInterrupt
 from scales_cli.train.checkpoint import load_state
 from scales_cli.train.data import StepSampler, TrainSet, load_train_images
 from scales_cli.train.losses import distillation_loss
-from scales_cli.train.optim import is_side_parameter, lr_factor
+from scales_cli.train.optim import is_side_parameter, lr_factor, parameter_groups
 
 from _train_helpers import make_pair, write_images
 
@@ -231,6 +231,13 @@ def test_config_layers_and_their_errors():
     assert (g(49), g(50)) == (1.0, pytest.approx(0.1))
     assert is_side_parameter("IMDB1.c1.act.alpha") and is_side_parameter("IMDB1.c1.spatial.weight")
     assert not is_side_parameter("IMDB1.c1.weight")
+
+
+def test_side_parameters_get_the_weights_lr_unless_scale_lr_says(pair):
+    student = load(pair[0]).model
+    lrs = lambda config: {g["name"]: (g["lr"], len(g["params"])) for g in parameter_groups(student, config)}  # noqa: E731
+    assert lrs(FinetuneConfig(lr=2e-3))["weights"][0] == lrs(FinetuneConfig(lr=2e-3))["scales"][0] == 2e-3
+    assert lrs(FinetuneConfig(lr=2e-3, scale_lr=1e-2))["scales"][0] == 1e-2 and lrs(FinetuneConfig())["scales"][1] > 0
 
 
 def test_teacher_must_be_the_students_own(pair, lr_images, tmp_path):
