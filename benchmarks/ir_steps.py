@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -155,13 +156,42 @@ def quantize(src: Path, target: Path, recipe: str, crops: list, reuse: bool, kee
     ignored = nncf.IgnoredScope(names=[convs[0], convs[-1]]) if keep_fp == "first-last" else None
     print(f"nncf.quantize({src.name}, {len(crops)} crops, preset=MIXED, ignored_scope="
           f"{[convs[0], convs[-1]] if ignored else None})", flush=True)
-    quantized = nncf.quantize(model, nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED, subset_size=len(crops),
-                              **({"ignored_scope": ignored} if ignored else {}))
+    options = {"ignored_scope": ignored} if ignored else {}
+    quantized = nncf.quantize(model.clone(), nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED,
+                              subset_size=len(crops), **options)
+    if not runs_at_another_size(quantized, name, tuple(crops[0].shape)):
+        print("  its IR runs only at the crops' size (activation ranges along a spatial axis): "
+              "quantized again with per-tensor activation ranges", flush=True)
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+        per_tensor = AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(per_channel=False))
+        quantized = nncf.quantize(model, nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED, subset_size=len(crops),
+                                  advanced_parameters=per_tensor, **options)
     if binary:
         quantized.reshape({name: dynamic})
     quantized.set_rt_info(recipe, ["scales", "recipe"])  # the rest of ``scales`` (scale, arch, range) survives NNCF
     ov.save_model(quantized, str(target), compress_to_fp16=False)
     return target
+
+
+def runs_at_another_size(model: Any, name: str, crop_shape: tuple[int, ...]) -> bool:
+    """Does the quantized ``model`` run on an input larger than the calibration crops?
+
+    NNCF 3.4 may give an activation quantizer per-"channel" ranges on axis 1 of a channels-last tensor (BSRN's
+    pointwise convs are ``Linear`` layers over NHWC): axis 1 is then the crops' height, and OpenVINO rejects the
+    IR at any other height. A user would see that at the first image; the benchmark checks it here."""
+    import numpy as np
+    import openvino as ov
+
+    n, c, h, w = crop_shape
+    shape = (n, c, h + 8, w + 16)
+    try:
+        other = model.clone()
+        other.reshape({name: ov.PartialShape(list(shape))})
+        ov.Core().compile_model(other, "CPU")(np.zeros(shape, np.float32))
+    except Exception:  # noqa: BLE001 - shape inference or the plugin refusing the IR: both mean "no"
+        return False
+    return True
 
 
 @dataclass(frozen=True)
