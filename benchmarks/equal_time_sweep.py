@@ -48,6 +48,8 @@ ARMS: dict[str, list[str]] = {
     "progressive0.25": ["--progressive", "0.25"],
     "scale-lr1e-2": ["--scale-lr", "1e-2"],
     "scale-lr5e-4": ["--scale-lr", "5e-4"],
+    "scale-lr4e-3": ["--scale-lr", "4e-3"],
+    "scale-lr1e-2+warmup500": ["--scale-lr", "1e-2", "--warmup", "500"],
     "patch48": ["--patch", "48"],
     "patch24": ["--patch", "24"],
     "batch16": ["--batch", "16"],
