@@ -156,17 +156,20 @@ def quantize(src: Path, target: Path, recipe: str, crops: list, reuse: bool, kee
     ignored = nncf.IgnoredScope(names=[convs[0], convs[-1]]) if keep_fp == "first-last" else None
     print(f"nncf.quantize({src.name}, {len(crops)} crops, preset=MIXED, ignored_scope="
           f"{[convs[0], convs[-1]] if ignored else None})", flush=True)
-    options = {"ignored_scope": ignored} if ignored else {}
-    quantized = nncf.quantize(model.clone(), nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED,
-                              subset_size=len(crops), **options)
+    options: dict[str, Any] = {"ignored_scope": ignored} if ignored else {}
+
+    def run(**extra: Any) -> Any:  # noqa: ANN401 - an ov.Model
+        return nncf.quantize(model.clone(), nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED,
+                             subset_size=len(crops), **options, **extra)
+
+    quantized = run()
     if not runs_at_another_size(quantized, name, tuple(crops[0].shape)):
         print("  its IR runs only at the crops' size (activation ranges along a spatial axis): "
               "quantized again with per-tensor activation ranges", flush=True)
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
-        per_tensor = AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(per_channel=False))
-        quantized = nncf.quantize(model, nncf.Dataset(crops), preset=nncf.QuantizationPreset.MIXED, subset_size=len(crops),
-                                  advanced_parameters=per_tensor, **options)
+        quantized = run(advanced_parameters=AdvancedQuantizationParameters(
+            activations_quantization_params=QuantizationParameters(per_channel=False)))
     if binary:
         quantized.reshape({name: dynamic})
     quantized.set_rt_info(recipe, ["scales", "recipe"])  # the rest of ``scales`` (scale, arch, range) survives NNCF

@@ -16,6 +16,7 @@ import scales_cli.train.distiller as distiller_module
 from scales_cli import finetune
 from scales_cli.loading import load
 from scales_cli.binary import BinaryLayer
+from scales_cli.binary.modes import LayerMode
 from scales_cli.errors import DataError, OutputExistsError, ScalesError
 from scales_cli.train import FinetuneConfig, TrainingDiverged, TrainingInterrupted, build_config
 from scales_cli.train.checkpoint import load_state
@@ -236,8 +237,9 @@ def test_config_layers_and_their_errors():
 def test_side_parameters_get_the_weights_lr_unless_scale_lr_says(pair):
     student = load(pair[0]).model
     lrs = lambda config: {g["name"]: (g["lr"], len(g["params"])) for g in parameter_groups(student, config)}  # noqa: E731
-    assert lrs(FinetuneConfig(lr=2e-3))["weights"][0] == lrs(FinetuneConfig(lr=2e-3))["scales"][0] == 2e-3
-    assert lrs(FinetuneConfig(lr=2e-3, scale_lr=1e-2))["scales"][0] == 1e-2 and lrs(FinetuneConfig())["scales"][1] > 0
+    default = lrs(FinetuneConfig(lr=2e-3))
+    assert default["weights"][0] == default["scales"][0] == 2e-3 and default["scales"][1] > 0
+    assert lrs(FinetuneConfig(lr=2e-3, scale_lr=1e-2))["scales"][0] == 1e-2
 
 
 def test_teacher_must_be_the_students_own(pair, lr_images, tmp_path):
@@ -272,8 +274,6 @@ def test_demo_training_images_fit_the_demo_patch():
 def _staged_run_resumes_exactly(pair, lr_images, val_set, tmp_path: Path, config: FinetuneConfig, stop: int) -> dict:
     """Run ``config`` whole, and again stopped after step ``stop`` then resumed: both end bit-identical and fully
     binary. Returns the whole run's last weights (to compare with a run without the staging)."""
-    from scales_cli.binary.modes import LayerMode
-
     full, part = tmp_path / "full", tmp_path / "part"
     result = finetune(pair[0], pair[1], [], config, data_lr=[lr_images], val=val_set, out=full)
     assert all(m.mode is LayerMode.BINARY for m in result.model.modules() if isinstance(m, BinaryLayer))
@@ -290,7 +290,6 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
     binary; validation always scores the fully binary student; a resume across the stage switch is exact."""
     import torch.nn.functional as F
 
-    from scales_cli.binary.modes import LayerMode
     from scales_cli.train.stages import bypassed, fully_binary, set_stage
 
     assert [bypassed("activations-first", s, 12, 0.5) for s in (0, 5, 6, 11)] == ["weights", "weights", None, None]
@@ -322,7 +321,6 @@ def test_two_stage_bypasses_one_binarizer_first_then_trains_the_full_student(pai
 def test_progressive_binarization_switches_the_body_blocks_in_forward_order(pair, lr_images, val_set, tmp_path):
     """--progressive f: block k turns binary at round(k f T / N), the blocks after it compute their float
     layers exactly; validation scores the fully binary student; a resume across the switches is exact."""
-    from scales_cli.binary.modes import LayerMode
     from scales_cli.train.distiller import Distiller
     from scales_cli.train.losses import feature_paths
     from scales_cli.train.stages import binary_blocks, progressive_switches
