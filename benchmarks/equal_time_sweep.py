@@ -12,8 +12,9 @@ arms' Set5 curves from their run folders (docs/results.md, "Equal-time sweep").
         --arms base progressive0.5
     python benchmarks/equal_time_sweep.py --student IMDN_x4-cnn.safetensors --out sweep --table-only  # reprint
 
-Arms run in the order given, two at a time; an odd one out runs alone, beside an idle core (so it is not
-timed as the pairs are: give arms in pairs). A folder that already holds a finished arm is kept
+Arms run in the order given, as many at a time as ``--cores`` lists (default two); an odd one out runs
+alone, beside an idle core (so it is not timed as the pairs are: give arms in pairs). ``--cores 0`` runs
+them one after another on core 0, e.g. while core 1 does other work that stays the same for every arm. A folder that already holds a finished arm is kept
 (``--rerun`` to start it over).
 """
 
@@ -50,6 +51,7 @@ ARMS: dict[str, list[str]] = {
     "scale-lr5e-4": ["--scale-lr", "5e-4"],
     "scale-lr4e-3": ["--scale-lr", "4e-3"],
     "scale-lr1e-2+warmup500": ["--scale-lr", "1e-2", "--warmup", "500"],
+    "bf16": ["--autocast", "bf16"],
     "patch48": ["--patch", "48"],
     "patch24": ["--patch", "24"],
     "batch16": ["--batch", "16"],
@@ -85,9 +87,10 @@ def _records(run: Path) -> list[dict[str, Any]]:
 
 def run_pairs(args: argparse.Namespace, names: list[str]) -> None:
     todo = [n for n in names if args.rerun or not finished(args, n)]
-    for i in range(0, len(todo), 2):
+    width = len(args.cores)  # arms at once: one per core given
+    for i in range(0, len(todo), width):
         procs = []
-        for core, name in zip(args.cores, todo[i : i + 2], strict=False):
+        for core, name in zip(args.cores, todo[i : i + width], strict=False):
             cmd = ["taskset", "-c", str(core), *arm_command(args, name)]
             print("OMP_NUM_THREADS=1 " + " ".join(cmd), flush=True)
             with (args.out / f"{name}.log").open("w") as log:  # the child keeps its own copy of the handle
@@ -148,13 +151,14 @@ def main() -> None:
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0, help="the crops' seed, the same for every arm (another seed: another --out)")
     ap.add_argument("--arms", nargs="+", default=["base"], choices=sorted(ARMS))
-    ap.add_argument("--cores", type=int, nargs=2, default=[0, 1], help="the two cores the arms of a pair are pinned to")
+    ap.add_argument("--cores", type=int, nargs="+", default=[0, 1],
+                    help="the cores arms are pinned to, one arm per core at a time (one core: the arms run one after another)")
     ap.add_argument("--out", type=Path, default=Path("sweep"))
     ap.add_argument("--rerun", action="store_true", help="start finished arms over")
     ap.add_argument("--table-only", action="store_true", help="only reprint the table of the runs in --out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {probe(threads=1).describe()}; budget {args.budget} per arm, two arms at a time, one thread each", flush=True)
+    print(f"machine: {probe(threads=1).describe()}; budget {args.budget} per arm, {len(args.cores)} arm(s) at a time (cores {' '.join(map(str, args.cores))}), one thread each", flush=True)
     if not args.table_only:
         run_pairs(args, args.arms)
     rows = table(args, args.arms)

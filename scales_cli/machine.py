@@ -7,7 +7,10 @@ not of the models alone. OpenVINO's CPU plugin picks its kernels from the instru
   1-bit conv); without it the popcount is emulated with shuffles and the binary kernel is several
   times slower (measured: ~10x an FP conv with it, ~2x on an AVX2-only CPU, docs/results.md);
 - ``avx512_vnni``: 8-bit multiply-accumulate in one instruction (INT8 convolutions, ``*_I8`` kernels);
-- ``avx512f`` / ``avx2``: the width of every FP kernel.
+- ``avx512f`` / ``avx2``: the width of every FP kernel;
+- ``amx_int8`` / ``amx_bf16``: matrix tiles (Intel Sapphire Rapids and later). oneDNN runs INT8 and bf16
+  convolutions on them, in OpenVINO (INT8 models) and in torch (``scales finetune --autocast bf16``,
+  whose speed-up over float32 depends on them).
 
 So each benchmark prints :meth:`Machine.describe` beside its figures, and ``scales bench --json`` stores
 :meth:`Machine.to_json`, so that figures from different machines are told apart.
@@ -26,8 +29,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-KERNEL_FLAGS: tuple[str, ...] = ("avx512_vpopcntdq", "avx512_vnni", "avx512f", "avx2")
-"""The /proc/cpuinfo flags that decide OpenVINO's CPU kernels, the most specific first."""
+KERNEL_FLAGS: tuple[str, ...] = ("avx512_vpopcntdq", "avx512_vnni", "avx512f", "avx2", "amx_int8", "amx_bf16")
+"""The /proc/cpuinfo flags that decide OpenVINO's (and oneDNN's) CPU kernels: the vector ones, the most
+specific first, then the matrix tiles."""
 
 UNKNOWN = "unknown"
 CPUINFO = Path("/proc/cpuinfo")
@@ -49,7 +53,7 @@ class Machine:
     load_1min: float | None = None  # the 1-minute load average when probed: how busy the machine was
 
     def describe(self) -> str:
-        """One line, e.g. ``AMD EPYC; ISA +avx512_vpopcntdq +avx512_vnni +avx512f +avx2; 2 threads of 2 CPUs; OpenVINO 2026.4.1; load 1.3``."""
+        """One line, e.g. ``AMD EPYC; ISA +avx512_vpopcntdq +avx512_vnni +avx512f +avx2 -amx_int8 -amx_bf16; 2 threads of 2 CPUs; OpenVINO 2026.4.1; load 1.3``."""
         if self.isa is None:
             isa = f"ISA {UNKNOWN}"
         else:

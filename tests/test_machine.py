@@ -28,7 +28,12 @@ ARM = "processor : 0\nBogoMIPS : 50.00\nFeatures : fp asimd evtstrm aes crc32\nC
 
 
 def test_parse_avx512_epyc():
-    assert parse_cpuinfo(EPYC) == ("AMD EPYC 9R14 96-Core Processor", KERNEL_FLAGS)
+    assert parse_cpuinfo(EPYC) == ("AMD EPYC 9R14 96-Core Processor", ("avx512_vpopcntdq", "avx512_vnni", "avx512f", "avx2"))
+
+
+def test_parse_matrix_tiles_of_a_sapphire_rapids_xeon():
+    spr = "model name : Intel(R) Xeon(R) Processor\nflags : avx2 avx512f avx512_vnni avx512_vpopcntdq amx_bf16 amx_tile amx_int8\n"
+    assert parse_cpuinfo(spr) == ("Intel(R) Xeon(R) Processor", KERNEL_FLAGS)
 
 
 def test_parse_avx2_only_and_exact_flag_names():
@@ -44,7 +49,7 @@ def test_no_flags_line_is_unknown_not_none_present():
 
 def test_describe_is_one_line_naming_present_and_absent_flags():
     line = Machine("Intel i7", ("avx2",), 8, 2, "2026.4.1", load_1min=3.25).describe()
-    assert line == "Intel i7; ISA -avx512_vpopcntdq -avx512_vnni -avx512f +avx2; 2 threads of 8 CPUs; OpenVINO 2026.4.1; load 3.2"
+    assert line == "Intel i7; ISA -avx512_vpopcntdq -avx512_vnni -avx512f +avx2 -amx_int8 -amx_bf16; 2 threads of 8 CPUs; OpenVINO 2026.4.1; load 3.2"
 
 
 def test_probe_reads_the_given_cpuinfo_and_survives_a_missing_one(tmp_path: Path):

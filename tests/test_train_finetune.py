@@ -381,3 +381,39 @@ def test_distiller_step_trains_any_module_on_given_targets_and_a_bad_step_change
     assert all(torch.equal(m, s["exp_avg"]) for m, s in zip(moments, distiller.optimizer.state.values()))
     with pytest.raises(ScalesError, match="no targets given and no teacher"):
         distiller.step(x)
+
+
+def test_bf16_autocast_on_the_cpu_trains_keeps_float32_state_and_codes_reach_the_conv_in_bf16(pair):
+    student = load(pair[0]).model
+    teacher = load(pair[1]).model.eval()
+    assert distiller_module.bf16_autocast(torch.device("cpu"), "auto") is distiller_module.nullcontext  # auto: CPUs stay float32
+    seen: list[torch.dtype] = []
+    layer = next(m for m in student.modules() if isinstance(m, BinaryLayer) and m.act is not None and hasattr(m.act, "beta"))
+    handle = layer.act.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    config = FinetuneConfig(steps=30, warmup=0, schedule="constant", lr=2e-3, autocast="bf16")
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 12, 12)
+    d = distiller_module.Distiller(student, config, teacher=teacher)
+    losses = [d.step(x).loss for _ in range(30)]
+    handle.remove()
+    assert all(math.isfinite(v) for v in losses) and min(losses[-5:]) < losses[0]
+    assert seen and set(seen) == {torch.bfloat16}  # the binarizer's codes stay bf16 into the conv
+    assert all(p.dtype == torch.float32 for p in student.parameters())
+    assert all(s["exp_avg"].dtype == torch.float32 for s in d.optimizer.state.values())
+
+
+def test_int8_activations_round_in_float32_under_bf16_autocast():
+    """bf16 has no fraction above 128: x / s computed in it would lose LSQ's rounding error r - u."""
+    from scales_cli.binary.int8 import Int8Activation
+
+    x = torch.tensor([0.78515625, 0.3515625, 0.5], dtype=torch.bfloat16)  # exact in bf16; x / s = 200.2, 89.6, 127.5
+    grads = []
+    for inputs, autocast in ((x.float(), False), (x, True)):
+        q = Int8Activation()
+        q.set_range(0.0, 1.0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = q(inputs)
+        y.sum().backward()
+        assert y.dtype == torch.float32
+        grads.append(q.scale.grad.clone())
+    assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0

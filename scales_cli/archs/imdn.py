@@ -28,6 +28,16 @@ CCA_REDUCTION = 16
 LRELU_SLOPE = 0.05
 
 
+def _sqrt(v: torch.Tensor) -> torch.Tensor:
+    """sqrt(v) with a zero gradient where v = 0 (a constant channel) instead of sqrt's inf, which would
+    turn the step NaN; such channels are rare in float32 and common once bf16 autocast rounds a
+    low-contrast channel flat. Same values; inference (no grad, as exported) keeps the plain sqrt."""
+    if not torch.is_grad_enabled():
+        return v.sqrt()
+    flat = v <= 0
+    return torch.where(flat, 0.0, torch.where(flat, 1.0, v).sqrt())
+
+
 class CCALayer(nn.Module):
     """Contrast-aware channel attention: x * sigmoid(W2 relu(W1 (std(x) + mean(x))))."""
 
@@ -42,7 +52,7 @@ class CCALayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=(2, 3), keepdim=True)
-        std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()  # population std, as official
+        std = _sqrt((x - mean).pow(2).mean(dim=(2, 3), keepdim=True))  # population std, as official
         return x * self.conv_du(std + mean)
 
 

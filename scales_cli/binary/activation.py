@@ -64,7 +64,9 @@ class ScalesBinarizer(nn.Module):
         return self.alpha.abs().clamp_min(ALPHA_FLOOR)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ScaledSignSTE.apply(x, self.scale(), self.beta, self.channel_dim, self.lsq)
+        # in x's dtype: under bf16 autocast the codes stay bf16 into the next conv (no float32 round trip);
+        # a no-op in float32
+        return ScaledSignSTE.apply(x, self.scale().to(x.dtype), self.beta.to(x.dtype), self.channel_dim, self.lsq)
 
     @torch.no_grad()
     def set_statistics(self, beta: Tensor, alpha: Tensor) -> None:

@@ -151,7 +151,8 @@ class Int8Activation(nn.Module):
         return torch.clamp(torch.round(self.zero_point.detach()), 0, ACT_QMAX)
 
     def forward(self, x: Tensor) -> Tensor:
-        return ActInt8STE.apply(x, self.step(), self.zero_point)
+        # float32 even under bf16 autocast: bf16 holds no fraction above 128 levels, so round() would see none
+        return ActInt8STE.apply(x.float(), self.step(), self.zero_point)
 
     @torch.no_grad()
     def set_range(self, low: float, high: float) -> None:

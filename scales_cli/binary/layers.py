@@ -130,7 +130,7 @@ class QuantizedLayer(ModedLayer, metaclass=ABCMeta):
         if channel is not None:
             z = z * channel
         if self.bias is not None:
-            z = z + channel_view(self.bias, z.ndim, self.act_channel_dim)
+            z = z + channel_view(self.bias, z.ndim, self.act_channel_dim).to(z.dtype)  # bf16 autocast: stays bf16
         return z + x if self.skip else z
 
 

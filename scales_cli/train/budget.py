@@ -322,7 +322,7 @@ def plan_budget(text: str, student: Any, teacher: Any, config: Any, images: Any,
     stage_s = closing = 0.0
     if config.blockwise_steps:
         twin = copy.deepcopy(model)
-        stage = make_stage(twin, teacher_model, student, config, train_set, device, bf16_autocast(device))
+        stage = make_stage(twin, teacher_model, student, config, train_set, device, bf16_autocast(device, config.autocast))
         stage_s, closing = measure_stage_seconds(stage), costs.val_s + costs.save_s  # the stage closes with both
     probe_s = time.perf_counter() - since
     steps = steps_that_fit(budget_s - probe_s - stage_s - closing, costs, save_every=config.save_every,

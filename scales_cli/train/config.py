@@ -36,6 +36,7 @@ LOSSES = ("l1", "charbonnier")
 OPTIMIZERS = ("adam", "adamw")
 BLOCKWISE_INPUTS = ("teacher", "student")  # keys of train.blockwise.BLOCK_INPUTS
 TWO_STAGE_MODES = ("off", "activations-first", "weights-first")  # what each bypasses: train.stages.TWO_STAGE
+AUTOCAST_MODES = ("auto", "bf16", "off")  # keys of train.distiller.AUTOCAST
 
 
 class ConfigError(ScalesError):
@@ -91,6 +92,8 @@ class FinetuneConfig:
     blockwise_cache_mb: int = setting(512, "Block-wise: most teacher activations (MB) held at once.")
     seed: int = setting(0, "Seed of crops and initial RNG.")
     device: str = setting("auto", "auto, cpu or cuda[:N] (auto: cuda with bf16 autocast if present).")
+    autocast: str = setting("auto", "bf16 autocast of the training forward: auto (on CUDA only), bf16 (on a CPU too: "
+                                    "oneDNN runs the convs in bf16, faster on CPUs with AMX-BF16) or off.")
     val_every: int = setting(250, "Validate every N steps, 0 = only at the end.")
     save_every: int = setting(250, "Write OUT/state.pt every N steps, 0 = only at the end.")
     log_every: int = setting(10, "Write a train record to OUT/history.jsonl every N steps.")
@@ -127,6 +130,7 @@ class FinetuneConfig:
         check_device_name(self.device, "--device")
         _choice("two_stage", self.two_stage, TWO_STAGE_MODES)
         _choice("blockwise_inputs", self.blockwise_inputs, BLOCKWISE_INPUTS)
+        _choice("autocast", self.autocast, AUTOCAST_MODES)
         if not (isinstance(self.first_stage, int | float) and 0 < self.first_stage < 1):
             raise ConfigError(f"--first-stage {self.first_stage}: expected a fraction of the run in (0, 1)")
         if not (isinstance(self.progressive, int | float) and 0 <= self.progressive < 1):

@@ -9,8 +9,8 @@ very same :meth:`Distiller.step`.
 
 One step on inputs x (already in ``input_range`` units), targets T, optional HR crops H:
 
-    T = teacher(x)                  (only when no targets are given; no gradients, bf16 autocast on CUDA)
-    S = module(x)                   (bf16 autocast on CUDA; DDP-wrapped under torchrun)
+    T = teacher(x)                  (only when no targets are given; no gradients; autocast as below)
+    S = module(x)                   (bf16 autocast per ``config.autocast``: on CUDA by default; DDP-wrapped under torchrun)
     L = objective(S, T, H, feats)   (see :class:`OutputDistillation` and :mod:`.losses`)
     backward; clip ||g||_2 to clip_grad when > 0
     a non-finite L or ||g|| on any rank: raise :class:`NonFiniteStep`, nothing changed
@@ -105,10 +105,24 @@ class StepResult:
     lr: float
 
 
-def bf16_autocast(device: torch.device) -> Callable[[], AbstractContextManager[Any]]:
-    """bf16 autocast on CUDA (tensor cores; the teacher's outputs stay well within bf16's range), none on CPU."""
-    if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+AUTOCAST: dict[str, Callable[[torch.device], bool]] = {
+    "auto": lambda device: device.type == "cuda",
+    "bf16": lambda device: True,
+    "off": lambda device: False,
+}
+"""``config.autocast`` -> whether a step's forwards run under bf16 autocast on ``device``. ``auto`` keeps
+CPUs in float32: bf16 pays on CPUs with AMX-BF16 only, and its dB per CPU-hour is measured per option
+(docs/results.md, "bf16 autocast on the CPU")."""
+
+
+def bf16_autocast(device: torch.device, mode: str = "auto") -> Callable[[], AbstractContextManager[Any]]:
+    """A context factory: bf16 autocast on ``device`` when :data:`AUTOCAST` says so for ``mode``, else none.
+
+    bf16 keeps float32's range (the teacher's outputs and the gradients fit), and the weights, the
+    optimizer and the loss stay float32; validation and export never run under it.
+    """
+    if AUTOCAST[mode](device):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext
 
 
@@ -138,7 +152,7 @@ class Distiller:
         self.block_paths = tuple(block_paths)  # the body blocks ``progressive`` switches, in forward order
         # (operand bypassed, binary body blocks) now: a loaded student starts fully binary
         self._stage: Stage = (None, len(self.block_paths))
-        self._autocast = bf16_autocast(self.device)
+        self._autocast = bf16_autocast(self.device, config.autocast)
         self._train_model = dist_.wrap(model, world, self.device)
         # taps after the EMA copy, so that the averaged model carries no hooks
         self._taps = self._make_taps(feature_paths)

@@ -624,7 +624,7 @@ def _blockwise_stage(plan: _Plan, distiller: Distiller) -> BlockwiseStage:
 
     cfg = plan.config
     train_set = TrainSet(plan.images, plan.student.scale, cfg.patch, cfg.seed, False)
-    return make_stage(distiller.model, distiller.teacher, plan.student, cfg, train_set, plan.device, bf16_autocast(plan.device))
+    return make_stage(distiller.model, distiller.teacher, plan.student, cfg, train_set, plan.device, bf16_autocast(plan.device, cfg.autocast))
 
 
 def _loader(plan: _Plan, start_step: int, total: int | None) -> torch.utils.data.DataLoader:
