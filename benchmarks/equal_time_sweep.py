@@ -12,10 +12,10 @@ arms' Set5 curves from their run folders (docs/results.md, "Equal-time sweep").
         --arms base progressive0.5
     python benchmarks/equal_time_sweep.py --student IMDN_x4-cnn.safetensors --out sweep --table-only  # reprint
 
-Arms run in the order given, as many at a time as ``--cores`` lists (default two); an odd one out runs
-alone, beside an idle core (so it is not timed as the pairs are: give arms in pairs). ``--cores 0`` runs
-them one after another on core 0, e.g. while core 1 does other work that stays the same for every arm. A folder that already holds a finished arm is kept
-(``--rerun`` to start it over).
+Arms run in the order given, one per core of ``--cores`` at a time (default 0 1: in pairs); a last group
+short of arms leaves a core idle, so it is not timed as the others are. ``--cores 0`` runs the arms one
+after another on core 0 (e.g. while core 1 does other work that stays the same for every arm). A folder
+that already holds a finished arm is kept (``--rerun`` to start it over).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _records(run: Path) -> list[dict[str, Any]]:
     return read_history(path) if path.is_file() else []
 
 
-def run_pairs(args: argparse.Namespace, names: list[str]) -> None:
+def run_arms(args: argparse.Namespace, names: list[str]) -> None:
     todo = [n for n in names if args.rerun or not finished(args, n)]
     width = len(args.cores)  # arms at once: one per core given
     for i in range(0, len(todo), width):
@@ -158,9 +158,10 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true", help="only reprint the table of the runs in --out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {probe(threads=1).describe()}; budget {args.budget} per arm, {len(args.cores)} arm(s) at a time (cores {' '.join(map(str, args.cores))}), one thread each", flush=True)
+    print(f"machine: {probe(threads=1).describe()}; budget {args.budget} per arm, one at a time on each of cores "
+          f"{' '.join(map(str, args.cores))}, one thread each", flush=True)
     if not args.table_only:
-        run_pairs(args, args.arms)
+        run_arms(args, args.arms)
     rows = table(args, args.arms)
     print_table(rows, args.val_every)
     atomic_write(args.out / "sweep.json", lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)), force=True)

@@ -152,7 +152,7 @@ class Distiller:
         self.block_paths = tuple(block_paths)  # the body blocks ``progressive`` switches, in forward order
         # (operand bypassed, binary body blocks) now: a loaded student starts fully binary
         self._stage: Stage = (None, len(self.block_paths))
-        self._autocast = bf16_autocast(self.device, config.autocast)
+        self.autocast = bf16_autocast(self.device, config.autocast)  # the step's; a block-wise stage reuses it
         self._train_model = dist_.wrap(model, world, self.device)
         # taps after the EMA copy, so that the averaged model carries no hooks
         self._taps = self._make_taps(feature_paths)
@@ -190,9 +190,9 @@ class Distiller:
         if targets is None:
             if self.teacher is None:
                 raise ScalesError("Distiller.step: no targets given and no teacher to make them")
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), self.autocast():
                 targets = self.teacher(inputs)
-        with self._autocast():
+        with self.autocast():
             outputs = self._train_model(inputs)
         feats = (self._taps[0].outputs, self._taps[1].outputs) if self._taps else None
         parts = self.objective(outputs, targets, hr, feats)

@@ -55,7 +55,7 @@ from .checkpoint import (
 )
 from .config import ConfigError, FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
-from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult, bf16_autocast
+from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult
 from .losses import feature_paths
 from .optim import current_lrs
 
@@ -624,7 +624,7 @@ def _blockwise_stage(plan: _Plan, distiller: Distiller) -> BlockwiseStage:
 
     cfg = plan.config
     train_set = TrainSet(plan.images, plan.student.scale, cfg.patch, cfg.seed, False)
-    return make_stage(distiller.model, distiller.teacher, plan.student, cfg, train_set, plan.device, bf16_autocast(plan.device, cfg.autocast))
+    return make_stage(distiller.model, distiller.teacher, plan.student, cfg, train_set, plan.device, distiller.autocast)
 
 
 def _loader(plan: _Plan, start_step: int, total: int | None) -> torch.utils.data.DataLoader:
