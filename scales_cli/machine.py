@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,16 @@ def parse_cpuinfo(text: str) -> tuple[str, tuple[str, ...] | None]:
             present = set(value.split())
             flags = tuple(flag for flag in KERNEL_FLAGS if flag in present)
     return name, flags
+
+
+@lru_cache(maxsize=1)
+def local_isa() -> tuple[str, ...] | None:
+    """This CPU's :data:`KERNEL_FLAGS` (``None`` where unknown), read once: choices such as
+    ``scales finetune --autocast auto`` depend on them and are made many times in one process."""
+    try:
+        return parse_cpuinfo(CPUINFO.read_text(errors="replace"))[1]
+    except OSError:
+        return None
 
 
 def openvino_version() -> str:

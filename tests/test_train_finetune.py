@@ -383,10 +383,29 @@ def test_distiller_step_trains_any_module_on_given_targets_and_a_bad_step_change
         distiller.step(x)
 
 
+@pytest.mark.parametrize("isa, expected", [(("avx512f", "avx2", "amx_int8", "amx_bf16"), True),
+                                           (("avx512_vnni", "avx512f", "avx2"), False), (None, False)])
+def test_auto_autocast_picks_bf16_on_cuda_and_on_cpus_with_amx_bf16_only(monkeypatch, isa, expected):
+    monkeypatch.setattr(distiller_module, "local_isa", lambda: isa)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert distiller_module.AUTOCAST["auto"](cpu) is expected and distiller_module.AUTOCAST["auto"](cuda)
+    assert (distiller_module.bf16_autocast(cpu, "auto") is not distiller_module.nullcontext) is expected
+    assert distiller_module.bf16_autocast(cpu, "off") is distiller_module.nullcontext
+    assert not distiller_module.AUTOCAST["off"](cuda) and distiller_module.AUTOCAST["bf16"](cpu)
+
+
+def test_local_isa_reads_this_machines_flags_once():
+    from scales_cli.machine import CPUINFO, local_isa, parse_cpuinfo
+
+    if not CPUINFO.is_file():
+        pytest.skip("no /proc/cpuinfo on this system")
+    assert local_isa() == parse_cpuinfo(CPUINFO.read_text(errors="replace"))[1]
+    assert local_isa() is local_isa()  # cached: one read per process
+
+
 def test_bf16_autocast_on_the_cpu_trains_keeps_float32_state_and_codes_reach_the_conv_in_bf16(pair):
     student = load(pair[0]).model
     teacher = load(pair[1]).model.eval()
-    assert distiller_module.bf16_autocast(torch.device("cpu"), "auto") is distiller_module.nullcontext  # auto: CPUs stay float32
     seen: list[torch.dtype] = []
     layer = next(m for m in student.modules() if isinstance(m, BinaryLayer) and m.act is not None and hasattr(m.act, "beta"))
     handle = layer.act.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
