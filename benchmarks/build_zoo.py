@@ -11,6 +11,11 @@ For each teacher, through the real CLI (every command is recorded in the manifes
 
     .venv/bin/python benchmarks/build_zoo.py --steps 1500 [--only rlfn_x4] [--shared ../shared]
 
+``--continue`` trains the stored student further instead of steps 1-2 (a second cosine cycle from a fresh
+seed); the manifest keeps the earlier commands, sums steps and wall time, and lists each stage in ``stages``::
+
+    .venv/bin/python benchmarks/build_zoo.py --only rlfn_x4 --recipe cnn-int8 --continue --budget 70m --lr 1e-3 --seed 1
+
 Figures are measured on the stored (float16) file, so ``scales report zoo/NAME.safetensors`` reproduces
 them exactly; tests/test_zoo.py checks it to 0.01 dB.
 """
@@ -22,6 +27,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -86,24 +92,34 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     commands: list[str] = []
     start = time.time()
     calibrated = work / f"{name}-calibrated.safetensors"
-    finetuned = work / "finetune"
+    target = REPO / "zoo" / f"{name}-{tag(args)}.safetensors"
+    previous = json.loads(target.with_suffix(".json").read_text()) if args.continue_ else None
+    finetuned = work / ("finetune-continued" if previous else "finetune")
     kept = finetuned / ("student.safetensors" if args.budget else "last.safetensors")  # the best on Set5, else the last
     # --keep-finetune: a build that failed after its fine-tune (e.g. at the export) goes on from that fine-tune
     kept_run = args.keep_finetune and kept.is_file()
     if kept_run:
         start -= max((r.get("time", 0.0) for r in read_history(finetuned / HISTORY_FILE)), default=0.0)
-    recipe = ["--recipe", args.recipe] if args.recipe else []
-    run(["binarize", ckpt, *recipe, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands, done=kept_run)
+    if previous:
+        source = work / f"{name}-start.safetensors"  # a copy: the zoo file is overwritten at the end
+        commands += earlier_commands(previous)
+        commands.append(f"# continued from {rel(target)} as stored then (benchmarks/build_zoo.py --continue):")
+        commands.append(shlex.join(["cp", rel(target), rel(source)]))
+        if not kept_run:
+            shutil.copyfile(target, source)
+    else:
+        source = calibrated
+        recipe = ["--recipe", args.recipe] if args.recipe else []
+        run(["binarize", ckpt, *recipe, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands, done=kept_run)
     # BSD200 as HR (LR made by MATLAB bicubic); T91 as LR-only inputs (its images are too small for
     # 128 px HR crops at x4): the teacher's output is the target either way.
     # --budget: train for that long, validate on Set5 every --val-every steps and keep the best (Set14 is
     # never seen by training or selection); otherwise --steps with one validation at the end, keep the last
     length = ["--budget", args.budget, "--val", bench_dir / "Set5", "--val-every", args.val_every] if args.budget \
         else ["--steps", args.steps, "--val-every", 0]
-    run(["finetune", calibrated, "--teacher", ckpt, "--data", train / "BSD200", "--data-lr", train / "T91",
+    run(["finetune", source, "--teacher", ckpt, "--data", train / "BSD200", "--data-lr", train / "T91",
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
-         "--warmup", args.warmup, "--autocast", args.autocast, "--seed", 0, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
-    target = REPO / "zoo" / f"{name}-{tag(args)}.safetensors"
+         "--warmup", args.warmup, "--autocast", args.autocast, "--seed", args.seed, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
     store_float16(kept, target)
     commands.append(f"# {rel(target)} = {rel(kept)} with float16 tensors (scales_cli.zoo.store_float16)")
     wall = time.time() - start
@@ -114,7 +130,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     report = json.loads(report_json.read_text())
 
     export = export_and_bench(target, ckpt, work, name, args, commands)
-    return {
+    entry = {
         "name": target.stem,
         "file": target.name,
         "teacher": {**teacher, "sha256": _sha(ckpt)},
@@ -130,6 +146,33 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         **_figures(report, target, ckpt),
         "export": export,
     }
+    return with_earlier_stages(entry, previous) if previous else entry
+
+
+STAGE_KEYS = ("steps", "budget", "batch", "patch", "lr", "warmup", "schedule", "autocast", "wall_time_s", "device")
+
+
+def earlier_commands(previous: dict) -> list[str]:
+    """The commands that trained ``previous`` (a manifest), up to the re-store line: its own report, exports
+    and bench measured a student that the continued one replaces."""
+    out: list[str] = []
+    for line in previous["commands"]:
+        if line.startswith("# zoo/") and "store_float16" in line:
+            break
+        out.append(line)
+    return out
+
+
+def with_earlier_stages(entry: dict, previous: dict) -> dict:
+    """``entry`` (the continued stage) with the whole training in it: ``stages`` lists each stage's settings,
+    ``steps`` and ``wall_time_s`` are the totals, ``budget`` reads ``50m + 70m``; the other top-level
+    settings (lr, ...) are the last stage's."""
+    stages = previous.get("stages") or [{k: previous.get(k) for k in STAGE_KEYS}]
+    stages = [*stages, {k: entry.get(k) for k in STAGE_KEYS}]
+    return {**entry, "stages": stages,
+            "steps": sum(int(s["steps"] or 0) for s in stages),
+            "wall_time_s": round(sum(float(s["wall_time_s"] or 0.0) for s in stages), 1),
+            "budget": " + ".join(str(s["budget"]) for s in stages)}
 
 
 def export_and_bench(target: Path, ckpt: Path, work: Path, name: str, args: argparse.Namespace, commands: list[str]) -> dict:
@@ -225,6 +268,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50, help="finetune --warmup steps")
     parser.add_argument("--autocast", default="auto", choices=AUTOCAST_MODES,
                         help="finetune --autocast (bf16: the training forwards in bf16, faster on CPUs with AMX-BF16)")
+    parser.add_argument("--seed", type=int, default=0, help="finetune --seed (crops and initial RNG)")
+    parser.add_argument("--continue", dest="continue_", action="store_true",
+                        help="train the stored zoo student further (a new stage from it) instead of binarizing the teacher afresh")
     parser.add_argument("--keep-finetune", action="store_true",
                         help="reuse the finished fine-tune in out/zoo-build/NAME-TAG (a build that failed after it) instead of training again")
     parser.add_argument("--reexport", action="store_true",

@@ -71,3 +71,27 @@ def test_float16_storage_loads_and_keeps_metadata(tmp_path: Path):
     x = torch.rand(1, 3, 12, 12)
     with torch.no_grad():
         assert (a.model(x) - b.model(x)).abs().max() < 5e-2
+
+
+def _build_zoo_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_zoo", ZOO.parent / "benchmarks" / "build_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_continued_zoo_build_keeps_the_earlier_commands_and_sums_its_stages():
+    build_zoo = _build_zoo_module()
+    first = {"commands": ["scales binarize T.pth -o c.safetensors", "scales finetune c.safetensors --budget 50m",
+                          "# zoo/x-cnn.safetensors = out/f/student.safetensors with float16 tensors (scales_cli.zoo.store_float16)",
+                          "scales report zoo/x-cnn.safetensors"],
+             "steps": 8779, "budget": "50m", "lr": 0.002, "wall_time_s": 3017.6, "device": "CPU A"}
+    assert build_zoo.earlier_commands(first) == first["commands"][:2]  # not the old student's report
+    second = {"steps": 6000, "budget": "70m", "lr": 0.001, "wall_time_s": 4210.0, "device": "CPU B", "results": {}}
+    merged = build_zoo.with_earlier_stages(second, first)
+    assert (merged["steps"], merged["budget"], merged["wall_time_s"], merged["lr"]) == (14779, "50m + 70m", 7227.6, 0.001)
+    assert [s["device"] for s in merged["stages"]] == ["CPU A", "CPU B"]
+    third = build_zoo.with_earlier_stages({**second, "budget": "10m", "steps": 1}, merged)  # a third stage extends the list
+    assert len(third["stages"]) == 3 and third["steps"] == 14780 and third["budget"] == "50m + 70m + 10m"
