@@ -37,6 +37,7 @@ from scales_cli.train.config import AUTOCAST_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 SCALES = [sys.executable, "-m", "scales_cli"]
+STORED_NOTE = "with float16 tensors (scales_cli.zoo.store_float16)"  # ends the training commands of a manifest
 ENV = dict(os.environ)  # main() sets OMP_NUM_THREADS from --threads for every command
 
 # MIT-licensed teachers in ../shared (MANIFEST.md: NTIRE2022_ESR model zoo and CARN-pytorch, both MIT).
@@ -121,7 +122,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
          "--warmup", args.warmup, "--autocast", args.autocast, "--seed", args.seed, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
     store_float16(kept, target)
-    commands.append(f"# {rel(target)} = {rel(kept)} with float16 tensors (scales_cli.zoo.store_float16)")
+    commands.append(f"# {rel(target)} = {rel(kept)} {STORED_NOTE}")
     wall = time.time() - start
 
     report_json = work / "report.json"
@@ -152,12 +153,17 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
 STAGE_KEYS = ("steps", "budget", "batch", "patch", "lr", "warmup", "schedule", "autocast", "wall_time_s", "device")
 
 
+def stage_of(manifest: dict) -> dict:
+    """One training stage's settings, as a manifest (or a continued build's entry) states them."""
+    return {k: manifest.get(k) for k in STAGE_KEYS}
+
+
 def earlier_commands(previous: dict) -> list[str]:
     """The commands that trained ``previous`` (a manifest), up to the re-store line: its own report, exports
     and bench measured a student that the continued one replaces."""
     out: list[str] = []
     for line in previous["commands"]:
-        if line.startswith("# zoo/") and "store_float16" in line:
+        if line.startswith("# ") and line.endswith(STORED_NOTE):
             break
         out.append(line)
     return out
@@ -167,8 +173,7 @@ def with_earlier_stages(entry: dict, previous: dict) -> dict:
     """``entry`` (the continued stage) with the whole training in it: ``stages`` lists each stage's settings,
     ``steps`` and ``wall_time_s`` are the totals, ``budget`` reads ``50m + 70m``; the other top-level
     settings (lr, ...) are the last stage's."""
-    stages = previous.get("stages") or [{k: previous.get(k) for k in STAGE_KEYS}]
-    stages = [*stages, {k: entry.get(k) for k in STAGE_KEYS}]
+    stages = [*(previous.get("stages") or [stage_of(previous)]), stage_of(entry)]
     return {**entry, "stages": stages,
             "steps": sum(int(s["steps"] or 0) for s in stages),
             "wall_time_s": round(sum(float(s["wall_time_s"] or 0.0) for s in stages), 1),

@@ -97,14 +97,19 @@ def parse_cpuinfo(text: str) -> tuple[str, tuple[str, ...] | None]:
     return name, flags
 
 
+def read_cpu(cpuinfo: Path = CPUINFO) -> tuple[str, tuple[str, ...] | None]:
+    """This CPU's model name and :data:`KERNEL_FLAGS`; off Linux the name from platform, the flags unknown."""
+    try:
+        return parse_cpuinfo(cpuinfo.read_text(errors="replace"))
+    except OSError:
+        return (platform.processor() or platform.machine() or UNKNOWN), None
+
+
 @lru_cache(maxsize=1)
 def local_isa() -> tuple[str, ...] | None:
     """This CPU's :data:`KERNEL_FLAGS` (``None`` where unknown), read once: choices such as
     ``scales finetune --autocast auto`` depend on them and are made many times in one process."""
-    try:
-        return parse_cpuinfo(CPUINFO.read_text(errors="replace"))[1]
-    except OSError:
-        return None
+    return read_cpu()[1]
 
 
 def openvino_version() -> str:
@@ -117,10 +122,7 @@ def openvino_version() -> str:
 
 def probe(threads: int | None = None, cpuinfo: Path = CPUINFO) -> Machine:
     """This machine; ``threads`` is what the measurement used (``None``: not stated)."""
-    try:
-        name, isa = parse_cpuinfo(cpuinfo.read_text(errors="replace"))
-    except OSError:  # not Linux: the model name from platform, the flags unknown
-        name, isa = (platform.processor() or platform.machine() or UNKNOWN), None
+    name, isa = read_cpu(cpuinfo)
     try:
         load: float | None = os.getloadavg()[0]
     except (OSError, AttributeError):
