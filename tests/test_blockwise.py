@@ -494,6 +494,27 @@ def test_resume_of_a_budgeted_run_gets_the_time_it_has_left(run_inputs, tmp_path
         finetune(student, teacher, [], config, data_lr=[lr_images], out=plain, resume=True, budget="1m")
 
 
+def test_resume_of_a_finished_budgeted_run_is_refused_before_any_work(run_inputs, tmp_path, monkeypatch):
+    """A closed run's schedule has annealed (cosine: lr 0) and a re-plan keeps the lr continuous, so a longer
+    --budget would train at lr 0 for all of it: refused in one line, nothing in OUT touched."""
+    from conftest import run_cli
+    from scales_cli import finetune
+    from scales_cli.train import FinetuneConfig
+
+    student, teacher, lr_images, _ = run_inputs
+    VirtualClock(monkeypatch, step_s=0.125)
+    out = tmp_path / "run"
+    finetune(student, teacher, [], FinetuneConfig(**{**BUDGETED, "val_every": 0, "save_every": 0}), data_lr=[lr_images],
+             out=out, budget="2s")
+    assert torch.load(out / "state.pt", weights_only=False)["closed"] is True
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    ran = run_cli("finetune", student, "--teacher", teacher, "--data-lr", lr_images, "--out", out, "--resume",
+                  "--budget", "1m", "--batch", BUDGETED["batch"], "--patch", BUDGETED["patch"])
+    assert ran.code == 2 and "Traceback" not in ran.err
+    assert f"--resume: the run in {out} already finished" in ran.err and "new run from" in ran.err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_a_budget_too_short_or_given_with_steps_is_one_line(run_inputs, tmp_path, monkeypatch):
     import scales_cli.train.budget as budget_module
     from conftest import run_cli

@@ -57,7 +57,7 @@ from .config import ConfigError, FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
 from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult
 from .losses import feature_paths
-from .optim import current_lrs
+from .optim import Horizon, current_lrs
 
 if TYPE_CHECKING:
     from .blockwise import BlockwiseStage
@@ -315,6 +315,16 @@ def finetune(
         dist_.stop(world)
 
 
+def _finished(state: Mapping[str, Any], planned: int) -> bool:
+    """Whether a saved run was closed by its last validation: resuming it with more time would only add
+    steps at the annealed lr (cosine: 0), because a re-plan keeps the lr continuous. (States written
+    before the ``closed`` key: the end of the schedule reached.)"""
+    if "closed" in state:
+        return bool(state["closed"])
+    horizon = Horizon.from_json(state["horizon"]) if state.get("horizon") else Horizon(planned)
+    return int(state["step"]) >= horizon.end
+
+
 def _budgeted(budget: str | None, config: FinetuneConfig, world: dist_.World, device: torch.device, student: Any,
               teacher: Any, images: Sequence[Any], out: Path, resume: bool, val_set: Any,
               since: float) -> tuple[FinetuneConfig, BudgetPlan | None, Pacer | None]:
@@ -331,6 +341,10 @@ def _budgeted(budget: str | None, config: FinetuneConfig, world: dist_.World, de
             planned, recorded = int(state["identity"]["config"]["steps"]), state.get("budget")
         except Exception:  # noqa: BLE001 - an unreadable state is refused by the resume itself, naming the file
             return config, None, None
+        if recorded is not None and _finished(state, planned):
+            raise ScalesError(f"--resume: the run in {out} already finished (step {int(state['step'])}, its lr schedule "
+                              f"annealed to the end), so a longer budget would train at lr 0; train further with a new "
+                              f"run from {out / BEST_FILE} (e.g. --lr 5e-4 --out NEW)")
         if recorded is None:
             if budget is not None:
                 raise ScalesError(f"--budget {budget}: the run in {out} was started with --steps {planned}, not a budget "
@@ -420,14 +434,15 @@ class _Run:
             "seed": cfg.seed, "ema": cfg.ema, "config": cfg.to_json(),
         }
 
-    def save_all(self, final_psnr: float | None = None) -> None:
+    def save_all(self, final_psnr: float | None = None, *, closed: bool = False) -> None:
+        """state.pt and last.safetensors; ``closed`` marks the state of a run that :meth:`finish` ended."""
         out = self.plan.out
         if self.plan.world.is_main:
             blockwise = {"stage": self.stage.state_dict(), "window": list(self.block_state.get("window", []))} if self.stage else None
             budget = {"budget": self.pacer.state_dict()} if self.pacer is not None else {}
             self.distiller.save(out / STATE_FILE, self.identity, wall_s=self.elapsed(), best_step=self.best_step,
                                 best_psnr=None if self.best_step is None else self.best_psnr, window=list(self.window),
-                                blockwise=blockwise, **budget)
+                                blockwise=blockwise, closed=closed, **budget)
             save_trained_student(out / LAST_FILE, self.distiller.eval_model, self.plan.source_meta, self.training_block(final_psnr))
         dist_.barrier(self.plan.world)
 
@@ -579,7 +594,7 @@ class _Run:
         """Fully binary, a last validation and save; with no validation the final weights are the student."""
         self.distiller.finish()
         final_psnr = self.validate()
-        self.save_all(final_psnr)
+        self.save_all(final_psnr, closed=True)
         if self.plan.world.is_main and self.plan.val_set is None:  # (the validation drew the curves)
             save_trained_student(self.plan.out / BEST_FILE, self.distiller.eval_model, self.plan.source_meta,
                                  self.training_block(None))
