@@ -57,7 +57,7 @@ from .config import ConfigError, FinetuneConfig
 from .data import StepSampler, TrainSet, default_workers, load_train_images
 from .distiller import Distiller, NonFiniteStep, OutputDistillation, StepResult
 from .losses import feature_paths
-from .optim import Horizon, current_lrs
+from .optim import current_lrs
 
 if TYPE_CHECKING:
     from .blockwise import BlockwiseStage
@@ -315,16 +315,6 @@ def finetune(
         dist_.stop(world)
 
 
-def _finished(state: Mapping[str, Any], planned: int) -> bool:
-    """Whether a saved run was closed by its last validation: resuming it with more time would only add
-    steps at the annealed lr (cosine: 0), because a re-plan keeps the lr continuous. (States written
-    before the ``closed`` key: the end of the schedule reached.)"""
-    if "closed" in state:
-        return bool(state["closed"])
-    horizon = Horizon.from_json(state["horizon"]) if state.get("horizon") else Horizon(planned)
-    return int(state["step"]) >= horizon.end
-
-
 def _budgeted(budget: str | None, config: FinetuneConfig, world: dist_.World, device: torch.device, student: Any,
               teacher: Any, images: Sequence[Any], out: Path, resume: bool, val_set: Any,
               since: float) -> tuple[FinetuneConfig, BudgetPlan | None, Pacer | None]:
@@ -341,7 +331,7 @@ def _budgeted(budget: str | None, config: FinetuneConfig, world: dist_.World, de
             planned, recorded = int(state["identity"]["config"]["steps"]), state.get("budget")
         except Exception:  # noqa: BLE001 - an unreadable state is refused by the resume itself, naming the file
             return config, None, None
-        if recorded is not None and _finished(state, planned):
+        if recorded is not None and state.get("closed", False):  # closed by finish: its lr has annealed to 0
             raise ScalesError(f"--resume: the run in {out} already finished (step {int(state['step'])}, its lr schedule "
                               f"annealed to the end), so a longer budget would train at lr 0; train further with a new "
                               f"run from {out / BEST_FILE} (e.g. --lr 5e-4 --out NEW)")
