@@ -166,6 +166,25 @@ def test_affine_fit_lowers_layer_error_below_bias_only_and_none() -> None:
     assert errors["affine"] < errors["bias"] < errors["none"]
 
 
+def test_affine_fit_of_a_learned_weight_scale_goes_into_the_scale_and_matches_channel_mean() -> None:
+    """The calibration gain lands in ``wbin.log_scale`` (W keeps its FP values) and the calibrated layer
+    computes what the ``channel_mean`` layer computes, whose gain went into W."""
+    torch.manual_seed(4)
+    mean = _Tiny(BinaryOptions())
+    learned = _Tiny(BinaryOptions(weight="channel_learned"))
+    learned.load_state_dict(mean.state_dict(), strict=False)
+    for layer in (learned.body[0], learned.body[2]):
+        layer.wbin.start_from(layer.weight)
+    weights = [learned.body[i].weight.detach().clone() for i in (0, 2)]
+    x = torch.rand(4, 3, 12, 12)
+    for model in (mean, learned):
+        calibrate(model, [x], CalibrationOptions(correction="affine"))
+    assert all(torch.equal(learned.body[i].weight, w) for i, w in zip((0, 2), weights))
+    assert not torch.equal(mean.body[0].weight, weights[0])
+    with torch.no_grad():
+        torch.testing.assert_close(learned.eval()(x), mean.eval()(x), rtol=1e-4, atol=1e-5)
+
+
 def test_sequential_fit_lowers_the_output_error_against_the_teacher() -> None:
     """With earlier layers binary, only a fit on the student's real inputs can absorb their error."""
     torch.manual_seed(5)

@@ -117,7 +117,7 @@ def test_every_activation_gives_two_values_per_layer(name: str, shape: tuple[int
 def test_weight_channel_mean_two_values_per_channel_and_clipped_gradient() -> None:
     torch.manual_seed(2)
     w = (torch.randn(5, 3, 3, 3, dtype=torch.float64) * 0.8).requires_grad_(True)
-    wb = make_weight_binarizer("channel_mean")(w)
+    wb = make_weight_binarizer("channel_mean", w)(w)
     scale = w.detach().abs().mean(dim=(1, 2, 3))
     for o in range(5):
         assert sorted(wb[o].unique().tolist()) == pytest.approx([-scale[o].item(), scale[o].item()])
@@ -126,14 +126,31 @@ def test_weight_channel_mean_two_values_per_channel_and_clipped_gradient() -> No
     torch.testing.assert_close(w.grad, g * (w.detach().abs() <= 1).double())
 
 
+def test_learned_weight_scale_starts_at_the_channel_mean_and_trains_apart_from_w() -> None:
+    """``channel_learned``: the same Wb as ``channel_mean`` at the start; the scale gets the exact
+    gradient of s[o] * sign(W[o]) through its log, and W the same clipped STE as before."""
+    torch.manual_seed(3)
+    w = (torch.randn(4, 3, 3, 3, dtype=torch.float64) * 0.8).requires_grad_(True)
+    learned = make_weight_binarizer("channel_learned", w.detach()).double()
+    torch.testing.assert_close(learned(w), make_weight_binarizer("channel_mean", w)(w))
+    g = torch.randn_like(w)
+    learned(w).backward(g)
+    s = w.detach().abs().mean(dim=(1, 2, 3))
+    torch.testing.assert_close(learned.log_scale.grad, (g * hard_sign(w.detach())).sum(dim=(1, 2, 3)) * s)
+    torch.testing.assert_close(w.grad, g * s.reshape(-1, 1, 1, 1) * (w.detach().abs() <= 1).double())
+    with torch.no_grad():  # a new magnitude of W no longer changes the output scale
+        w.mul_(3)
+    torch.testing.assert_close(learned.scale(w), s)
+
+
 def test_weight_sign_plain() -> None:
     w = torch.tensor([[0.0, -0.2], [3.0, -4.0]])
-    assert make_weight_binarizer("sign")(w).tolist() == [[1.0, -1.0], [1.0, -1.0]]
+    assert make_weight_binarizer("sign", w)(w).tolist() == [[1.0, -1.0], [1.0, -1.0]]
     assert WeightSignSTE.apply(w, torch.tensor([2.0, 0.5])).tolist() == [[2.0, -2.0], [0.5, -0.5]]
 
 
 @pytest.mark.parametrize(
-    "build", [lambda: make_activation(3, 1, BinaryOptions(act="relu")), lambda: make_weight_binarizer("ternary")]
+    "build", [lambda: make_activation(3, 1, BinaryOptions(act="relu")), lambda: make_weight_binarizer("ternary", torch.ones(2, 2))]
 )
 def test_unknown_names_raise_recipe_error_with_choices(build) -> None:
     with pytest.raises(RecipeError, match="expected one of"):

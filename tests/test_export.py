@@ -1,8 +1,8 @@
 """``scales export``: views, bit packing, the three formats against torch, parity, and one-line errors.
 
 A small hand-made student covers the geometry the exporters must handle: padding, stride 2,
-dilation, C_in != C_out, BatchNorm, sign/scales binarizers, spatial/channel branches, skip, and a
-BinaryLinear over tokens.
+dilation, C_in != C_out, BatchNorm, sign/scales binarizers, a learned weight scale, spatial/channel
+branches, skip, and a BinaryLinear over tokens.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Tiny(nn.Module):
         super().__init__()
         self.head = nn.Conv2d(3, 8, 3, padding=1)
         self.b1 = BinaryConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), BinaryOptions())
-        self.b2 = BinaryConv2d.from_float(nn.Conv2d(8, 12, 3, stride=2, padding=1), BinaryOptions())
+        self.b2 = BinaryConv2d.from_float(nn.Conv2d(8, 12, 3, stride=2, padding=1), BinaryOptions(weight="channel_learned"))
         self.b3 = BinaryConv2d.from_float(nn.Conv2d(12, 12, kernel, padding=kernel // 2 * 2, dilation=2, groups=groups), BinaryOptions(batchnorm=True))
         self.b4 = BinaryConv2d.from_float(nn.Conv2d(12, 8, 1, bias=False), BinaryOptions(act="sign", weight="sign", channel=False))
         self.mix = BinaryLinear.from_float(nn.Linear(8, 8), BinaryOptions(channel=False))
@@ -51,6 +51,7 @@ class Tiny(nn.Module):
             for m in (self.b1, self.b2, self.b3, self.mix):
                 m.act.beta.copy_(torch.randn(m.act.beta.shape, generator=gen) * 0.1)
                 m.act.alpha.fill_(0.7)
+            self.b2.wbin.log_scale.add_(torch.randn(12, generator=gen) * 0.3)  # no longer mean |W|
             self.b3.bn.running_mean.copy_(torch.randn(12, generator=gen) * 0.1)
             self.b3.bn.running_var.copy_(torch.rand(12, generator=gen) + 0.5)
             self.b3.bn.weight.copy_(torch.randn(12, generator=gen))

@@ -231,6 +231,7 @@ def test_config_layers_and_their_errors():
     g = lr_factor(FinetuneConfig(steps=100, warmup=0, schedule="multistep", milestones=(0.5,), gamma=0.1))
     assert (g(49), g(50)) == (1.0, pytest.approx(0.1))
     assert is_side_parameter("IMDB1.c1.act.alpha") and is_side_parameter("IMDB1.c1.spatial.weight")
+    assert is_side_parameter("IMDB1.c1.wbin.log_scale")  # a learned weight scale trains with the scales
     assert not is_side_parameter("IMDB1.c1.weight")
 
 

@@ -153,11 +153,9 @@ TARGETS: dict[str, bool] = {"teacher": True, "self": False}
 
 
 def _gain_applies(layer: BinaryLayer) -> bool:
-    """W_o <- g W_o scales the binary output by g only if scale(gW) = g scale(W) and no BN renormalises."""
-    if layer.bn is not None:
-        return False
-    w = layer.weight.detach()
-    return bool(torch.allclose(layer.wbin.scale(2 * w), 2 * layer.wbin.scale(w)))
+    """A per-channel gain g scales the binary output by g only where the weight binarizer has a scale to
+    carry it (``carries_gain``: not ``sign``) and no BN renormalises the output."""
+    return layer.bn is None and layer.wbin.carries_gain
 
 
 class _ChannelMoments:
@@ -203,8 +201,7 @@ def _fit_output(layer: BinaryLayer, inputs: list[Tensor], targets: list[Tensor],
             z = _binary_part(layer, x)
             r = t - x if getattr(layer, "skip", False) else t
             moments.add(z, r, layer.act_channel_dim % z.ndim)
-        gain = moments.gain().to(layer.weight)
-        layer.weight.mul_(gain.reshape(-1, *([1] * (layer.weight.ndim - 1))))
+        layer.wbin.apply_gain(layer.weight, moments.gain().to(layer.weight))
         changed = True
     if fit_bias and layer.bias is not None:
         dim = layer.act_channel_dim % targets[0].ndim

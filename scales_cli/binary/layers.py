@@ -267,7 +267,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
         )
         self.options = options
         self.act = make_activation(in_channels, self.act_channel_dim, options)
-        self.wbin = make_weight_binarizer(options.weight)
+        self.wbin = make_weight_binarizer(options.weight, self.weight)
         self.spatial: SpatialRescale2d | None = None
         if options.spatial:
             kernel = _odd(options.spatial_kernel, "spatial_kernel")
@@ -302,6 +302,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
             options=options,
         )
         copy_float_parameters(conv, layer)
+        layer.wbin.start_from(layer.weight)
         return layer
 
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:
@@ -361,7 +362,7 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         super().__init__(in_features, out_features, bias, device, dtype)
         self.options = options
         self.act = make_activation(in_features, self.act_channel_dim, options)
-        self.wbin = make_weight_binarizer(options.weight)
+        self.wbin = make_weight_binarizer(options.weight, self.weight)
         self.spatial: TokenSpatialRescale | None = TokenSpatialRescale(in_features) if options.spatial else None
         self.channel = None
         self.channel_from_input = False
@@ -383,6 +384,7 @@ class BinaryLinear(BinaryLayer, nn.Linear):
             options=options,
         )
         copy_float_parameters(linear, layer)
+        layer.wbin.start_from(layer.weight)
         return layer
 
     def main_op(self, a: Tensor, w: Tensor) -> Tensor:

@@ -12,7 +12,8 @@ class BinaryOptions:
     act: activation binarizer registry name ("sign" clipped-STE sign, "approxsign" Bi-Real,
          "scales" alpha*sign(x-beta) with learnable layer scale and per-channel threshold).
     alpha_grad: gradient estimator for the SCALES alpha ("ste" or "lsq").
-    weight: weight binarizer ("channel_mean": mean|W_o| * sign(W_o); "sign": plain sign).
+    weight: weight binarizer ("channel_mean": mean|W_o| * sign(W_o); "channel_learned": a trained s_o *
+            sign(W_o), s_o started at mean|W_o|; "sign": plain sign).
     spatial / spatial_kernel: spatial re-scaling branch (conv C_in->1, k x k, + sigmoid; tokens: linear C->1).
     channel / channel_kernel: channel re-scaling branch (GAP -> Conv1d(k) -> sigmoid), CNN only.
     skip: Bi-Real identity skip around the binary conv where shapes allow.

@@ -1,8 +1,9 @@
 """Optimizer, learning-rate schedule and EMA of one run, built from a :class:`FinetuneConfig`.
 
 Two parameter groups: the quantized layers' side parameters (binary activation ``alpha``/``beta``,
-INT8 activation ``scale``/``zero_point`` and the ``spatial``/``channel``/``bn`` re-scaling branches),
-which may get their own ``scale_lr`` and never weight decay, and everything else. The schedule is a pure function of the step (so a resumed
+a learned weight scale ``wbin.log_scale``, INT8 activation ``scale``/``zero_point`` and the
+``spatial``/``channel``/``bn`` re-scaling branches), which may get their own ``scale_lr`` and never
+weight decay, and everything else. The schedule is a pure function of the step (so a resumed
 scheduler is just its step count):
 
     warmup  f(t) = (t + 1) / warmup                                  for t < warmup
@@ -29,7 +30,7 @@ from torch import nn
 from .config import FinetuneConfig
 
 _SIDE_PARTS = (".spatial.", ".channel.", ".bn.")
-_SIDE_SUFFIXES = (".act.alpha", ".act.beta", ".act.scale", ".act.zero_point")  # binary and INT8 activation quantizers
+_SIDE_SUFFIXES = (".act.alpha", ".act.beta", ".act.scale", ".act.zero_point", ".wbin.log_scale")  # quantizers' scales
 
 
 def is_side_parameter(name: str) -> bool:
