@@ -3,7 +3,9 @@
 For each teacher, through the real CLI (every command is recorded in the manifest):
 
 1. ``scales binarize TEACHER --recipe <default> --calibrate T91``
-2. ``scales finetune`` by distillation on BSD200 (HR) + T91 (LR-only); both disjoint from Set5/Set14
+2. ``scales finetune`` by distillation on BSD200 + T91, both as HR (``--t91 hr``, the default since
+   2026-12-03; ``--t91 lr-only`` gives T91 as LR-only inputs, as the earlier manifests record); both
+   disjoint from Set5/Set14
 3. the fine-tuned student re-stored with float16 tensors (half the bytes; loaders read it as float32)
 4. ``scales report`` on Set5 and Set14 (student, teacher, bicubic) -> the manifest's figures
 5. ``scales export`` of the student (openvino, scales ONNX) and of the teacher (openvino, float ONNX)
@@ -48,6 +50,12 @@ TEACHERS: dict[str, dict[str, str]] = {
     "imdtn_x4": {"file": "IMDTN_x4.pth", "source": "ofsoundof/NTIRE2022_ESR model_zoo/team09_imdtn.pth", "license": "MIT"},
     "carn_m_x4": {"file": "CARN-M.pth", "source": "nmhkahn/CARN-pytorch checkpoint/carn_m.pth", "license": "MIT"},
 }
+
+
+T91_FLAGS = {"hr": "--data", "lr-only": "--data-lr"}
+"""--t91 -> the finetune option that passes T91."""
+T91_DATA = {"hr": {"train_hr": ["BSD200", "T91"]}, "lr-only": {"train_hr": "BSD200", "train_lr_only": "T91"}}
+"""--t91 -> the manifest's record of the training data."""
 
 
 def run(args: list[str | Path], log: list[str], done: bool = False) -> str:
@@ -112,13 +120,14 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         source = calibrated
         recipe = ["--recipe", args.recipe] if args.recipe else []
         run(["binarize", ckpt, *recipe, "--calibrate", train / "T91", "-o", calibrated, "--force"], commands, done=kept_run)
-    # BSD200 as HR (LR made by MATLAB bicubic); T91 as LR-only inputs (its images are too small for
-    # 128 px HR crops at x4): the teacher's output is the target either way.
+    # BSD200 as HR (LR made by MATLAB bicubic); T91 as HR too, or as LR-only inputs (--t91 lr-only). As HR its
+    # LR inputs are bicubic like the test sets' (84 of its 91 images give 128 px HR crops at x4); as LR-only
+    # its sharp originals are inputs of another distribution, which measured 0.2 dB worse (docs/results.md).
     # --budget: train for that long, validate on Set5 every --val-every steps and keep the best (Set14 is
     # never seen by training or selection); otherwise --steps with one validation at the end, keep the last
     length = ["--budget", args.budget, "--val", bench_dir / "Set5", "--val-every", args.val_every] if args.budget \
         else ["--steps", args.steps, "--val-every", 0]
-    run(["finetune", source, "--teacher", ckpt, "--data", train / "BSD200", "--data-lr", train / "T91",
+    run(["finetune", source, "--teacher", ckpt, "--data", train / "BSD200", T91_FLAGS[args.t91], train / "T91",
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
          "--warmup", args.warmup, "--autocast", args.autocast, "--seed", args.seed, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
     store_float16(kept, target)
@@ -138,7 +147,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "recipe": _meta(target).get("scales.recipe_name"),
         "storage": "float16 tensors (read back as float32); binary weights keep their signs",
         "commands": commands,
-        "data": {"train_hr": "BSD200", "train_lr_only": "T91", "calibration": "T91", "test": ["Set5", "Set14"]},
+        "data": {**T91_DATA[args.t91], "calibration": "T91", "test": ["Set5", "Set14"]},
         "steps": max((r.get("step", 0) for r in read_history(finetuned / HISTORY_FILE) if r.get("kind") == "train"), default=0)
         if args.budget else args.steps, "budget": args.budget, "batch": args.batch, "patch": args.patch, "lr": args.lr, "warmup": args.warmup, "schedule": "cosine",
         "autocast": args.autocast,
@@ -150,7 +159,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     return with_earlier_stages(entry, previous) if previous else entry
 
 
-STAGE_KEYS = ("steps", "budget", "batch", "patch", "lr", "warmup", "schedule", "autocast", "wall_time_s", "device")
+STAGE_KEYS = ("steps", "budget", "batch", "patch", "lr", "warmup", "schedule", "autocast", "data", "wall_time_s", "device")
 
 
 def stage_of(manifest: dict) -> dict:
@@ -274,6 +283,8 @@ def main() -> None:
     parser.add_argument("--autocast", default="auto", choices=AUTOCAST_MODES,
                         help="finetune --autocast (bf16: the training forwards in bf16, faster on CPUs with AMX-BF16)")
     parser.add_argument("--seed", type=int, default=0, help="finetune --seed (crops and initial RNG)")
+    parser.add_argument("--t91", default="hr", choices=sorted(T91_FLAGS),
+                        help="T91 as HR images (finetune --data) or as LR-only inputs (--data-lr, the earlier builds)")
     parser.add_argument("--continue", dest="continue_", action="store_true",
                         help="train the stored zoo student further (a new stage from it) instead of binarizing the teacher afresh")
     parser.add_argument("--keep-finetune", action="store_true",

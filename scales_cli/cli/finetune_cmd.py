@@ -26,7 +26,7 @@ def finetune_cmd(
     student: Annotated[Path, typer.Argument(help="Student file written by scales binarize (.safetensors).")],
     teacher: Annotated[Path, typer.Option("--teacher", "-t", help="The FP checkpoint the student was made from (sha256 checked).")],
     data: Annotated[list[Path] | None, typer.Option("--data", help="Folder of HR images, searched recursively (repeatable); LR made by MATLAB bicubic.")] = None,
-    data_lr: Annotated[list[Path] | None, typer.Option("--data-lr", help="Folder of LR-only images (no HR; the teacher's output is the target). Repeatable.")] = None,
+    data_lr: Annotated[list[Path] | None, typer.Option("--data-lr", help="Folder of LR-only images (no HR; the teacher's output is the target), used as inputs as they are. Prefer --data where HR exists: bicubic LR matches the test inputs. Repeatable.")] = None,
     val: Annotated[Path | None, typer.Option("--val", help="Benchmark folder (Set5 layout or HR images) scored every --val-every steps; best -> OUT/student.safetensors.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: student.safetensors, last.safetensors, state.pt, history.jsonl, curves.png.")] = Path("finetune-out"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where its state.pt left it.")] = False,
