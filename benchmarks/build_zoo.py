@@ -52,10 +52,11 @@ TEACHERS: dict[str, dict[str, str]] = {
 }
 
 
-T91_FLAGS = {"hr": "--data", "lr-only": "--data-lr"}
-"""--t91 -> the finetune option that passes T91."""
-T91_DATA = {"hr": {"train_hr": ["BSD200", "T91"]}, "lr-only": {"train_hr": "BSD200", "train_lr_only": "T91"}}
-"""--t91 -> the manifest's record of the training data."""
+T91_AS: dict[str, tuple[str, dict]] = {
+    "hr": ("--data", {"train_hr": ["BSD200", "T91"]}),
+    "lr-only": ("--data-lr", {"train_hr": "BSD200", "train_lr_only": "T91"}),
+}
+"""--t91 -> (the finetune option that passes T91, the manifest's record of the training data)."""
 
 
 def run(args: list[str | Path], log: list[str], done: bool = False) -> str:
@@ -127,7 +128,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
     # never seen by training or selection); otherwise --steps with one validation at the end, keep the last
     length = ["--budget", args.budget, "--val", bench_dir / "Set5", "--val-every", args.val_every] if args.budget \
         else ["--steps", args.steps, "--val-every", 0]
-    run(["finetune", source, "--teacher", ckpt, "--data", train / "BSD200", T91_FLAGS[args.t91], train / "T91",
+    run(["finetune", source, "--teacher", ckpt, "--data", train / "BSD200", T91_AS[args.t91][0], train / "T91",
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
          "--warmup", args.warmup, "--autocast", args.autocast, "--seed", args.seed, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
     store_float16(kept, target)
@@ -147,7 +148,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "recipe": _meta(target).get("scales.recipe_name"),
         "storage": "float16 tensors (read back as float32); binary weights keep their signs",
         "commands": commands,
-        "data": {**T91_DATA[args.t91], "calibration": "T91", "test": ["Set5", "Set14"]},
+        "data": {**T91_AS[args.t91][1], "calibration": "T91", "test": ["Set5", "Set14"]},
         "steps": max((r.get("step", 0) for r in read_history(finetuned / HISTORY_FILE) if r.get("kind") == "train"), default=0)
         if args.budget else args.steps, "budget": args.budget, "batch": args.batch, "patch": args.patch, "lr": args.lr, "warmup": args.warmup, "schedule": "cosine",
         "autocast": args.autocast,
@@ -283,7 +284,7 @@ def main() -> None:
     parser.add_argument("--autocast", default="auto", choices=AUTOCAST_MODES,
                         help="finetune --autocast (bf16: the training forwards in bf16, faster on CPUs with AMX-BF16)")
     parser.add_argument("--seed", type=int, default=0, help="finetune --seed (crops and initial RNG)")
-    parser.add_argument("--t91", default="hr", choices=sorted(T91_FLAGS),
+    parser.add_argument("--t91", default="hr", choices=sorted(T91_AS),
                         help="T91 as HR images (finetune --data) or as LR-only inputs (--data-lr, the earlier builds)")
     parser.add_argument("--continue", dest="continue_", action="store_true",
                         help="train the stored zoo student further (a new stage from it) instead of binarizing the teacher afresh")

@@ -18,7 +18,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from scales_cli.binary.weight import SCALE_FLOOR, channel_mean_abs
+from scales_cli.binary.weight import log_channel_mean
 from scales_cli.io import atomic_write
 
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         layer = key[: -len(".act.alpha")]
         if f"{layer}.wbin.log_scale" in tensors:
             sys.exit(f"{args.student}: already has a learned weight scale ({layer})")
-        tensors[f"{layer}.wbin.log_scale"] = channel_mean_abs(tensors[f"{layer}.weight"]).clamp_min(SCALE_FLOOR).log().contiguous()
+        tensors[f"{layer}.wbin.log_scale"] = log_channel_mean(tensors[f"{layer}.weight"]).contiguous()
     meta["scales.recipe"] = with_learned_scale(meta["scales.recipe"])
     meta["scales.recipe_text"] = meta["scales.recipe"]
     meta.pop("scales.training", None)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from scales_cli.binary._registry import lookup
-from scales_cli.binary.ste import WeightSignSTE
+from scales_cli.binary.ste import WeightSignSTE, channel_view
 
 SCALE_FLOOR = 1e-8
 """A learned scale starts at max(mean|W_o|, SCALE_FLOOR): an all-zero channel still has a finite log."""
@@ -33,6 +33,11 @@ SCALE_FLOOR = 1e-8
 def channel_mean_abs(w: Tensor) -> Tensor:
     """mean(|W_o|) per output channel, shape (C_out,), detached."""
     return w.detach().abs().reshape(w.shape[0], -1).mean(dim=1)
+
+
+def log_channel_mean(w: Tensor) -> Tensor:
+    """log max(mean(|W_o|), SCALE_FLOOR): the ``channel_learned`` log-scale that reproduces ``channel_mean``."""
+    return channel_mean_abs(w).clamp_min(SCALE_FLOOR).log()
 
 
 class ChannelMeanWeight(nn.Module):
@@ -54,7 +59,7 @@ class ChannelMeanWeight(nn.Module):
     @torch.no_grad()
     def apply_gain(self, w: nn.Parameter, gain: Tensor) -> None:
         """Multiply channel o's binary output by gain[o] (only where ``carries_gain``)."""
-        w.mul_(gain.reshape(-1, *([1] * (w.ndim - 1))))
+        w.mul_(channel_view(gain, w.ndim, 0))
 
 
 class LearnedChannelWeight(nn.Module):
@@ -71,19 +76,20 @@ class LearnedChannelWeight(nn.Module):
 
     def __init__(self, w: Tensor) -> None:
         super().__init__()
-        self.log_scale = nn.Parameter(channel_mean_abs(w).clamp_min(SCALE_FLOOR).log())
+        self.log_scale = nn.Parameter(torch.empty(w.shape[0], dtype=w.dtype, device=w.device))
+        self.start_from(w)
 
     @torch.no_grad()
     def start_from(self, w: Tensor) -> None:
         """s_o = mean(|W_o|) of the float weights: the binarized layer starts as ``channel_mean`` would."""
-        self.log_scale.copy_(channel_mean_abs(w).clamp_min(SCALE_FLOOR).log())
+        self.log_scale.copy_(log_channel_mean(w))
 
     def scale(self, w: Tensor) -> Tensor:
         return self.log_scale.exp().to(w.dtype)
 
     def forward(self, w: Tensor) -> Tensor:
         signs = WeightSignSTE.apply(w, torch.ones_like(self.log_scale, dtype=w.dtype))
-        return signs * self.scale(w).reshape(-1, *([1] * (w.ndim - 1)))
+        return signs * channel_view(self.scale(w), w.ndim, 0)
 
     @torch.no_grad()
     def apply_gain(self, w: nn.Parameter, gain: Tensor) -> None:
