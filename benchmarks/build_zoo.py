@@ -130,7 +130,9 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         else ["--steps", args.steps, "--val-every", 0]
     run(["finetune", source, "--teacher", ckpt, "--data", train / "BSD200", T91_AS[args.t91][0], train / "T91",
          *length, "--batch", args.batch, "--patch", args.patch, "--lr", args.lr, "--schedule", "cosine",
-         "--warmup", args.warmup, "--autocast", args.autocast, "--seed", args.seed, "--out", finetuned, "--force", "--json"], commands, done=kept_run)
+         "--warmup", args.warmup, "--autocast", args.autocast, "--seed", args.seed, *(["--device", args.device] if args.device else []),
+         "--out", finetuned, "--force", "--json"], commands, done=kept_run)
+    commands += [f"# {args.note}"] if args.note else []
     store_float16(kept, target)
     commands.append(f"# {rel(target)} = {rel(kept)} {STORED_NOTE}")
     wall = time.time() - start
@@ -154,13 +156,15 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "autocast": args.autocast,
         "wall_time_s": round(wall, 1),
         "device": _device(args),
+        "training_device": args.trained_on or f"this machine's CPU ({platform.processor() or platform.machine()}), {args.threads} thread(s)",
         **_figures(report, target, ckpt),
         "export": export,
     }
     return with_earlier_stages(entry, previous) if previous else entry
 
 
-STAGE_KEYS = ("steps", "budget", "batch", "patch", "lr", "warmup", "schedule", "autocast", "data", "wall_time_s", "device")
+STAGE_KEYS = ("steps", "budget", "batch", "patch", "lr", "warmup", "schedule", "autocast", "data", "wall_time_s", "device",
+              "training_device")
 
 
 def stage_of(manifest: dict) -> dict:
@@ -284,6 +288,11 @@ def main() -> None:
     parser.add_argument("--autocast", default="auto", choices=AUTOCAST_MODES,
                         help="finetune --autocast (bf16: the training forwards in bf16, faster on CPUs with AMX-BF16)")
     parser.add_argument("--seed", type=int, default=0, help="finetune --seed (crops and initial RNG)")
+    parser.add_argument("--device", default=None, help="finetune --device (e.g. cuda on a lent GPU; default: finetune's own)")
+    parser.add_argument("--trained-on", default=None,
+                        help="where the fine-tune ran, in words, for the manifest (default: this machine's CPU); with "
+                             "--keep-finetune, a fine-tune run elsewhere (a lent GPU) and copied into out/zoo-build/NAME-TAG")
+    parser.add_argument("--note", default=None, help="a comment line recorded after the finetune command (how it ran)")
     parser.add_argument("--t91", default="hr", choices=sorted(T91_AS),
                         help="T91 as HR images (finetune --data) or as LR-only inputs (--data-lr, the earlier builds)")
     parser.add_argument("--continue", dest="continue_", action="store_true",

@@ -16,6 +16,7 @@ from scales_cli.archs._registry import spec_by_name
 from scales_cli.binary.int8 import Int8Conv2d, Int8Layer, calibrate_int8
 from scales_cli.errors import ScalesError
 from scales_cli.export.parity import DEMO_IMAGES, check_layer
+from scales_cli.export.graph import export_network
 from scales_cli.export.pipeline import FORMATS, export_model
 from scales_cli.recipe import load_recipe, rewrite, save_student
 from scales_cli.recipe.calibrate import calibrate_student
@@ -70,7 +71,7 @@ def test_onnx_graph_holds_qdq_pairs_and_int8_weights(mixed):
 
 def test_openvino_runs_the_int8_convs_as_int8_kernels(mixed, tmp_path: Path):
     """The profile's exec type of every INT8 layer's Convolution ends in _I8 (f32 inference hint and all)."""
-    from scales_cli.export.openvino import compile_ir
+    from scales_cli.export.openvino import compile_ir, graph_options
 
     _, student = mixed
     export_model(student, tmp_path / "s.xml", "openvino", check=False)
@@ -79,8 +80,9 @@ def test_openvino_runs_the_int8_convs_as_int8_kernels(mixed, tmp_path: Path):
     request.infer({0: np.random.default_rng(0).random((1, 3, 32, 36), dtype=np.float32)})
     convs = {p.node_name: p.exec_type for p in request.profiling_info if p.node_type == "Convolution"}
     int8_convs = sum(isinstance(m, Int8Conv2d) for m in student.modules())
-    # only an INT8 layer's conv has a FakeQuantize before it and i8 weights: one _I8 conv each, none f32
-    assert sum(kind.endswith("_I8") for kind in convs.values()) == int8_convs, convs
+    parts = 2 if graph_options().int8_split else 1  # split weights on CPUs whose INT8 kernels saturate
+    # only an INT8 layer's convs have a FakeQuantize before them and i8 weights: _I8 each, none f32
+    assert sum(kind.endswith("_I8") for kind in convs.values()) == parts * int8_convs, convs
     assert any(kind.endswith("_f32") for kind in convs.values())  # the FP head and re-scaling branches stay f32
 
 
@@ -182,4 +184,48 @@ def test_binary_layers_with_channels_padded_to_8_beside_int8_layers_run_in_openv
                                getattr(m, "bit_widths")() == (1, 1) and isinstance(m, nn.Conv2d))
     calibrate_int8(student, [torch.rand(2, 3, 24, 24) * 255])
     result = export_model(student.eval(), tmp_path / "s.xml", "openvino", input_range=255.0)
+    assert result.parity is not None and result.parity.ok, result.parity.to_json()
+
+
+def _saturating_net() -> nn.Module:
+    """3 -> 64 channels at the top INT8 input level (255) -> an INT8 1x1 conv with positive weights -> 3 channels:
+    every pair of u8 x s8 products is about 2 * 255 * 127, past int16 (what VNNI-less INT8 kernels add pairs in)."""
+    torch.manual_seed(0)
+    pre, post = nn.Conv2d(3, 64, 1), nn.Conv2d(16, 3, 1)
+    layer = Int8Conv2d.from_float(nn.Conv2d(64, 16, 1)).eval()
+    with torch.no_grad():
+        pre.weight.zero_()
+        pre.bias.fill_(2.5)
+        layer.weight.abs_()
+    layer.act.set_range(0.0, 2.55)  # s = 0.01, z = 0: 2.5 is level 250
+    return nn.Sequential(pre, layer, post).eval()
+
+
+def test_split_int8_weights_keep_every_level_within_the_pair_safe_range():
+    from scales_cli.export.graph import PAIR_SAFE_LEVEL, split_levels
+
+    levels = np.arange(-127, 128, dtype=np.int8)
+    high, low = split_levels(levels)
+    assert np.array_equal(high.astype(np.int16) + low, levels)
+    assert max(np.abs(high.astype(np.int16)).max(), np.abs(low.astype(np.int16)).max()) == PAIR_SAFE_LEVEL
+    assert 2 * 255 * PAIR_SAFE_LEVEL <= np.iinfo(np.int16).max
+
+
+def test_split_int8_weights_run_exactly_in_openvino_even_where_pairs_would_saturate(tmp_path: Path):
+    """Written split, the saturating net is exact on any CPU (without VNNI, unsplit, it is not: docstring of
+    Int8ExportedLayer); and the exporter splits by itself exactly where this CPU's kernels would saturate."""
+    from scales_cli.export import openvino
+    from scales_cli.export.runtime import OpenVinoRuntime
+    from scales_cli.machine import local_isa
+
+    net = _saturating_net()
+    path = tmp_path / "s.xml"
+    ir = openvino.model_of(export_network(net, openvino.graph_options(isa=("avx2",))), torch.rand(1, 3, 8, 8), 17)
+    openvino.save_ir(ir, path)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(OpenVinoRuntime(path)(x.numpy()), net(x).numpy(), rtol=0, atol=1e-4)
+    assert openvino.graph_options(isa=("avx2",)).int8_split and not openvino.graph_options(isa=("avx512_vnni",)).int8_split
+    assert openvino.graph_options().int8_split == openvino.int8_saturates(local_isa())
+    result = export_model(net, tmp_path / "auto.xml", "openvino", input_range=1.0)  # as `scales export` writes it
     assert result.parity is not None and result.parity.ok, result.parity.to_json()

@@ -233,10 +233,30 @@ def compile_ir(model, shape: tuple[int, ...], threads: int | None = None, profil
     return core.compile_model(model, "CPU", config)
 
 
-def graph_options(spatial_pointwise: bool = True):  # noqa: ANN201 - GraphOptions
+EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "amx_int8"})
+"""ISA flags whose INT8 kernels accumulate u8 x s8 products in int32 (VNNI's vpdpbusd, AMX): no int16 saturation."""
+
+
+def int8_saturates(isa: tuple[str, ...] | None) -> bool:
+    """Whether OpenVINO's INT8 convolutions on a CPU with these :data:`~scales_cli.machine.KERNEL_FLAGS` may
+    saturate (no :data:`EXACT_INT8_FLAGS`, or flags unknown: assume they may).
+
+    >>> int8_saturates(("avx512f", "avx2")), int8_saturates(("avx512_vnni", "avx512f", "avx2"))
+    (True, False)
+    """
+    return not EXACT_INT8_FLAGS & set(isa or ())
+
+
+def graph_options(spatial_pointwise: bool = True, isa: tuple[str, ...] | None = None):  # noqa: ANN201 - GraphOptions
+    """How the IR is written. INT8 weights are split (:class:`.graph.Int8ExportedLayer`) where the exporting
+    CPU's INT8 kernels saturate (``isa``, default this CPU's): the parity check runs here, so an IR written here
+    is exact here. The split IR is exact on every CPU at twice the INT8 MACs; an IR written on a VNNI CPU is not
+    split and, run on a CPU without VNNI, may saturate (docs/onnx-ops.md)."""
+    from ..machine import local_isa
     from .graph import GraphOptions
 
-    return GraphOptions(core="custom", spatial_pointwise=spatial_pointwise)
+    return GraphOptions(core="custom", spatial_pointwise=spatial_pointwise,
+                        int8_split=int8_saturates(local_isa() if isa is None else isa))
 
 
 def model_of(net, example, opset: int):  # noqa: ANN001, ANN201 - ov.Model of an already converted network or module
