@@ -27,6 +27,20 @@ def test_zoo_lists_every_manifest(tmp_path: Path):
         assert shipped.code == 0 and [e["name"] for e in json.loads(shipped.out)] == [e.name for e in ENTRIES]
 
 
+def test_zoo_says_how_long_and_where_each_student_trained(tmp_path: Path):
+    from scales_cli.zoo import ZooEntry
+
+    gpu = "lent NVIDIA H200 (torch 2.11.0+cu130, bf16 autocast), shared with four other fine-tunes"
+    staged = {"stages": [{"budget": "7m", "training_device": gpu}, {"budget": "3m30s", "training_device": gpu},
+                         {"budget": "40m", "training_device": "this machine's CPU (x86_64), 1 thread(s)"}]}
+    older = {"steps": 600, "budget": None}  # written before training_device existed: trained on the CPU
+    show = [ZooEntry("x", tmp_path / "x.safetensors", tmp_path / "x.json", raw).trained for raw in (staged, older)]
+    assert show == ["7m + 3m30s on NVIDIA H200, 40m on CPU", "600 steps on CPU"]
+    (tmp_path / "x.json").write_text(json.dumps({"name": "x", "file": "x.safetensors", **staged}))
+    table = run_cli("zoo", "--dir", tmp_path)
+    assert table.code == 0 and "H200" in table.out, table.out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_zoo_student_reproduces_its_manifest(entry, benchmarks: Path, tmp_path: Path):

@@ -26,15 +26,15 @@ def zoo(
         emit_json([{"name": e.name, "path": str(e.path), **e.raw} for e in entries])
         return
     table = Table(title="binary model zoo (figures measured on the stored files; see each NAME.json)")
-    for col in ("student", "teacher", "recipe", "steps", "Set5 dB", "Set14 dB", "FP Set5", "file KB", "OpenVINO speed-up"):
-        table.add_column(col, justify="left" if col in ("student", "teacher", "recipe") else "right")
+    for col in ("student", "teacher", "recipe", "trained", "steps", "Set5 dB", "Set14 dB", "FP Set5", "file KB", "OpenVINO speed-up"):
+        table.add_column(col, justify="left" if col in ("student", "teacher", "recipe", "trained") else "right")
     for e in entries:
         raw = e.raw
         teacher5 = (raw.get("teacher_results", {}).get("Set5") or {}).get("psnr")
         speed = raw.get("export", {}).get("openvino_speedup")
         size = e.path.stat().st_size / 1024 if e.path.is_file() else None
         table.add_row(
-            os.path.relpath(e.path) if e.path.is_absolute() else str(e.path), e.teacher, str(raw.get("recipe", "?")), str(raw.get("steps", "?")),
+            os.path.relpath(e.path) if e.path.is_absolute() else str(e.path), e.teacher, str(raw.get("recipe", "?")), e.trained, str(raw.get("steps", "?")),
             _db(e.psnr("Set5")), _db(e.psnr("Set14")), _db(teacher5),
             f"{size:,.0f}" if size is not None else "missing", f"{speed:.2f}x" if speed else "-",
         )
