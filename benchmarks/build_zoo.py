@@ -156,7 +156,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "autocast": args.autocast,
         "wall_time_s": round(wall, 1),
         "device": _device(args),
-        "training_device": args.trained_on or f"this machine's CPU ({platform.processor() or platform.machine()}), {args.threads} thread(s)",
+        "training_device": args.trained_on or f"this machine's CPU ({_cpu_name()}), {args.threads} thread(s)",
         **_figures(report, target, ckpt),
         "export": export,
     }
@@ -239,6 +239,12 @@ def _device(args: argparse.Namespace) -> str:
     load = os.getloadavg()[0]
     return (f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), {args.threads} thread(s); "
             f"1-min load average {load:.1f} right after the bench")
+
+
+def _cpu_name() -> str:
+    from scales_cli.machine import read_cpu
+
+    return read_cpu()[0]
 
 
 def _sha(path: Path) -> str:
