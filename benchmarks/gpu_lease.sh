@@ -3,18 +3,37 @@
 # GPU goal and four zoo students (RLFN/RFDN x4, `cnn` and `cnn-int8`) -- in one device call, as the device
 # tool wants (one prepared script; ../shared does not travel, so what a run needs is staged in gpu/ first).
 #
-# Stage (on the dev machine, in the repository root; gpu/ is git-ignored through .git/info/exclude):
-#   echo /gpu/ >> .git/info/exclude; mkdir -p gpu/ck gpu/data gpu/st gpu/whl; S=../shared
-#   cp $S/checkpoints/{IMDN_x4,RLFN_x4,RFDN_x4}.pth gpu/ck/
-#   cp -r $S/data/train/T91 $S/data/train/BSD200 $S/data/benchmarks/Set5 gpu/data/
-#   scales binarize $S/checkpoints/IMDN_x4.pth --recipe cnn --calibrate $S/data/train/T91 -o gpu/st/imdn-cnn.safetensors
-#   (and the zoo's calibrated students, as benchmarks/build_zoo.py makes them, as gpu/st/NAME-TAG.safetensors)
-#   pip download typer rich and their requirements as py3.12 wheels into gpu/whl (the image's own may differ)
+# Stage (on the dev machine, in the repository root; makes gpu/, git-ignored through .git/info/exclude, ~45 MB:
+# the three teachers, copies of ../shared's BSD200, T91 and Set5, the calibrated students as build_zoo.py makes
+# them, and py3.12 wheels of typer/rich and their requirements, since the image's own may differ):
+#                                     bash benchmarks/gpu_lease.sh stage [../shared]
 # Run (device tool, carry ["gpu"]):   bash benchmarks/gpu_lease.sh cuda 7m $OUT
 # Then a second cosine cycle from the first round's students (copied over gpu/st/):
 #                                     LR=1e-3 SEED=1 JOB_LIMIT=250 bash benchmarks/gpu_lease.sh cuda 3m30s $OUT
 # Locally, as a dry run of the same path: BATCH=2 PATCH=24 JOBS="imdn" bash benchmarks/gpu_lease.sh cpu 150s /tmp/gout
 set -u
+CLI_WHEELS="typer rich pydantic pydantic-core typing-inspection annotated-types annotated-doc markdown-it-py mdurl pygments shellingham typing-extensions"
+if [ "${1:-}" = stage ]; then
+  set -e
+  S=${2:-../shared} PYV=${PYV:-.venv/bin/python}
+  grep -qx /gpu/ .git/info/exclude 2>/dev/null || echo /gpu/ >> .git/info/exclude
+  mkdir -p gpu/ck gpu/data gpu/st gpu/whl
+  cp $S/checkpoints/{IMDN_x4,RLFN_x4,RFDN_x4}.pth gpu/ck/
+  rm -rf gpu/data/*; cp -r $S/data/train/T91 $S/data/train/BSD200 $S/data/benchmarks/Set5 gpu/data/
+  rm -rf gpu/data/Set5/LR_bicubic/X2 gpu/data/Set5/LR_bicubic/X3  # x4 only: the carry limit is 64 MiB in all
+  binarize() { $PYV -m scales_cli binarize "$@" --calibrate $S/data/train/T91 --force > /dev/null; }
+  binarize $S/checkpoints/IMDN_x4.pth --recipe cnn -o gpu/st/imdn-cnn.safetensors
+  for recipe in cnn cnn-int8; do
+    for pair in rlfn_x4:RLFN_x4 rfdn_x4:RFDN_x4; do
+      binarize $S/checkpoints/${pair#*:}.pth --recipe $recipe -o gpu/st/${pair%%:*}-$recipe.safetensors
+    done
+  done
+  pins=$($PYV -c "import sys; from importlib.metadata import version as v; print(' '.join(f'{n}=={v(n)}' for n in sys.argv[1:]))" $CLI_WHEELS)
+  rm -f gpu/whl/*.whl
+  $PYV -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d gpu/whl $pins
+  du -sh gpu; exit 0
+fi
 DEV=$1 BUDGET=$2 DEST=$3
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=2
 PY=${PY:-python3}
