@@ -116,7 +116,7 @@ class Int8ExportedLayer(nn.Module):
     ``high`` and ``low`` (:func:`split_levels`), summed. Why: without VNNI (AVX2, AVX-512 without VNNI)
     OpenVINO's INT8 kernels add each pair of u8 x s8 products in int16 with saturation (vpmaddubsw), so
     an input at level 255 against weights near 127 saturates: measured on an AVX2 EPYC, a 1x1 conv with
-    inputs at the top level and positive weights came out 0.93 off an output of 5.05, and mixed students
+    inputs at the top level and positive weights came out 0.93-1.08 off outputs of about 5, and mixed students
     failed parity at 28-45 dB. With every |level| <= 64 no pair can saturate, and the integer sums, hence
     the outputs, are those of one convolution (up to the float rounding of one extra addition).
     """
