@@ -31,6 +31,8 @@ slowly; the pair is several times faster.
 from __future__ import annotations
 
 import copy
+import functools
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,20 +129,17 @@ class Int8ExportedLayer(nn.Module):
         self.register_buffer("act_scale", torch.tensor(view.act_scale, dtype=torch.float32))
         self.register_buffer("act_zero_point", torch.tensor(view.act_zero_point, dtype=torch.uint8))
         parts = split_levels(view.weight) if split else (view.weight,)
-        self.weight_parts = len(parts)
-        for i, part in enumerate(parts):
-            self.register_buffer(f"weight_levels_{i}", torch.from_numpy(np.ascontiguousarray(part)))
+        self.level_buffers = tuple(f"weight_levels_{i}" for i in range(len(parts)))
+        for name, part in zip(self.level_buffers, parts):
+            self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(part)))
         self.register_buffer("weight_scale", torch.from_numpy(view.weight_scale))
         self.register_buffer("weight_zero_point", torch.zeros(view.weight_scale.shape, dtype=torch.int8))
 
     def core(self, x: Tensor) -> Tensor:
         a = _QuantizeDequantize.apply(x, self.layer.act(x), self.act_scale, self.act_zero_point)
-        parts = [_DequantizeWeight.apply(getattr(self, f"weight_levels_{i}"), self.weight_scale, self.weight_zero_point)
-                 for i in range(self.weight_parts)]
-        out = self.layer.main_op(a, parts[0])
-        for w in parts[1:]:
-            out = out + self.layer.main_op(a, w)
-        return out
+        convs = [self.layer.main_op(a, _DequantizeWeight.apply(getattr(self, name), self.weight_scale, self.weight_zero_point))
+                 for name in self.level_buffers]
+        return functools.reduce(operator.add, convs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layer.epilogue(self.core(x), x)
