@@ -54,7 +54,7 @@ TEACHERS: dict[str, dict[str, str]] = {
 
 T91_AS: dict[str, tuple[str, dict]] = {
     "hr": ("--data", {"train_hr": ["BSD200", "T91"]}),
-    "lr-only": ("--data-lr", {"train_hr": "BSD200", "train_lr_only": "T91"}),
+    "lr-only": ("--data-lr", {"train_hr": ["BSD200"], "train_lr_only": "T91"}),
 }
 """--t91 -> (the finetune option that passes T91, the manifest's record of the training data)."""
 
@@ -156,7 +156,9 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
         "autocast": args.autocast,
         "wall_time_s": round(wall, 1),
         "device": _device(args),
-        "training_device": args.trained_on or f"this machine's CPU ({_cpu_name()}), {args.threads} thread(s)",
+        "trained_on": args.trained_on,
+        "training_device": args.trained_on_detail or (f"this machine's CPU ({_cpu_name()}), {args.threads} thread(s)"
+                                                      if args.trained_on == "CPU" else args.trained_on),
         **_figures(report, target, ckpt),
         "export": export,
     }
@@ -164,7 +166,7 @@ def build(name: str, teacher: dict[str, str], args: argparse.Namespace) -> dict:
 
 
 STAGE_KEYS = ("steps", "budget", "batch", "patch", "lr", "warmup", "schedule", "autocast", "data", "wall_time_s", "device",
-              "training_device")
+              "trained_on", "training_device")
 
 
 def stage_of(manifest: dict) -> dict:
@@ -295,9 +297,12 @@ def main() -> None:
                         help="finetune --autocast (bf16: the training forwards in bf16, faster on CPUs with AMX-BF16)")
     parser.add_argument("--seed", type=int, default=0, help="finetune --seed (crops and initial RNG)")
     parser.add_argument("--device", default=None, help="finetune --device (e.g. cuda on a lent GPU; default: finetune's own)")
-    parser.add_argument("--trained-on", default=None,
-                        help="where the fine-tune ran, in words, for the manifest (default: this machine's CPU); with "
-                             "--keep-finetune, a fine-tune run elsewhere (a lent GPU) and copied into out/zoo-build/NAME-TAG")
+    parser.add_argument("--trained-on", default="CPU",
+                        help="the device the fine-tune ran on, as `scales zoo` names it (e.g. 'NVIDIA H200'; default: CPU, "
+                             "this machine's); with --keep-finetune, a fine-tune run elsewhere and copied into out/zoo-build/NAME-TAG")
+    parser.add_argument("--trained-on-detail", default=None,
+                        help="that device in words for the manifest's training_device (runtime, sharing); default: "
+                             "this machine's CPU and --threads, or --trained-on")
     parser.add_argument("--note", default=None, help="a comment line recorded after the finetune command (how it ran)")
     parser.add_argument("--t91", default="hr", choices=sorted(T91_AS),
                         help="T91 as HR images (finetune --data) or as LR-only inputs (--data-lr, the earlier builds)")

@@ -4,7 +4,8 @@ A manifest (``zoo/NAME.json``) says what the student is and how it was made, wit
 measured on the file as stored (``benchmarks/build_zoo.py`` writes both)::
 
     name, file, teacher {file, sha256, license, source}, recipe, storage,
-    commands [...], data [...], steps, wall_time_s, device (the bench's machine), training_device,
+    commands [...], data [...], steps, wall_time_s, device (the bench's machine), trained_on (the training
+    device's short name), training_device (in words),
     stages [...] (a build continued from an earlier student: each stage's settings),
     results {Set5: {psnr, ssim}, Set14: {...}}, teacher_results, bicubic_results,
     params, ops, ops_input_size, export {sizes_bytes {...}, openvino_speedup, bench {...}}
@@ -49,13 +50,12 @@ class ZooEntry:
 
     @property
     def trained(self) -> str:
-        """Each training stage's budget (or steps) and where it ran, consecutive stages on one device joined:
-        ``7m + 3m30s on NVIDIA H200, 40m on CPU``. Manifests written before ``training_device`` existed
+        """Each training stage's budget (or steps) and where it ran (its ``trained_on``), consecutive stages on one
+        device joined: ``7m + 3m30s on NVIDIA H200, 40m on CPU``. Manifests written before ``trained_on`` existed
         were all trained on the CPU of the machine that built them."""
         runs: list[tuple[str, list[str]]] = []
         for stage in self.raw.get("stages") or [self.raw]:
-            where = str(stage.get("training_device") or "CPU").split(" (")[0].split(",")[0]
-            where = "CPU" if where.startswith("this machine's CPU") else where.removeprefix("lent ")
+            where = str(stage.get("trained_on") or "CPU")
             length = str(stage.get("budget") or f"{stage.get('steps', '?')} steps")
             if runs and runs[-1][0] == where:
                 runs[-1][1].append(length)

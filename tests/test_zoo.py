@@ -30,15 +30,24 @@ def test_zoo_lists_every_manifest(tmp_path: Path):
 def test_zoo_says_how_long_and_where_each_student_trained(tmp_path: Path):
     from scales_cli.zoo import ZooEntry
 
-    gpu = "lent NVIDIA H200 (torch 2.11.0+cu130, bf16 autocast), shared with four other fine-tunes"
-    staged = {"stages": [{"budget": "7m", "training_device": gpu}, {"budget": "3m30s", "training_device": gpu},
-                         {"budget": "40m", "training_device": "this machine's CPU (x86_64), 1 thread(s)"}]}
-    older = {"steps": 600, "budget": None}  # written before training_device existed: trained on the CPU
+    gpu = {"trained_on": "NVIDIA H200", "training_device": "lent NVIDIA H200 (torch 2.11.0+cu130), shared with four other fine-tunes"}
+    staged = {"stages": [{"budget": "7m", **gpu}, {"budget": "3m30s", **gpu},
+                         {"budget": "40m", "trained_on": "CPU", "training_device": "this machine's CPU (x86_64), 1 thread(s)"}]}
+    older = {"steps": 600, "budget": None}  # written before trained_on existed: trained on the CPU
     show = [ZooEntry("x", tmp_path / "x.safetensors", tmp_path / "x.json", raw).trained for raw in (staged, older)]
     assert show == ["7m + 3m30s on NVIDIA H200, 40m on CPU", "600 steps on CPU"]
     (tmp_path / "x.json").write_text(json.dumps({"name": "x", "file": "x.safetensors", **staged}))
     table = run_cli("zoo", "--dir", tmp_path)
     assert table.code == 0 and "H200" in table.out, table.out
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_shipped_manifests_name_the_device_of_every_stage(entry):
+    """A stage described in words (``training_device``) also names its device (``trained_on``), the field the
+    listing reads: a stage that trained on a GPU and lacks it would be listed as a CPU one. Its train sets are a list."""
+    for stage in entry.raw.get("stages") or [entry.raw]:
+        assert "training_device" not in stage or stage.get("trained_on"), f"{entry.manifest}: stage without trained_on"
+        assert isinstance(stage.get("data", {}).get("train_hr", []), list), f"{entry.manifest}: data.train_hr not a list"
 
 
 @pytest.mark.slow

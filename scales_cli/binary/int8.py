@@ -67,7 +67,7 @@ from scales_cli.errors import RecipeError
 
 WEIGHT_QMAX = 127  # symmetric narrow range [-127, 127]
 ACT_QMAX = 255  # unsigned levels 0..255
-SCALE_FLOOR = 1e-8
+STEP_FLOOR = 1e-8  # the smallest quantization step (weight scale, activation level): a dead channel still divides
 INT8_BITS: tuple[int, int] = (8, 8)
 TIE_TOLERANCE = 1e-3  # |frac(x / s) - 0.5| below which a runtime may round to the other level (parity)
 
@@ -122,7 +122,7 @@ class Int8Weight(nn.Module):
 
     def scale(self, w: Tensor) -> Tensor:
         """s_o = max|W_o| / 127, shape (C_out,), detached (an all-zero channel gets the floor)."""
-        return (w.detach().abs().reshape(w.shape[0], -1).amax(dim=1) / WEIGHT_QMAX).clamp_min(SCALE_FLOOR)
+        return (w.detach().abs().reshape(w.shape[0], -1).amax(dim=1) / WEIGHT_QMAX).clamp_min(STEP_FLOOR)
 
     def forward(self, w: Tensor) -> Tensor:
         return WeightInt8STE.apply(w, self.scale(w))
@@ -144,7 +144,7 @@ class Int8Activation(nn.Module):
 
     def step(self) -> Tensor:
         """The positive step s = max(|a|, 1e-8), shape (1,)."""
-        return self.scale.abs().clamp_min(SCALE_FLOOR)
+        return self.scale.abs().clamp_min(STEP_FLOOR)
 
     def integer_zero_point(self) -> Tensor:
         """z = clamp(round(p), 0, 255), shape (1,), detached."""
@@ -162,7 +162,7 @@ class Int8Activation(nn.Module):
         [min(low, 0), max(high, 0)].
         """
         low, high = min(float(low), 0.0), max(float(high), 0.0)
-        step = max((high - low) / ACT_QMAX, SCALE_FLOOR)
+        step = max((high - low) / ACT_QMAX, STEP_FLOOR)
         self.scale.fill_(step)
         self.zero_point.fill_(min(max(round(-low / step), 0), ACT_QMAX))
 

@@ -74,30 +74,31 @@ def _ov_graph(module: nn.Module, example: torch.Tensor, opset: int) -> OpenVinoR
     return OpenVinoRuntime(openvino.model_of(module, example, opset))
 
 
-FORMATS: dict[str, tuple[ExportFormat, GraphOptions]] = {
+FORMATS: dict[str, tuple[ExportFormat, Callable[[], GraphOptions]]] = {
     "scales": (
         ExportFormat(
             "scales", ".onnx", "ONNX, binary layers as scales:: custom nodes with 1-bit weights (reference kernel: onnxruntime-extensions), INT8 layers as QDQ",
             onnx_custom.write, lambda p: OnnxRuntime(p), _onnx_graph(onnx_custom.graph_bytes),
         ),
-        onnx_custom.OPTIONS,
+        lambda: onnx_custom.OPTIONS,
     ),
     "float": (
         ExportFormat(
             "float", ".onnx", "standard ONNX only, binary layers as +-1 float convs, INT8 layers as QDQ (any ONNX runtime)",
             onnx_float.write, lambda p: OnnxRuntime(p), _onnx_graph(onnx_float.graph_bytes),
         ),
-        onnx_float.OPTIONS,
+        lambda: onnx_float.OPTIONS,
     ),
     "openvino": (
         ExportFormat(
             "openvino", ".xml", "OpenVINO IR (.xml + .bin): BinaryConvolution xnor-popcount, u1 weights; INT8 convs as FakeQuantize + i8 weights",
             openvino.write, lambda p: OpenVinoRuntime(p), _ov_graph, openvino.check_supported, (".bin",),
         ),
-        openvino.graph_options(),
+        openvino.graph_options,
     ),
 }
-"""``--format`` name -> (format, how its binary layers are written)."""
+"""``--format`` name -> (format, how its layers are written). The second is built when a format is chosen:
+the OpenVINO one reads this CPU's ISA (:func:`.openvino.graph_options`), which importing the registry should not."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ def refuse_unexpressible(model: nn.Module, fmt: ExportFormat) -> None:
 def export_format(name: str) -> tuple[ExportFormat, GraphOptions]:
     if name not in FORMATS:
         raise ScalesError(f"--format {name}: unknown format (expected {', '.join(FORMATS)})")
-    return FORMATS[name]
+    chosen, options = FORMATS[name]
+    return chosen, options()
 
 
 def prepare(target: Path, fmt: str, *, force: bool = False, opset: int = DEFAULT_OPSET) -> tuple[ExportFormat, GraphOptions]:
