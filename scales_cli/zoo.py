@@ -41,8 +41,19 @@ class ZooEntry:
     manifest: Path
     raw: dict[str, Any]
 
-    def psnr(self, dataset: str) -> float | None:
-        return (self.raw.get("results", {}).get(dataset) or {}).get("psnr")
+    def psnr(self, dataset: str, of: str = "results") -> float | None:
+        """PSNR on ``dataset`` of the student (``of`` = ``results``), its FP teacher (``teacher_results``) or
+        bicubic (``bicubic_results``), as the manifest records it; None where it records none."""
+        return (self.raw.get(of, {}).get(dataset) or {}).get("psnr")
+
+    def kept(self, dataset: str) -> float | None:
+        """The share of the FP teacher's PSNR gain over bicubic that the student keeps on ``dataset``
+        ((student - bicubic) / (teacher - bicubic)): how much of the teacher's work survives binarization, the
+        figure a user weighs against the speed-up (issue 20's zoo goal is >= 0.75 on Set14). None without all three."""
+        student, teacher, bicubic = (self.psnr(dataset, of) for of in ("results", "teacher_results", "bicubic_results"))
+        if student is None or teacher is None or bicubic is None or teacher <= bicubic:
+            return None
+        return (student - bicubic) / (teacher - bicubic)
 
     @property
     def teacher(self) -> str:

@@ -41,6 +41,25 @@ def test_zoo_says_how_long_and_where_each_student_trained(tmp_path: Path):
     assert table.code == 0 and "H200" in table.out, table.out
 
 
+def test_zoo_shows_the_share_of_the_teachers_gain_each_student_keeps(tmp_path: Path):
+    from scales_cli.zoo import ZooEntry
+
+    def psnr(value: float) -> dict:
+        return {"Set14": {"psnr": value}}
+
+    raw = {"results": psnr(27.5), "teacher_results": psnr(28.5), "bicubic_results": psnr(26.5)}
+    assert ZooEntry("x", tmp_path / "x.safetensors", tmp_path / "x.json", raw).kept("Set14") == pytest.approx(0.5)
+    for missing in ("results", "teacher_results", "bicubic_results"):  # any figure absent: nothing to divide
+        assert ZooEntry("x", tmp_path, tmp_path, {k: v for k, v in raw.items() if k != missing}).kept("Set14") is None
+    flat = {**raw, "teacher_results": psnr(26.5)}  # a teacher no better than bicubic has no gain to keep
+    assert ZooEntry("x", tmp_path, tmp_path, flat).kept("Set14") is None
+    for name in ("rfdn_x4-cnn", "rfdn_x4-cnn-int8-and-a-long-tag"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name, "file": f"{name}.safetensors", **raw}))
+    table = run_cli("zoo", "--dir", tmp_path)
+    assert table.code == 0 and "50.00 %" in table.out, table.out
+    assert "rfdn_x4-cnn-int8-and-a-long-tag" in table.out, "a student's name was shortened"
+
+
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_shipped_manifests_name_the_device_of_every_stage(entry):
     """A stage described in words (``training_device``) also names its device (``trained_on``), the field the

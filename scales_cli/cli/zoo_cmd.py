@@ -18,27 +18,40 @@ def zoo(
     folder: Annotated[Path | None, typer.Option("--dir", help="Zoo folder (default: the repository's zoo/).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """List the zoo's binary students: teacher, recipe, Set5/Set14 PSNR, size, OpenVINO speed-up."""
+    """List the zoo's binary students: teacher, recipe, Set5/Set14 PSNR, the share of the teacher's gain kept, size, speed-up."""
     from ..zoo import read_zoo
 
     entries = read_zoo(folder)
     if json_out:
         emit_json([{"name": e.name, "path": str(e.path), **e.raw} for e in entries])
         return
-    table = Table(title="binary model zoo (figures measured on the stored files; see each NAME.json)")
-    for col in ("student", "teacher", "recipe", "trained", "steps", "Set5 dB", "Set14 dB", "FP Set5", "file KB", "OpenVINO speed-up"):
-        table.add_column(col, justify="left" if col in ("student", "teacher", "recipe", "trained") else "right")
+    where = _shown(entries[0].path.parent) if entries else _shown(folder or Path("zoo"))
+    table = Table(title=f"binary model zoo: {where}/NAME.safetensors (figures measured on the stored files; see each NAME.json)")
+    for col in ("student", "teacher", "recipe", "trained", "steps", "Set5 dB", "Set14 dB", "kept Set14", "file KB", "OpenVINO speed-up"):
+        left = col in ("student", "teacher", "recipe", "trained")
+        # names never wrap or shorten: rfdn_x4-cnn and rfdn_x4-cnn-int8 must stay apart in a narrow terminal
+        table.add_column(col, justify="left" if left else "right", no_wrap=col in ("student", "teacher", "recipe"))
     for e in entries:
         raw = e.raw
-        teacher5 = (raw.get("teacher_results", {}).get("Set5") or {}).get("psnr")
         speed = raw.get("export", {}).get("openvino_speedup")
         size = e.path.stat().st_size / 1024 if e.path.is_file() else None
+        kept = e.kept("Set14")
         table.add_row(
-            os.path.relpath(e.path) if e.path.is_absolute() else str(e.path), e.teacher, str(raw.get("recipe", "?")), e.trained, str(raw.get("steps", "?")),
-            _db(e.psnr("Set5")), _db(e.psnr("Set14")), _db(teacher5),
+            e.name, Path(e.teacher).stem, str(raw.get("recipe", "?")), e.trained, str(raw.get("steps", "?")),
+            _db(e.psnr("Set5")), _db(e.psnr("Set14")), f"{100 * kept:.2f} %" if kept is not None else "-",
             f"{size:,.0f}" if size is not None else "missing", f"{speed:.2f}x" if speed else "-",
         )
     console.print(table)
+    console.print("kept: the share of the FP teacher's PSNR gain over bicubic that the student keeps, (student - bicubic) / (FP - bicubic);"
+                  " each teacher's own figures are in NAME.json (teacher_results, bicubic_results)")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it, else as given."""
+    try:
+        return os.path.relpath(path) if path.is_absolute() and path.resolve().is_relative_to(Path.cwd().resolve()) else str(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 def _db(value: float | None) -> str:
