@@ -57,6 +57,8 @@ def test_zoo_shows_the_share_of_the_teachers_gain_each_student_keeps(tmp_path: P
         (tmp_path / f"{name}.json").write_text(json.dumps({"name": name, "file": f"{name}.safetensors", **raw}))
     table = run_cli("zoo", "--dir", tmp_path)
     assert table.code == 0 and "50.00 %" in table.out, table.out
+    listed = run_cli("zoo", "--dir", tmp_path, "--json")
+    assert [e["kept"] for e in json.loads(listed.out)] == [{"Set5": None, "Set14": pytest.approx(0.5)}] * 2
     assert "rfdn_x4-cnn-int8-and-a-long-tag" in table.out, "a student's name was shortened"
 
 

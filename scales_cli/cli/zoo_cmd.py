@@ -12,6 +12,8 @@ from rich.table import Table
 from . import app
 from ._common import JsonFlag, console, emit_json
 
+KEPT_SETS = ("Set5", "Set14")  # the sets every manifest scores; --json gives the share kept on each
+
 
 @app.command("zoo")
 def zoo(
@@ -23,7 +25,7 @@ def zoo(
 
     entries = read_zoo(folder)
     if json_out:
-        emit_json([{"name": e.name, "path": str(e.path), **e.raw} for e in entries])
+        emit_json([{"name": e.name, "path": str(e.path), "kept": {d: e.kept(d) for d in KEPT_SETS}, **e.raw} for e in entries])
         return
     where = _shown(entries[0].path.parent) if entries else _shown(folder or Path("zoo"))
     table = Table(title=f"binary model zoo: {where}/NAME.safetensors (figures measured on the stored files; see each NAME.json)")
