@@ -21,18 +21,18 @@ def zoo(
     json_out: JsonFlag = False,
 ) -> None:
     """List the zoo's binary students: teacher, recipe, Set5/Set14 PSNR, the share of the teacher's gain kept, size, speed-up."""
-    from ..zoo import read_zoo
+    from ..zoo import default_zoo_dir, read_zoo
 
-    entries = read_zoo(folder)
+    root = folder if folder is not None else default_zoo_dir()
+    entries = read_zoo(root)
     if json_out:
         emit_json([{"name": e.name, "path": str(e.path), "kept": {d: e.kept(d) for d in KEPT_SETS}, **e.raw} for e in entries])
         return
-    where = _shown(entries[0].path.parent) if entries else _shown(folder or Path("zoo"))
-    table = Table(title=f"binary model zoo: {where}/NAME.safetensors (figures measured on the stored files; see each NAME.json)")
-    for col in ("student", "teacher", "recipe", "trained", "steps", "Set5 dB", "Set14 dB", "kept Set14", "file KB", "OpenVINO speed-up"):
-        left = col in ("student", "teacher", "recipe", "trained")
+    table = Table(title=f"binary model zoo: {_shown(root)}/NAME.safetensors (figures measured on the stored files; see each NAME.json)")
+    names, words = ("student", "teacher", "recipe"), ("trained",)
+    for col in (*names, *words, "steps", "Set5 dB", "Set14 dB", "kept Set14", "file KB", "OpenVINO speed-up"):
         # names never wrap or shorten: rfdn_x4-cnn and rfdn_x4-cnn-int8 must stay apart in a narrow terminal
-        table.add_column(col, justify="left" if left else "right", no_wrap=col in ("student", "teacher", "recipe"))
+        table.add_column(col, justify="left" if col in names + words else "right", no_wrap=col in names)
     for e in entries:
         raw = e.raw
         speed = raw.get("export", {}).get("openvino_speedup")
@@ -50,10 +50,8 @@ def zoo(
 
 def _shown(path: Path) -> str:
     """``path`` relative to the working directory when it is below it, else as given."""
-    try:
-        return os.path.relpath(path) if path.is_absolute() and path.resolve().is_relative_to(Path.cwd().resolve()) else str(path)
-    except ValueError:  # another drive (Windows)
-        return str(path)
+    below = path.is_absolute() and path.resolve().is_relative_to(Path.cwd().resolve())
+    return os.path.relpath(path) if below else str(path)
 
 
 def _db(value: float | None) -> str:
